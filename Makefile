@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    installs into .venv, builds the demo model, starts the app on http://127.0.0.1:7860
+#   make test   installs into .venv (plus Debian's chromium for the browser tests) and runs every test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test install install-dev browser worker bench-cpu test-gpu clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev browser
+
+browser:
+	./scripts/install-browser.sh
+
+run: install
+	$(PY) -m medcot_ui.cli build-demo-model
+	$(PY) app.py
+
+test: install-dev
+	$(PY) -m pytest
+
+test-gpu: install-dev
+	$(PY) -m pytest -m gpu -v
+
+worker: install
+	$(PY) -m jobs.worker
+
+bench-cpu: install-dev
+	$(PY) bench/queue_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

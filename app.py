@@ -1,0 +1,79 @@
+"""MedCoT Studio: ``python app.py`` starts the web app (and, unless told not to, a background worker)."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import signal
+import subprocess
+import sys
+
+import gradio as gr
+
+from medcot_ui.context import AppContext
+from medcot_ui.models import ensure_demo_model
+from medcot_ui.settings import PROJECT_DIR, get_settings
+from medcot_ui.store import get_engine
+from medcot_ui.tabs import compare, dataset, publish, runs, train
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="MedCoT Studio") as demo:
+        gr.Markdown("# MedCoT Studio\nFine-tune a reasoning model on medical chain-of-thought data, watch it "
+                    "train, and compare its answers with the base model. Research use only: not for clinical "
+                    "decisions.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Dataset", id="dataset"):
+                dataset_ui = dataset.build(ctx)
+            with gr.Tab("Train", id="train"):
+                train_ui = train.build(ctx)
+            with gr.Tab("Runs", id="runs"):
+                runs_ui = runs.build(ctx)
+            with gr.Tab("Compare", id="compare"):
+                compare_ui = compare.build(ctx)
+            with gr.Tab("Publish", id="publish"):
+                publish_ui = publish.build(ctx)
+        train.wire(train_ui, runs_ui, tabs)
+        runs.wire(runs_ui, train_ui, tabs)
+        dataset.wire(dataset_ui, train_ui)
+        compare.wire(compare_ui, runs_ui)
+        publish.wire(publish_ui, runs_ui)
+    return demo
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    """The background worker, in its own process: training never runs in the web process."""
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=PROJECT_DIR)
+
+    def _stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the worker marks a running run interrupted (resumable)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    atexit.register(_stop)
+    return proc
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--no-worker", action="store_true", help="do not start a background worker "
+                        "(run `python -m jobs.worker` yourself)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    get_engine()  # create runs.db and its tables on first start
+    ensure_demo_model()
+    if settings.start_worker and not args.no_worker:
+        start_worker()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit handlers on `kill`
+    demo = build_app(AppContext(settings))
+    demo.queue(default_concurrency_limit=4).launch(server_name=settings.host, server_port=settings.port,
+                                                   show_error=True)
+
+
+if __name__ == "__main__":
+    os.chdir(PROJECT_DIR)
+    main()

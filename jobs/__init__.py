@@ -1,0 +1,1 @@
+"""Background training jobs: the queue, the worker that runs them and the training process."""

@@ -1,0 +1,137 @@
+"""The training process's link to the run store: metrics, heartbeat, cancel, non-finite loss, orphan guard."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from sqlalchemy import text
+from transformers import TrainerCallback
+
+from medcot_ui.store import Metric, Run, write_session
+
+
+def _gpu_memory_gb() -> float | None:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return None
+
+
+class StudioCallback(TrainerCallback):
+    """Writes a metrics row every logging step and stops training on cancel or a non-finite loss."""
+
+    def __init__(self, run_id: int, worker_id: str, parent_pid: int | None):
+        self.run_id = run_id
+        self.worker_id = worker_id
+        self.parent_pid = parent_pid
+        self.failure: str | None = None
+        self.cancelled = False
+        self._last_log: tuple[float, int, float | None] | None = None  # (time, step, num_tokens)
+
+    # -- lifecycle --
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        with write_session() as s:
+            run = s.get(Run, self.run_id)
+            run.total_steps = state.max_steps
+        self._last_log = (time.perf_counter(), state.global_step, None)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._orphan_guard()
+        with write_session() as s:
+            row = s.connection().execute(
+                text("UPDATE runs SET heartbeat_at = :now, last_step = :step WHERE id = :id "
+                     "RETURNING cancel_requested, status, worker_id"),
+                {"now": time.time(), "step": state.global_step, "id": self.run_id}).first()
+        cancel_requested, status, worker = row
+        if status != "running" or worker != self.worker_id:
+            # Reaped (our worker stopped heartbeating) or taken over: another attempt owns the run now.
+            os._exit(3)
+        if cancel_requested and not self.cancelled:
+            self.cancelled = True
+            control.should_save = True  # the Trainer checkpoints this step before stopping
+            control.should_training_stop = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+               **kw: Any) -> None:
+        logs = logs or {}
+        loss, eval_loss = logs.get("loss"), logs.get("eval_loss")
+        if loss is None and eval_loss is None:
+            return  # the end-of-training summary
+        step = state.global_step
+        if loss is not None and not math.isfinite(loss):
+            self.failure = (f"The training loss became non-finite ({loss}) at step {step}. Lower the learning "
+                            "rate, check the data for broken rows, or use bf16 instead of fp16.")
+            control.should_training_stop = True
+        now = time.perf_counter()
+        tokens_per_s = seconds_per_step = None
+        if loss is not None and self._last_log is not None:
+            t0, step0, tokens0 = self._last_log
+            num_tokens = logs.get("num_tokens")
+            if step > step0:
+                seconds_per_step = (now - t0) / (step - step0)
+            if num_tokens is not None and tokens0 is not None and now > t0:
+                tokens_per_s = (num_tokens - tokens0) / (now - t0)
+            self._last_log = (now, step, num_tokens)
+        self._write_metric(step, logs, loss, eval_loss, tokens_per_s, seconds_per_step)
+
+    def _write_metric(self, step: int, logs: dict[str, float], loss: float | None, eval_loss: float | None,
+                      tokens_per_s: float | None, seconds_per_step: float | None) -> None:
+        finite = (lambda v: v if v is not None and math.isfinite(v) else None)
+        with write_session() as s:
+            existing = s.exec(_metric_at(self.run_id, step)).first()
+            metric = existing or Metric(run_id=self.run_id, step=step)
+            if loss is not None:
+                metric.loss = finite(loss)
+                metric.epoch = logs.get("epoch")
+                metric.learning_rate = logs.get("learning_rate")
+                metric.grad_norm = finite(logs.get("grad_norm"))
+                metric.tokens_per_s = tokens_per_s
+                metric.seconds_per_step = seconds_per_step
+                metric.gpu_mem_gb = _gpu_memory_gb()
+            if eval_loss is not None:
+                metric.eval_loss = finite(eval_loss)
+            s.add(metric)
+            if loss is not None:
+                run = s.get(Run, self.run_id)
+                run.last_loss = finite(loss)
+
+    def _orphan_guard(self) -> None:
+        # If the worker died (kill -9), stop at once: the lease will expire and the run becomes interrupted.
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            os._exit(3)
+
+
+def _metric_at(run_id: int, step: int) -> Any:
+    from sqlmodel import select
+
+    return select(Metric).where(Metric.run_id == run_id, Metric.step == step)
+
+
+def drop_metrics_after(run_id: int, step: int) -> int:
+    """On resume, forget metrics past the checkpoint: those steps are trained again."""
+    with write_session() as s:
+        res = s.connection().execute(text("DELETE FROM metrics WHERE run_id = :id AND step > :step"),
+                                     {"id": run_id, "step": step})
+        return res.rowcount
+
+
+class NanInjector(TrainerCallback):
+    """Fault injection for tests (MEDCOT_FAULT_NAN_AT_STEP): poisons a LoRA weight so the loss really goes NaN."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        if state.global_step == self.at_step and model is not None:
+            import torch
+
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if p.requires_grad:
+                        p.fill_(float("nan"))
+                        break
+

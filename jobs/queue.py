@@ -1,0 +1,199 @@
+"""The run queue: enqueue, atomic claim, lease and heartbeat, reap, cancel, resume, delete.
+
+A job is one ``runs`` row. Claiming is a single ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``
+inside ``BEGIN IMMEDIATE``, so two workers can never claim the same run and nobody sees "database is locked".
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlmodel import delete, select
+
+from medcot_ui.config import RunConfig
+from medcot_ui.settings import get_settings
+from medcot_ui.store import (RESUMABLE, Comparison, Metric, Publish, Run, RunEvent, RunStatus, get_engine,
+                             read_session, write_session)
+
+
+class QueueError(ValueError):
+    """An action that the run's state does not allow (e.g. resuming a run that succeeded)."""
+
+
+def enqueue(config: RunConfig, dataset_fingerprint: str | None = None) -> Run:
+    """Queue a validated config as a new run; returns the row (status 'queued')."""
+    if not isinstance(config, RunConfig):
+        raise TypeError("enqueue takes a validated RunConfig")
+    with write_session() as s:
+        run = Run(name=config.name, config_json=config.to_json(), dataset_fingerprint=dataset_fingerprint,
+                  total_steps=config.training.max_steps or None)
+        s.add(run)
+        s.flush()
+        if not run.name:
+            run.name = f"run-{run.id}"
+        run.output_dir = str(get_settings().runs_dir / f"run-{run.id}")
+        s.add(RunEvent(run_id=run.id, message="queued"))
+    return run
+
+
+def claim(worker_id: str, lease_seconds: float | None = None) -> int | None:
+    """Atomically take the oldest queued run for ``worker_id``; returns its id, or None when the queue is empty."""
+    lease = lease_seconds if lease_seconds is not None else get_settings().lease_seconds
+    now = time.time()
+    engine = get_engine()
+    # SKIP LOCKED lets PostgreSQL workers pass over a row another worker is claiming; SQLite serialises
+    # writers with BEGIN IMMEDIATE instead.
+    lock = " FOR UPDATE SKIP LOCKED" if engine.dialect.name == "postgresql" else ""
+    sql = text(
+        "UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
+        "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
+        "finished_at = NULL, error = NULL "
+        f"WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1{lock}) "
+        "AND status = 'queued' RETURNING id")
+    with write_session() as s:
+        row = s.connection().execute(sql, {"worker": worker_id, "lease": now + lease, "now": now}).first()
+        if row is None:
+            return None
+        s.add(RunEvent(run_id=row[0], message=f"claimed by worker {worker_id}"))
+        return int(row[0])
+
+
+def claim_specific(run_id: int, worker_id: str, lease_seconds: float | None = None) -> None:
+    """Claim one given queued run (direct CLI training); raises QueueError when someone else has it."""
+    lease = lease_seconds if lease_seconds is not None else get_settings().lease_seconds
+    now = time.time()
+    with write_session() as s:
+        res = s.connection().execute(
+            text("UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
+                 "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now) "
+                 "WHERE id = :id AND status = 'queued'"),
+            {"worker": worker_id, "lease": now + lease, "now": now, "id": run_id})
+        if res.rowcount != 1:
+            raise QueueError(f"run {run_id} is not queued; it cannot be claimed")
+
+
+def renew_lease(run_id: int, worker_id: str, pid: int | None = None, lease_seconds: float | None = None) -> bool:
+    """Extend the lease; False when the run is no longer ours (reaped, or claimed elsewhere)."""
+    lease = lease_seconds if lease_seconds is not None else get_settings().lease_seconds
+    now = time.time()
+    with write_session() as s:
+        res = s.connection().execute(
+            text("UPDATE runs SET lease_expires_at = :lease, heartbeat_at = :now, pid = COALESCE(:pid, pid) "
+                 "WHERE id = :id AND worker_id = :worker AND status = 'running'"),
+            {"lease": now + lease, "now": now, "pid": pid, "id": run_id, "worker": worker_id})
+        return res.rowcount == 1
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a run's lease every third of the lease time while the training it guards is alive."""
+
+    def __init__(self, run_id: int, worker_id: str, pid: int | None = None):
+        super().__init__(daemon=True, name=f"lease-{run_id}")
+        self.run_id, self.worker_id, self.pid = run_id, worker_id, pid
+        self.lost = False  # the run was reaped or taken: the guarded training must stop
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        interval = get_settings().lease_seconds / 3
+        while not self._stop_event.wait(interval):
+            if not renew_lease(self.run_id, self.worker_id, self.pid):
+                self.lost = True
+                return
+
+    def __enter__(self) -> "LeaseKeeper":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def reap_expired(now: float | None = None) -> list[int]:
+    """Turn running runs whose lease expired (their worker died) into 'interrupted'."""
+    now = now or time.time()
+    with write_session() as s:
+        rows = s.connection().execute(
+            text("UPDATE runs SET status = 'interrupted', finished_at = :now, "
+                 "error = 'The worker stopped heartbeating (it or the machine was stopped). Resume to continue "
+                 "from the last checkpoint.' "
+                 "WHERE status = 'running' AND lease_expires_at < :now RETURNING id"), {"now": now}).all()
+        ids = [int(r[0]) for r in rows]
+        for run_id in ids:
+            s.add(RunEvent(run_id=run_id, level="warning", message="lease expired: marked interrupted"))
+    return ids
+
+
+def finish(run_id: int, status: RunStatus, error: str | None = None, only_if_running: bool = True) -> bool:
+    """Record a run's outcome (no-op when it already left 'running' and ``only_if_running``)."""
+    with write_session() as s:
+        run = s.get(Run, run_id)
+        if run is None or (only_if_running and run.status != RunStatus.running.value):
+            return False
+        run.status = status.value
+        run.finished_at = time.time()
+        run.error = error
+        run.lease_expires_at = None
+        s.add(RunEvent(run_id=run_id, level="error" if status == RunStatus.failed else "info",
+                       message=f"{status.value}" + (f": {error}" if error else "")))
+        return True
+
+
+def request_cancel(run_id: int) -> str:
+    """Cancel: a queued run is cancelled at once; a running one stops at its next step and saves its adapter."""
+    with write_session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise QueueError(f"run {run_id} does not exist")
+        if run.status == RunStatus.queued.value:
+            run.status, run.finished_at = RunStatus.cancelled.value, time.time()
+            s.add(RunEvent(run_id=run_id, message="cancelled while queued"))
+            return RunStatus.cancelled.value
+        if run.status != RunStatus.running.value:
+            raise QueueError(f"run {run_id} is {run.status}; only queued or running runs can be cancelled")
+        run.cancel_requested = True
+        s.add(RunEvent(run_id=run_id, message="cancel requested: stopping at the next step"))
+        return run.status
+
+
+def resume(run_id: int) -> Run:
+    """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
+    with write_session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise QueueError(f"run {run_id} does not exist")
+        if run.status not in {r.value for r in RESUMABLE}:
+            raise QueueError(f"run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed")
+        run.status, run.resume, run.cancel_requested = RunStatus.queued.value, True, False
+        run.error, run.finished_at, run.worker_id, run.pid = None, None, None, None
+        s.add(RunEvent(run_id=run_id, message="resume queued: will continue from the last checkpoint"))
+        return run
+
+
+def delete_run(run_id: int) -> None:
+    """Delete a finished or queued run, its metrics, events and files. A running run must be cancelled first."""
+    with write_session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise QueueError(f"run {run_id} does not exist")
+        if run.status == RunStatus.running.value:
+            raise QueueError(f"run {run_id} is running; cancel it before deleting it")
+        out = run.output_dir
+        for table in (Metric, RunEvent, Comparison, Publish):
+            s.exec(delete(table).where(table.run_id == run_id))
+        s.delete(run)
+    runs_root = get_settings().runs_dir.resolve()
+    # Only ever remove folders inside our own runs directory, whatever the row says.
+    if out and Path(out).resolve().is_relative_to(runs_root) and Path(out).exists():
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def queue_position(run_id: int) -> int | None:
+    """1-based position among queued runs (None when not queued)."""
+    with read_session() as s:
+        ids = list(s.exec(select(Run.id).where(Run.status == RunStatus.queued.value).order_by(Run.id)))
+    return ids.index(run_id) + 1 if run_id in ids else None

@@ -1,0 +1,201 @@
+"""One training process: ``python -m jobs.train RUN_ID`` (started by the worker) or ``--config FILE`` (direct).
+
+Loads the model (Unsloth or transformers + PEFT), the data through the same code the Dataset tab previews,
+runs TRL's SFTTrainer with :class:`jobs.callbacks.StudioCallback`, and records the outcome on the run row.
+At the end the run folder holds the adapter, tokenizer, resolved config and a metrics summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from medcot_ui.config import ConfigError, RunConfig
+from medcot_ui.data import DataError, Prepared, prepare
+from medcot_ui.models import LoadedModel, ModelLoadError, load_for_training
+from medcot_ui.store import Run, RunStatus, add_event, get_run, run_metrics, write_session
+
+OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise 'Gradient accumulation' to keep "
+              "the same tokens per step) or lower 'Max sequence length', or turn on 4-bit loading.")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "bitsandbytes"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    steps = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").exists()]
+    return max(steps)[1] if steps else None
+
+
+def _optimizer(name: str, device_is_cuda: bool) -> str:
+    import importlib.util
+
+    if name in {"adamw_8bit", "paged_adamw_8bit"} and not (
+            device_is_cuda and importlib.util.find_spec("bitsandbytes") is not None):
+        return "adamw_torch"  # 8-bit optimizers need bitsandbytes on CUDA
+    return name
+
+
+def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, output_dir: Path,
+                  callbacks: list[Any]) -> Any:
+    """SFTTrainer with the config's settings (imported after the model so Unsloth can patch TRL first)."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    t = config.training
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and (t.precision == "bf16" or (t.precision == "auto" and torch.cuda.is_bf16_supported()))
+    fp16 = cuda and not bf16 and t.precision in {"auto", "fp16"}
+    evaluate = t.eval_steps > 0 and bool(prepared.eval_texts)
+    if config.tracking.report_to == "wandb":
+        os.environ.setdefault("WANDB_PROJECT", config.tracking.wandb_project)
+        os.environ["WANDB_MODE"] = config.tracking.wandb_mode
+    args = SFTConfig(
+        output_dir=str(output_dir), run_name=config.name or None, seed=t.seed,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_steps=t.max_steps if t.max_steps > 0 else -1, num_train_epochs=t.num_train_epochs,
+        learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, lr_scheduler_type=t.lr_scheduler_type,
+        weight_decay=t.weight_decay, optim=_optimizer(t.optim, cuda), bf16=bf16, fp16=fp16, use_cpu=not cuda,
+        logging_steps=t.logging_steps, logging_nan_inf_filter=False,  # a NaN must reach our guard, not be hidden
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        max_length=config.model.max_seq_length, packing=t.packing, dataset_text_field="text",
+        report_to=[config.tracking.report_to] if config.tracking.report_to != "none" else [],
+        disable_tqdm=True, dataloader_num_workers=0, gradient_checkpointing=False)
+    return SFTTrainer(
+        model=loaded.model, processing_class=loaded.tokenizer, args=args,
+        train_dataset=Dataset.from_dict({"text": prepared.train_texts}),
+        eval_dataset=Dataset.from_dict({"text": prepared.eval_texts}) if evaluate else None,
+        callbacks=callbacks)
+
+
+def _save_outputs(run_id: int, config: RunConfig, loaded: LoadedModel, output_dir: Path, backend: str,
+                  started: float) -> None:
+    adapter = output_dir / "adapter"
+    loaded.model.save_pretrained(adapter)
+    loaded.tokenizer.save_pretrained(adapter)
+    (output_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    metrics = run_metrics(run_id)
+    losses = [m.loss for m in metrics if m.loss is not None]
+    evals = [m.eval_loss for m in metrics if m.eval_loss is not None]
+    rates = [m.tokens_per_s for m in metrics if m.tokens_per_s]
+    summary = {"run_id": run_id, "backend": backend, "steps": metrics[-1].step if metrics else 0,
+               "final_loss": losses[-1] if losses else None, "final_eval_loss": evals[-1] if evals else None,
+               "mean_tokens_per_s": sum(rates) / len(rates) if rates else None,
+               "peak_gpu_mem_gb": max((m.gpu_mem_gb or 0 for m in metrics), default=None) or None,
+               "seconds_this_attempt": round(time.time() - started, 1)}
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> str:
+    """Train run ``run_id`` (already claimed by ``worker_id``) and record its outcome; returns the status."""
+    from jobs.callbacks import NanInjector, StudioCallback, drop_metrics_after
+    from jobs.queue import finish
+
+    run = get_run(run_id)
+    if run is None:
+        raise SystemExit(f"run {run_id} does not exist")
+    started = time.time()
+    output_dir = Path(run.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config = RunConfig.from_json(run.config_json)
+        loaded = load_for_training(config)
+        add_event(run_id, f"model loaded: {config.model.base_model} with the {loaded.backend} backend "
+                          f"on {loaded.device}")
+        prepared = prepare(config.data, loaded.tokenizer)
+        with write_session() as s:
+            row = s.get(Run, run_id)
+            row.pid, row.device = os.getpid(), loaded.device
+            row.dataset_fingerprint = prepared.fingerprint
+            row.versions_json = json.dumps(package_versions())
+        add_event(run_id, f"data: {len(prepared.train_texts)} training rows, {len(prepared.eval_texts)} held out "
+                          f"from {prepared.source}")
+        callback = StudioCallback(run_id, worker_id, parent_pid)
+        callbacks: list[Any] = [callback]
+        if os.environ.get("MEDCOT_FAULT_NAN_AT_STEP"):
+            callbacks.append(NanInjector(int(os.environ["MEDCOT_FAULT_NAN_AT_STEP"])))
+        trainer = build_trainer(config, loaded, prepared, output_dir, callbacks)
+        checkpoint = latest_checkpoint(output_dir) if run.resume else None
+        if checkpoint is not None:
+            step = int(checkpoint.name.split("-")[1])
+            dropped = drop_metrics_after(run_id, step)
+            add_event(run_id, f"resuming from {checkpoint.name} (step {step}); {dropped} later metric rows "
+                              "will be recorded again")
+        elif run.resume:
+            add_event(run_id, "no checkpoint saved yet: starting from step 0", "warning")
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if callback.failure:
+            finish(run_id, RunStatus.failed, callback.failure)
+            return RunStatus.failed.value
+        _save_outputs(run_id, config, loaded, output_dir, loaded.backend, started)
+        status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
+        finish(run_id, status, "cancelled by the user; the adapter at the last step was saved"
+               if callback.cancelled else None)
+        return status.value
+    except (ConfigError, DataError, ModelLoadError) as exc:
+        finish(run_id, RunStatus.failed, str(exc))
+    except Exception as exc:  # noqa: BLE001 - any crash must end the run, never the worker
+        traceback.print_exc()
+        message = OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
+        finish(run_id, RunStatus.failed, message)
+    return RunStatus.failed.value
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def train_direct(config: RunConfig) -> tuple[int, str]:
+    """Train a config now in this process, without the queue (the run is still recorded like any other)."""
+    from jobs.queue import LeaseKeeper, claim_specific, enqueue
+
+    run = enqueue(config)
+    worker_id = f"cli-{os.getpid()}"
+    claim_specific(run.id, worker_id)
+    with LeaseKeeper(run.id, worker_id):
+        status = run_training(run.id, worker_id)
+    return run.id, status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
+    parser.add_argument("run_id", nargs="?", type=int, help="a run already claimed by a worker")
+    parser.add_argument("--config", help="train this YAML/JSON config now, without the queue")
+    args = parser.parse_args(argv)
+    if args.config:
+        run_id, status = train_direct(RunConfig.load(args.config))
+        print(f"run {run_id}: {status}")
+        return 0 if status == RunStatus.succeeded.value else 1
+    if args.run_id is None:
+        parser.error("give a RUN_ID or --config FILE")
+    worker_id = os.environ.get("MEDCOT_WORKER_ID", f"cli-{os.getpid()}")
+    parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
+    status = run_training(args.run_id, worker_id, parent)
+    return 0 if status in {RunStatus.succeeded.value, RunStatus.cancelled.value} else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""``python -m jobs.worker``: claim queued runs one at a time and train each in its own process.
+
+The worker holds the lease of the run it is training (renewing it on a timer), turns runs whose lease
+expired into ``interrupted`` at start and on a timer, and records the outcome when the training process
+exits: whatever happens in training, the worker and the other runs carry on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from jobs.queue import LeaseKeeper, claim, finish, reap_expired
+from medcot_ui.settings import PROJECT_DIR, get_settings
+from medcot_ui.store import RunStatus, add_event, dispose_engines, get_run
+
+CANCEL_GRACE_SECONDS = 120.0  # a step that never ends (hung kernel) still gets stopped after this
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+class Worker:
+    def __init__(self, worker_id: str | None = None):
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.settings = get_settings()
+        self._stop = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._next_reap = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reap(self) -> None:
+        for run_id in reap_expired():
+            print(f"[worker {self.worker_id}] run {run_id}: lease expired, marked interrupted", flush=True)
+        self._next_reap = time.time() + self.settings.lease_seconds / 2
+
+    def serve(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
+        """Loop until stopped; returns how many runs this worker trained."""
+        done = 0
+        self.reap()
+        while not self._stop.is_set() and (max_runs is None or done < max_runs):
+            if time.time() >= self._next_reap:
+                self.reap()
+            run_id = claim(self.worker_id)
+            if run_id is None:
+                if exit_when_idle:
+                    break
+                self._stop.wait(self.settings.poll_seconds)
+                continue
+            self.run_one(run_id)
+            done += 1
+        return done
+
+    def run_one(self, run_id: int) -> str:
+        run = get_run(run_id)
+        output_dir = Path(run.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "run.json").write_text(json.dumps(
+            {"run_id": run_id, "name": run.name, "attempt": run.attempt, "resume": run.resume,
+             "config": json.loads(run.config_json)}, indent=2), encoding="utf-8")
+        log_path = output_dir / "train.log"
+        env = dict(os.environ, MEDCOT_WORKER_ID=self.worker_id, MEDCOT_PARENT_PID=str(os.getpid()),
+                   PYTHONUNBUFFERED="1")
+        # A fresh interpreter (fork + exec): the child opens its own database connections, never ours.
+        dispose_engines()
+        with open(log_path, "ab") as log:
+            log.write(f"\n=== attempt {run.attempt} by worker {self.worker_id} ===\n".encode())
+            log.flush()
+            child = subprocess.Popen([sys.executable, "-m", "jobs.train", str(run_id)], cwd=PROJECT_DIR,
+                                     stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._child = child
+        add_event(run_id, f"training process started (pid {child.pid})")
+        cancel_seen_at: float | None = None
+        with LeaseKeeper(run_id, self.worker_id, child.pid) as keeper:
+            while child.poll() is None:
+                try:
+                    child.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
+                if keeper.lost:  # the run was reaped or taken over: its training must not go on
+                    self._kill(child)
+                    break
+                if self._stop.is_set():  # shutting down: stop training, the run stays resumable
+                    self._kill(child)
+                    finish(run_id, RunStatus.interrupted, "The app was stopped while this run was training. "
+                                                          "Resume to continue from the last checkpoint.")
+                    break
+                row = get_run(run_id)
+                if row is not None and row.cancel_requested:
+                    cancel_seen_at = cancel_seen_at or time.time()
+                    if time.time() - cancel_seen_at > CANCEL_GRACE_SECONDS:
+                        self._kill(child)
+                        finish(run_id, RunStatus.cancelled, "cancelled; the step did not finish in "
+                                                            f"{CANCEL_GRACE_SECONDS:.0f} s, so it was stopped")
+        self._child = None
+        rc = child.wait()
+        row = get_run(run_id)
+        if row is not None and row.status == RunStatus.running.value and row.worker_id == self.worker_id:
+            if rc < 0:
+                finish(run_id, RunStatus.interrupted, f"The training process was killed (signal {-rc}). "
+                                                      "Resume to continue from the last checkpoint.")
+            else:
+                tail = _log_tail(log_path)
+                finish(run_id, RunStatus.failed, f"The training process exited with code {rc}."
+                       + (f" Last log lines:\n{tail}" if tail else ""))
+        final = get_run(run_id)
+        status = final.status if final else "deleted"
+        print(f"[worker {self.worker_id}] run {run_id}: {status}", flush=True)
+        return status
+
+    @staticmethod
+    def _kill(child: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.worker", description=(
+        "Train queued runs one at a time on this machine's GPU (or CPU). Safe to run several: each run is "
+        "claimed by exactly one worker."))
+    parser.add_argument("--max-runs", type=int, help="exit after training this many runs")
+    parser.add_argument("--exit-when-idle", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--worker-id", help="name shown on claimed runs (default host-pid)")
+    args = parser.parse_args(argv)
+    worker = Worker(args.worker_id)
+
+    def _graceful(signum: int, _frame: object) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    print(f"[worker {worker.worker_id}] watching {worker.settings.database_url.split('///')[-1]}", flush=True)
+    worker.serve(max_runs=args.max_runs, exit_when_idle=args.exit_when_idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The run store: SQLModel tables over SQLite (or any SQLAlchemy URL), the engine, and the queries the UI needs.
+
+SQLite is opened in WAL mode with a busy timeout. Transactions that read then write must start with
+``BEGIN IMMEDIATE`` (use :func:`write_session`): a deferred BEGIN that upgrades to a write lock fails with
+"database is locked" under contention whatever the busy timeout. Times are Unix seconds (floats) so raw SQL
+comparisons work the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any, Optional
+
+from sqlalchemy import Column, Index, Text, event, func
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from medcot_ui.settings import get_settings
+
+
+class RunStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    interrupted = "interrupted"
+
+
+FINISHED = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.interrupted)
+RESUMABLE = (RunStatus.interrupted, RunStatus.cancelled)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_id", "status", "id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = ""
+    status: str = Field(default=RunStatus.queued.value)
+    config_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: float = Field(default_factory=time.time)
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    attempt: int = 0
+    worker_id: Optional[str] = None
+    pid: Optional[int] = None
+    lease_expires_at: Optional[float] = None
+    heartbeat_at: Optional[float] = None
+    cancel_requested: bool = False
+    resume: bool = False  # the next attempt continues from the last checkpoint
+    output_dir: str = ""
+    error: Optional[str] = Field(default=None, sa_column=Column(Text))
+    dataset_fingerprint: Optional[str] = None
+    versions_json: Optional[str] = Field(default=None, sa_column=Column(Text))
+    device: Optional[str] = None
+    total_steps: Optional[int] = None
+    last_step: int = 0
+    last_loss: Optional[float] = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.config_json)
+
+
+class Metric(SQLModel, table=True):
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_step", "run_id", "step"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    step: int
+    epoch: Optional[float] = None
+    loss: Optional[float] = None
+    learning_rate: Optional[float] = None
+    grad_norm: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    seconds_per_step: Optional[float] = None
+    gpu_mem_gb: Optional[float] = None
+    eval_loss: Optional[float] = None
+    created_at: float = Field(default_factory=time.time)
+
+
+class RunEvent(SQLModel, table=True):
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run", "run_id", "id"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    ts: float = Field(default_factory=time.time)
+    level: str = "info"
+    message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Comparison(SQLModel, table=True):
+    """One base-vs-tuned comparison from the Compare tab."""
+
+    __tablename__ = "comparisons"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: Optional[int] = Field(default=None, foreign_key="runs.id")
+    created_at: float = Field(default_factory=time.time)
+    question: str = Field(sa_column=Column(Text, nullable=False))
+    settings_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    base_reasoning: str = Field(default="", sa_column=Column(Text))
+    base_answer: str = Field(default="", sa_column=Column(Text))
+    base_seconds: Optional[float] = None
+    base_tokens: Optional[int] = None
+    tuned_reasoning: str = Field(default="", sa_column=Column(Text))
+    tuned_answer: str = Field(default="", sa_column=Column(Text))
+    tuned_seconds: Optional[float] = None
+    tuned_tokens: Optional[int] = None
+    stopped: bool = False
+    preferred: Optional[str] = None  # "base", "tuned", "tie"
+    note: Optional[str] = Field(default=None, sa_column=Column(Text))
+
+
+class Publish(SQLModel, table=True):
+    """One publish (or local export) of a run's artifacts."""
+
+    __tablename__ = "publishes"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    created_at: float = Field(default_factory=time.time)
+    kind: str = "adapter"  # adapter, merged, gguf
+    target: str = ""  # repo id or local folder
+    status: str = "pending"  # pending, succeeded, failed
+    url: Optional[str] = None
+    commit_id: Optional[str] = None
+    account: Optional[str] = None
+    error: Optional[str] = Field(default=None, sa_column=Column(Text))
+
+
+# ---- engine --------------------------------------------------------------------------------------------
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook emit BEGIN itself, so we can choose IMMEDIATE for writes.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    immediate = conn.get_execution_options().get("immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: settings), created once per process, tables created on first use."""
+    url = url or get_settings().database_url
+    if url not in _ENGINES:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                from pathlib import Path
+
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        SQLModel.metadata.create_all(engine)
+        _ENGINES[url] = engine
+    return _ENGINES[url]
+
+
+def dispose_engines() -> None:
+    """Close pooled connections (before a process hands over to a child, and in tests)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+@contextmanager
+def read_session(url: str | None = None) -> Iterator[Session]:
+    with Session(get_engine(url), expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
+def write_session(url: str | None = None) -> Iterator[Session]:
+    """A session whose transaction starts with BEGIN IMMEDIATE on SQLite; commits on success."""
+    engine = get_engine(url).execution_options(immediate=True)
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+        session.commit()
+
+
+# ---- queries the UI and the jobs share ----------------------------------------------------------------
+
+def get_run(run_id: int) -> Run | None:
+    with read_session() as s:
+        return s.get(Run, run_id)
+
+
+def list_runs(limit: int = 200) -> list[Run]:
+    with read_session() as s:
+        return list(s.exec(select(Run).order_by(Run.id.desc()).limit(limit)))
+
+
+def run_metrics(run_id: int, after_step: int = -1) -> list[Metric]:
+    with read_session() as s:
+        q = select(Metric).where(Metric.run_id == run_id, Metric.step > after_step).order_by(Metric.step)
+        return list(s.exec(q))
+
+
+def run_events(run_id: int, limit: int = 200) -> list[RunEvent]:
+    with read_session() as s:
+        q = select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.id.desc()).limit(limit)
+        return list(reversed(list(s.exec(q))))
+
+
+def add_event(run_id: int, message: str, level: str = "info") -> None:
+    with write_session() as s:
+        s.add(RunEvent(run_id=run_id, message=message, level=level))
+
+
+def progress_signature() -> tuple[int, int, float]:
+    """A cheap fingerprint of 'anything changed?' for the UI's poll: (run count, sum of steps, last update)."""
+    with read_session() as s:
+        row = s.exec(select(func.count(Run.id), func.coalesce(func.sum(Run.last_step), 0),
+                            func.coalesce(func.max(Run.heartbeat_at), 0.0))).one()
+        return int(row[0]), int(row[1]), float(row[2])

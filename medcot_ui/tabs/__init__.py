@@ -1,0 +1,1 @@
+"""One module per Gradio tab: layout and wiring only, no logic."""

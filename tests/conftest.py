@@ -1,0 +1,194 @@
+"""Shared fixtures: a fresh data directory per test, the demo model built once, real processes and a real app.
+
+Everything is real: a SQLite file in a temp dir, `python -m jobs.worker` processes, `python app.py` served on a
+free port, Debian's chromium driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1,
+             what: str = "condition") -> Any:
+    """Poll until ``predicate()`` is truthy; returns its value or fails the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def built_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, built once per test session (each test's data dir gets a copy)."""
+    from medcot_ui.models import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("demo-model") / "demo-tiny-llama")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built_demo_model: Path) -> Iterator[Path]:
+    """A fresh MEDCOT_HOME (runs.db, runs/, models/) for this test, with the demo model in place."""
+    from medcot_ui.store import dispose_engines
+
+    home = tmp_path / "home"
+    shutil.copytree(built_demo_model, home / "models" / "demo-tiny-llama")
+    monkeypatch.setenv("MEDCOT_HOME", str(home))
+    monkeypatch.delenv("MEDCOT_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MEDCOT_LEASE_SECONDS", "3")
+    monkeypatch.setenv("MEDCOT_POLL_SECONDS", "0.2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dispose_engines()
+    yield home
+    dispose_engines()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a real child process (inherits the test's MEDCOT_HOME and friends)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def cli(*args: str, check: bool = True, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m medcot_ui.cli ARGS`` as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "medcot_ui.cli", *args], cwd=ROOT, env=child_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"medcot {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+class Processes:
+    """Starts real processes for a test and kills whatever is left at the end."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, name: str = "proc", **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=child_env(**env), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        return self.start("-m", "jobs.worker", *args, name="worker", **env)
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=20)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def demo_config_file(path: Path, **overrides: Any) -> Path:
+    """Write the Quick demo preset (with dotted overrides) as YAML and return its path."""
+    from medcot_ui.presets import quick_demo
+
+    config = quick_demo().with_overrides(overrides) if overrides else quick_demo()
+    path.write_text(config.to_yaml(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail("Debian chromium is not installed: run `make test` (it installs it) or scripts/install-browser.sh")
+    return path
+
+
+class RunningApp:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], home: Path):
+        self.url, self.proc, self.home = url, proc, home
+
+
+def start_app(processes: Processes, home: Path, *args: str, **env: str) -> RunningApp:
+    """Start ``python app.py`` the README's way on a free port and wait until it serves."""
+    import urllib.request
+
+    port = free_port()
+    proc = processes.start("app.py", *args, name="app", MEDCOT_HOME=str(home), MEDCOT_PORT=str(port), **env)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"app exited ({proc.returncode}):\n{processes.output(proc)[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "/", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    wait_for(up, timeout=120, interval=0.5, what="the app to serve its page")
+    return RunningApp(url, proc, home)
+
+
+@pytest.fixture
+def browser(chromium_path: str) -> Iterator[Any]:
+    """A headless Debian chromium driven by Playwright (no Playwright browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (run `make test-gpu` on a GPU machine)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
