@@ -20,6 +20,7 @@ from typing import Any
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.data import DataError, Prepared, prepare
 from medcot_ui.models import LoadedModel, ModelLoadError, load_for_training
+from medcot_ui.redact import install as install_redaction
 from medcot_ui.store import Run, RunStatus, add_event, get_run, run_metrics, write_session
 
 OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise 'Gradient accumulation' to keep "
@@ -115,6 +116,7 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
     run = get_run(run_id)
     if run is None:
         raise SystemExit(f"run {run_id} does not exist")
+    _limit_cpu_threads()
     started = time.time()
     output_dir = Path(run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +164,15 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
     return RunStatus.failed.value
 
 
+def _limit_cpu_threads() -> None:
+    """On CPU, train on few threads: the demo model's tiny matmuls run fastest on one thread, and a busy
+    2-core machine (web app, other workers) slows multi-threaded steps down tens of times."""
+    import torch
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(int(os.environ.get("MEDCOT_CPU_THREADS", "1")))
+
+
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_id", nargs="?", type=int, help="a run already claimed by a worker")
     parser.add_argument("--config", help="train this YAML/JSON config now, without the queue")
     args = parser.parse_args(argv)
+    install_redaction()  # no token reaches train.log or the run's rows (errors, events)
     if args.config:
         run_id, status = train_direct(RunConfig.load(args.config))
         print(f"run {run_id}: {status}")

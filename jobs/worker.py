@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from jobs.queue import LeaseKeeper, claim, finish, reap_expired
+from medcot_ui.redact import install as install_redaction
 from medcot_ui.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import RunStatus, add_event, dispose_engines, get_run
 
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-when-idle", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--worker-id", help="name shown on claimed runs (default host-pid)")
     args = parser.parse_args(argv)
+    install_redaction()  # no token reaches the worker's output or the rows it writes
     worker = Worker(args.worker_id)
 
     def _graceful(signum: int, _frame: object) -> None:

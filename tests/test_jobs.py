@@ -1,0 +1,193 @@
+"""The backbone end to end: CLI -> queue -> real worker process -> real training process -> SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, demo_config_file, wait_for
+from medcot_ui.store import get_run, run_events, run_metrics
+
+
+def enqueue(tmp_path: Path, name: str = "demo", **overrides: object) -> int:
+    out = cli("enqueue", str(demo_config_file(tmp_path / f"{name}.yaml", name=name, **overrides)))
+    return int(out.stdout.split("queued run ")[1].split()[0])
+
+
+def status(run_id: int) -> str:
+    return get_run(run_id).status
+
+
+def test_a_demo_run_enqueued_from_the_cli_trains_in_the_background_and_its_adapter_loads(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    started = time.monotonic()
+    run_id = enqueue(tmp_path)
+    assert status(run_id) == "queued"
+    processes.worker()
+    wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=110, what="the run to finish")
+    assert time.monotonic() - started < 120
+    run = get_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert run.attempt == 1 and run.device.startswith("CPU") and run.dataset_fingerprint
+    # logging_steps=1 in the demo preset: one metrics row for every step, in order, all with a loss
+    steps = [m.step for m in run_metrics(run_id)]
+    assert steps == list(range(1, 31))
+    assert all(m.loss is not None and m.learning_rate is not None for m in run_metrics(run_id))
+    assert any(m.eval_loss is None for m in run_metrics(run_id))
+    out = Path(run.output_dir)
+    assert {"adapter", "config.yaml", "summary.json", "run.json", "train.log"} <= {p.name for p in out.iterdir()}
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(home / "models" / "demo-tiny-llama")
+    tuned = PeftModel.from_pretrained(base, out / "adapter")
+    assert sum(p.numel() for n, p in tuned.named_parameters() if "lora_" in n) > 0
+    shown = cli("show", str(run_id)).stdout
+    assert "status: succeeded" in shown and "steps: 30/30" in shown
+
+
+def test_a_killed_training_process_leaves_the_run_interrupted_and_resume_continues_from_its_checkpoint(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    run_id = enqueue(tmp_path, **{"training.max_steps": 120, "training.save_steps": 20,
+                                  "training.logging_steps": 5})
+    processes.worker()
+    wait_for(lambda: (get_run(run_id).last_step or 0) >= 27, timeout=90, interval=0.02, what="step 27")
+    os.kill(get_run(run_id).pid, signal.SIGKILL)
+    wait_for(lambda: status(run_id) == "interrupted", timeout=3 + 2, what="interrupted within the lease")
+    assert "killed" in get_run(run_id).error
+    steps_before = [m.step for m in run_metrics(run_id)]
+    assert steps_before[-1] >= 25
+
+    cli("resume", str(run_id))
+    wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=120, what="the resumed run to finish")
+    run = get_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert run.attempt == 2
+    resumed = [e.message for e in run_events(run_id) if e.message.startswith("resuming from")]
+    assert resumed and resumed[0].startswith("resuming from checkpoint-20 (step 20)")
+    # The global step went on from 20: every logging step appears exactly once, none restarted from 0.
+    assert [m.step for m in run_metrics(run_id)] == list(range(5, 121, 5))
+
+
+def test_a_killed_worker_leaves_the_run_interrupted_and_another_worker_resumes_it(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    run_id = enqueue(tmp_path, **{"training.max_steps": 120, "training.save_steps": 20,
+                                  "training.logging_steps": 5})
+    first = processes.worker()
+    wait_for(lambda: (get_run(run_id).last_step or 0) >= 25, timeout=90, interval=0.02, what="step 25")
+    train_pid = get_run(run_id).pid
+    os.kill(first.pid, signal.SIGKILL)
+    # The orphaned training process notices its worker is gone and stops by itself.
+    wait_for(lambda: not Path(f"/proc/{train_pid}").exists() or _is_zombie(train_pid), timeout=15,
+             what="the orphaned training process to stop")
+    # A new worker reaps the expired lease at start (lease = 3 s in tests).
+    time.sleep(3.2)
+    processes.worker()
+    wait_for(lambda: status(run_id) == "interrupted", timeout=10, what="the reaper to mark it interrupted")
+    cli("resume", str(run_id))
+    wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=120, what="the resumed run to finish")
+    assert get_run(run_id).status == "succeeded"
+    assert [m.step for m in run_metrics(run_id)] == list(range(5, 121, 5))
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_four_workers_racing_claim_each_run_exactly_once_without_database_locked_errors(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    config = demo_config_file(tmp_path / "tiny.yaml", **{"training.max_steps": 1, "data.eval_size": 0})
+    n_runs = 12
+    ids = []
+    for _ in range(n_runs):
+        out = cli("enqueue", str(config))
+        ids.append(int(out.stdout.split("queued run ")[1].split()[0]))
+    workers = [processes.worker("--exit-when-idle", f"--worker-id=w{i}") for i in range(4)]
+    for w in workers:
+        w.wait(timeout=280)
+    db = sqlite3.connect(home / "runs.db")
+    rows = db.execute("SELECT id, status, attempt, worker_id FROM runs ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ids
+    assert all(r[1] == "succeeded" and r[2] == 1 for r in rows), rows
+    claims = db.execute("SELECT run_id, COUNT(*) FROM run_events WHERE message LIKE 'claimed by worker %' "
+                        "GROUP BY run_id").fetchall()
+    assert sorted(claims) == [(i, 1) for i in ids]
+    assert len({r[3] for r in rows}) > 1, "the work should be spread over several workers"
+    logs = "".join(processes.output(w) for w in workers)
+    logs += "".join((home / "runs" / f"run-{i}" / "train.log").read_text() for i in ids)
+    assert "database is locked" not in logs
+
+
+def test_cancel_mid_run_stops_at_the_next_step_saves_the_adapter_and_ends_cancelled(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    run_id = enqueue(tmp_path, **{"training.max_steps": 2000, "training.logging_steps": 10})
+    processes.worker()
+    wait_for(lambda: (get_run(run_id).last_step or 0) >= 15, timeout=90, interval=0.05, what="step 15")
+    cli("cancel", str(run_id))
+    wait_for(lambda: status(run_id) != "running", timeout=60, what="the run to stop")
+    run = get_run(run_id)
+    assert run.status == "cancelled"
+    assert run.last_step < 2000
+    out = Path(run.output_dir)
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert (out / f"checkpoint-{run.last_step}").exists(), "the cancel step is checkpointed so resume can go on"
+
+
+def test_a_non_finite_loss_fails_the_run_naming_the_step(home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    run_id = enqueue(tmp_path)
+    processes.worker(MEDCOT_FAULT_NAN_AT_STEP="7")
+    wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=90, what="the run to finish")
+    run = get_run(run_id)
+    assert run.status == "failed"
+    assert "non-finite (nan) at step 8" in run.error
+
+
+def test_a_crashing_run_fails_alone_and_the_worker_goes_on_to_the_next_run(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    missing = enqueue(tmp_path, name="broken", **{"data.source": "file", "data.file_path": str(tmp_path / "nope.jsonl")})
+    good = enqueue(tmp_path, name="good", **{"training.max_steps": 3})
+    processes.worker()
+    wait_for(lambda: status(good) in {"succeeded", "failed"}, timeout=120, what="the second run")
+    assert status(missing) == "failed" and "nope.jsonl' does not exist" in get_run(missing).error
+    assert status(good) == "succeeded"
+
+
+def test_an_offline_hub_model_fails_with_a_message_naming_the_demo_model(home: Path, tmp_path: Path) -> None:
+    out = cli("train", str(demo_config_file(tmp_path / "hub.yaml", **{"model.base_model": "unsloth/not-here"})),
+              check=False)
+    assert out.returncode == 1
+    run = get_run(1)
+    assert run.status == "failed"
+    assert "Hugging Face Hub" in run.error and "demo:tiny-llama" in run.error
+
+
+def test_an_invalid_config_is_refused_naming_the_field_and_nothing_is_enqueued(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lora:\n  r: 0\ntraining:\n  learning_rate: 5\n")
+    out = cli("enqueue", str(bad), check=False)
+    assert out.returncode == 2
+    assert "lora.r: Input should be greater than or equal to 1 (allowed: >= 1 and <= 256)" in out.stderr
+    assert "training.learning_rate" in out.stderr
+    assert "no runs yet" in cli("list").stdout
+
+
+@pytest.mark.parametrize("action", ["cancel", "resume", "delete"])
+def test_actions_on_a_missing_run_say_so_plainly(home: Path, action: str) -> None:
+    out = cli(action, "42", check=False)
+    assert out.returncode == 2 and "run 42 does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_training_directly_from_a_config_file_records_the_run_like_any_other(home: Path, tmp_path: Path) -> None:
+    out = cli("train", str(demo_config_file(tmp_path / "direct.yaml", **{"training.max_steps": 4})))
+    assert "run 1: succeeded" in out.stdout
+    assert [m.step for m in run_metrics(1)] == [1, 2, 3, 4]
+    assert get_run(1).worker_id.startswith("cli-")
