@@ -1,0 +1,80 @@
+"""The GPU memory / time-per-step estimate: matches the reference measurements and moves the right way."""
+
+from __future__ import annotations
+
+import pytest
+
+from medcot_ui import estimate
+from medcot_ui.config import RunConfig
+from medcot_ui.presets import quick_demo
+
+ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def test_the_recipe_model_has_8_billion_parameters_and_42_million_lora_parameters():
+    shape, source = estimate.model_shape("unsloth/DeepSeek-R1-Distill-Llama-8B")
+    assert "known shape" in source
+    assert shape.params == pytest.approx(8.03e9, rel=0.002)
+    assert shape.lora_params(16, ALL) == pytest.approx(42e6, rel=0.01)  # recipe.md: about 42 M (0.52 %)
+
+
+def test_the_demo_models_parameter_count_is_read_from_its_config_and_matches_the_real_model(home):
+    from transformers import AutoModelForCausalLM
+
+    shape, source = estimate.model_shape("demo:tiny-llama")
+    assert "config.json" in source
+    model = AutoModelForCausalLM.from_pretrained(home / "models" / "demo-tiny-llama")
+    assert shape.params == sum(p.numel() for p in model.parameters())
+
+
+def test_the_estimate_matches_the_h200_reference_measurements():
+    unsloth = estimate.estimate(RunConfig(), gpu="H200 (141 GB)", backend="unsloth")
+    assert unsloth.seconds_per_step == pytest.approx(0.94, rel=0.02)
+    assert unsloth.tokens_per_s == pytest.approx(6900, rel=0.03)
+    assert unsloth.total_gib == pytest.approx(6.5, rel=0.15)
+    transformers = estimate.estimate(RunConfig(), gpu="H200 (141 GB)", backend="transformers")
+    assert transformers.seconds_per_step == pytest.approx(2.04, rel=0.02)
+    assert transformers.total_gib == pytest.approx(10.1, rel=0.15)
+    rows = {r["what"]: r for r in estimate.calibration()}
+    assert abs(rows["recipe, Unsloth, H200"]["peak error"]) < 0.15
+    # Out of sample (nothing was fitted to it): the walk-through's T4 took about 20 s/step.
+    assert abs(rows["recipe, Unsloth, T4 (walk-through)"]["s/step error"]) < 0.5
+
+
+def test_bigger_settings_cost_more_memory_and_time_and_slower_gpus_take_longer():
+    base = estimate.estimate(RunConfig(), backend="unsloth")
+    bigger_batch = estimate.estimate(RunConfig().with_overrides({"training.per_device_train_batch_size": 8}),
+                                     backend="unsloth")
+    assert bigger_batch.total_gib > base.total_gib and bigger_batch.seconds_per_step > 3 * base.seconds_per_step
+    no_4bit = estimate.estimate(RunConfig().with_overrides({"model.load_in_4bit": False}), backend="unsloth")
+    assert no_4bit.memory_gib["frozen weights"] == pytest.approx(8.03e9 * 2 / 2**30, rel=0.01)
+    no_checkpointing = estimate.estimate(RunConfig().with_overrides({"lora.gradient_checkpointing": "false"}),
+                                         backend="unsloth")
+    assert no_checkpointing.memory_gib["activations"] > 10 * base.memory_gib["activations"]
+    assert no_checkpointing.seconds_per_step < base.seconds_per_step  # no recomputed forward
+    t4 = estimate.estimate(RunConfig(), gpu="T4 (16 GB)", backend="unsloth")
+    assert t4.seconds_per_step > 10 * base.seconds_per_step
+    packed = estimate.estimate(RunConfig().with_overrides({"training.packing": True}), backend="unsloth")
+    assert packed.tokens_per_step == 8 * 2048
+
+
+def test_the_description_explains_its_basis_and_flags_what_does_not_fit():
+    text = estimate.describe(RunConfig().with_overrides({"model.load_in_4bit": False}), gpu="T4 (16 GB)", cuda=True)
+    assert "does not fit in 15 GiB" in text
+    assert "8.03 B" in text and "6 x params x tokens" in text and "810 tokens" in text
+    assert "Calibration vs measurements" in text and "6.5" in text and "10.1" in text
+
+
+def test_on_a_cpu_machine_the_estimate_says_so(home):
+    text = estimate.describe(quick_demo(), cuda=False)
+    assert "no CUDA GPU" in text and "On this CPU: about" in text
+    assert "Planning for a GPU" in text
+    assert "impractical" in estimate.describe(RunConfig(), cuda=False)
+    cpu = estimate.estimate(quick_demo(), cpu=True)
+    assert cpu.on_cpu and cpu.backend == "transformers" and 0.05 < cpu.seconds_per_step < 5
+
+
+def test_an_unknown_model_gets_no_numbers_but_a_reason():
+    config = RunConfig().with_overrides({"model.base_model": "someone/unknown-model"})
+    assert estimate.estimate(config) is None
+    assert "No estimate for `someone/unknown-model`" in estimate.describe(config, cuda=True)
