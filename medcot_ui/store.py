@@ -134,6 +134,11 @@ class Publish(SQLModel, table=True):
     commit_id: Optional[str] = None
     account: Optional[str] = None
     error: Optional[str] = Field(default=None, sa_column=Column(Text))
+    # Added for the Publish tab: where it went, how, and when it ended.
+    destination: str = "hub"  # hub or local
+    private: Optional[bool] = None
+    finished_at: Optional[float] = None
+    files_json: Optional[str] = Field(default=None, sa_column=Column(Text))  # file names sent or written
 
 
 # ---- engine --------------------------------------------------------------------------------------------

@@ -192,3 +192,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def trained_demo_home(tmp_path_factory: pytest.TempPathFactory, built_demo_model: Path) -> Path:
+    """A data directory holding one finished Quick demo run (with eval loss), trained once per test session.
+
+    Read-only for tests: use ``demo_run``, which copies it into the test's own ``home``.
+    """
+    from jobs.train import train_direct
+    from medcot_ui.presets import quick_demo
+    from medcot_ui.store import dispose_engines
+
+    home = tmp_path_factory.mktemp("trained") / "home"
+    shutil.copytree(built_demo_model, home / "models" / "demo-tiny-llama")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDCOT_HOME", str(home))
+        mp.delenv("MEDCOT_DATABASE_URL", raising=False)
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        dispose_engines()
+        run_id, status = train_direct(quick_demo().with_overrides({"training.eval_steps": 10}))
+        dispose_engines()  # closes the last connection: SQLite folds the WAL into runs.db
+    assert (run_id, status) == (1, "succeeded"), f"demo run {run_id} ended {status}"
+    return home
+
+
+@pytest.fixture
+def demo_run(home: Path, trained_demo_home: Path) -> int:
+    """The id of a finished Quick demo run in this test's fresh ``home`` (a copy of the session's trained run)."""
+    import sqlite3
+
+    from medcot_ui.store import dispose_engines
+
+    dispose_engines()
+    shutil.copy2(trained_demo_home / "runs.db", home / "runs.db")
+    shutil.copytree(trained_demo_home / "runs", home / "runs")
+    with sqlite3.connect(home / "runs.db") as db:
+        db.execute("UPDATE runs SET output_dir = replace(output_dir, ?, ?)", (str(trained_demo_home), str(home)))
+    return 1

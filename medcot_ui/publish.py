@@ -1,0 +1,451 @@
+"""Export a finished run (adapter, merged 16-bit model, GGUF) to a local folder, and publish it to the Hub.
+
+What is uploaded is exactly the local export folder: the weights of the chosen kind, the tokenizer, the model
+card (README.md), its loss curve and the training config -- never checkpoints, optimizer states or logs.
+Every export and publish is a ``Publish`` row: written ``pending`` before anything happens and finished as
+``succeeded`` (with the repo URL and commit id) or ``failed`` (with the reason); nothing is marked succeeded
+unless the Hub returned a commit. The token is a parameter, held only by :class:`medcot_ui.hub.HubClient`.
+
+Merging runs in a child process (``python -m medcot_ui.publish merge ...``, paths only on its command line) so
+an out-of-memory merge of a large model cannot take the web app down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medcot_ui import gguf, model_card
+from medcot_ui.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
+from medcot_ui.redact import REDACTED, scrub
+from medcot_ui.settings import get_settings
+from medcot_ui.store import FINISHED, Publish, Run, RunStatus, get_run, read_session, write_session
+
+KINDS = ("adapter", "merged", "gguf")
+KIND_LABELS = {"adapter": "LoRA adapter + tokenizer (small; needs the base model)",
+               "merged": "Merged 16-bit model (standalone)",
+               "gguf": "GGUF q4_k_m + q8_0 (llama.cpp / Ollama)"}
+REPO_SUFFIX = {"adapter": "", "merged": "-merged", "gguf": "-GGUF"}
+CARD_FILES = {"README.md", model_card.LOSS_CURVE, model_card.TRAINING_CONFIG}
+# Files of a saved tokenizer; whichever of them the run saved travel with the weights.
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"}
+PROCESS_STARTED = time.time()
+
+ProgressFn = Callable[[float, str], None]
+
+
+def _no_progress(_fraction: float, _desc: str) -> None:
+    return None
+
+
+class PublishError(RuntimeError):
+    """The export or publish cannot go on; the message is for the user (never holds a token)."""
+
+
+@dataclass
+class Outcome:
+    """What one export or publish did (``record_id`` is its Publish row)."""
+
+    record_id: int
+    kind: str
+    folder: Path
+    files: list[str]
+    repo_id: str | None = None
+    url: str | None = None
+    commit_id: str | None = None
+    account: str | None = None
+    zip_path: Path | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+# ---- which runs, which files ----------------------------------------------------------------------------
+
+def adapter_dir(run: Run) -> Path:
+    return Path(run.output_dir) / "adapter"
+
+
+def publishable(run: Run | None) -> str | None:
+    """None when ``run`` can be exported, else the reason it cannot (shown to the user)."""
+    if run is None:
+        return "Choose a run first."
+    if run.status not in {s.value for s in FINISHED}:
+        return f"Run {run.id} is {run.status}: wait until it has finished."
+    if not (adapter_dir(run) / "adapter_config.json").exists():
+        return (f"Run {run.id} ({run.status}) saved no adapter, so there is nothing to publish."
+                + (" Resume it to train it to the end." if run.status != RunStatus.succeeded.value else ""))
+    return None
+
+
+def publishable_runs(limit: int = 200) -> list[Run]:
+    from sqlmodel import select
+
+    with read_session() as s:
+        runs = list(s.exec(select(Run).where(Run.status.in_([x.value for x in FINISHED]))
+                           .order_by(Run.id.desc()).limit(limit)))
+    return [r for r in runs if publishable(r) is None]
+
+
+def stem(run: Run) -> str:
+    return safe_repo_name(run.name or f"run-{run.id}")
+
+
+def default_repo_name(run: Run, kind: str, account: str | None = None) -> str:
+    """``<account>/<run name>`` (plus -merged / -GGUF); without a known account just the name."""
+    name = stem(run) + REPO_SUFFIX[kind]
+    return f"{account}/{name}" if account else name
+
+
+def resolve_repo_id(text: str, identity: Identity) -> str:
+    """The full repo id: a bare name goes to the token's own account."""
+    text = (text or "").strip()
+    repo_id = text if "/" in text else f"{identity.name}/{text}"
+    split_repo_id(repo_id)
+    return repo_id
+
+
+def export_root(run_id: int) -> Path:
+    return get_settings().exports_dir / f"run-{run_id}"
+
+
+def expected_files(kind: str, run: Run, adapter_files: list[str] | None = None, weights: list[str] | None = None,
+                   with_curve: bool = True) -> set[str]:
+    """The exact file set of an export folder (what the Hub receives)."""
+    card = CARD_FILES if with_curve else CARD_FILES - {model_card.LOSS_CURVE}
+    if kind == "adapter":
+        return card | set(adapter_files or [])
+    if kind == "gguf":
+        return card | {gguf.file_name(stem(run), q) for q in gguf.QUANTS}
+    return card | set(weights or [])
+
+
+# ---- records --------------------------------------------------------------------------------------------
+
+def start_record(run_id: int, kind: str, destination: str, target: str, private: bool | None = None) -> int:
+    with write_session() as s:
+        row = Publish(run_id=run_id, kind=kind, destination=destination, target=target, private=private,
+                      status="pending")
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def update_record(record_id: int, **values: Any) -> None:
+    with write_session() as s:
+        row = s.get(Publish, record_id)
+        for key, value in values.items():
+            setattr(row, key, value)
+
+
+def finish_record(record_id: int, status: str, **values: Any) -> None:
+    update_record(record_id, status=status, finished_at=time.time(), **values)
+
+
+def publishes_for_run(run_id: int) -> list[Publish]:
+    from sqlmodel import select
+
+    with read_session() as s:
+        return list(s.exec(select(Publish).where(Publish.run_id == run_id).order_by(Publish.id.desc())))
+
+
+def reap_interrupted() -> int:
+    """Pending rows left by an app that stopped mid-publish become failed (they never finished)."""
+    from sqlmodel import select
+
+    with write_session() as s:
+        rows = list(s.exec(select(Publish).where(Publish.status == "pending",
+                                                 Publish.created_at < PROCESS_STARTED)))
+        for row in rows:
+            row.status, row.finished_at = "failed", time.time()
+            row.error = "Interrupted: the app stopped before this publish finished. Retry it."
+    return len(rows)
+
+
+def last_failed(run_id: int) -> Publish | None:
+    """The newest publish of ``run_id`` if it failed (what Retry repeats)."""
+    rows = [p for p in publishes_for_run(run_id) if p.status != "pending"]
+    return rows[0] if rows and rows[0].status == "failed" else None
+
+
+# ---- merging --------------------------------------------------------------------------------------------
+
+def merged_dtype_name(base_path: str, requested: str = "auto") -> str:
+    """float16 / bfloat16 as requested; 'auto' keeps a 16-bit base's own dtype, else float16."""
+    if requested != "auto":
+        return requested
+    try:
+        cfg = json.loads((Path(base_path) / "config.json").read_text(encoding="utf-8"))
+        dtype = cfg.get("dtype") or cfg.get("torch_dtype")
+    except (OSError, ValueError):
+        dtype = None  # a Hub id: read the config through transformers instead
+        try:
+            from transformers import AutoConfig
+
+            dtype = str(getattr(AutoConfig.from_pretrained(base_path), "dtype", "") or "").replace("torch.", "")
+        except Exception:  # noqa: BLE001 - unknown: the safe 16-bit default
+            dtype = None
+    return dtype if dtype in {"float16", "bfloat16"} else "float16"
+
+
+def merge_adapter(adapter: Path, out_dir: Path, dtype: str = "auto") -> str:
+    """Merge the LoRA adapter into its base model and save it (safetensors + tokenizer); returns the dtype.
+
+    With CUDA and Unsloth installed, Unsloth's ``save_pretrained_merged(..., "merged_16bit")``; otherwise PEFT's
+    ``merge_and_unload`` on the base loaded in the target dtype.
+    """
+    from medcot_ui.models import choose_backend
+
+    base_path = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    from medcot_ui.models import resolve_model
+
+    base_path = resolve_model(base_path)
+    name = merged_dtype_name(base_path, dtype)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if choose_backend("auto") == "unsloth" and name != "float32":
+        from unsloth import FastLanguageModel  # noqa: I001 - unsloth patches transformers on import
+
+        model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(adapter), load_in_4bit=False)
+        model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
+        return name
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, name))
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(out_dir, max_shard_size="5GB")
+    AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(out_dir)
+    return name
+
+
+def _merge_in_child(adapter: Path, out_dir: Path, log_file: Path) -> str:
+    cmd = [sys.executable, "-m", "medcot_ui.publish", "merge", str(adapter), str(out_dir)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep
+               + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with open(log_file, "a", encoding="utf-8") as fh:
+        fh.write(f"$ merge\n{proc.stdout}{proc.stderr}\n")
+    if proc.returncode != 0:
+        tail = "\n".join(scrub(proc.stderr or proc.stdout or "").strip().splitlines()[-4:])
+        if proc.returncode in (-9, 137):
+            tail = "the merge process was killed, most likely out of memory"
+        raise PublishError(f"Merging the adapter into the base model failed: {tail or f'exit {proc.returncode}'}")
+    return (proc.stdout.strip().splitlines() or ["float16"])[-1]
+
+
+# ---- exports --------------------------------------------------------------------------------------------
+
+_locks: dict[tuple[int, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(run_id: int, kind: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((run_id, kind), threading.Lock())
+
+
+def _signature(run: Run) -> dict[str, Any]:
+    weights = adapter_dir(run) / "adapter_model.safetensors"
+    st = weights.stat()
+    return {"adapter": str(weights), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by the finished ``tmp`` folder, so a half-written export is never seen."""
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _merged_export(run: Run, progress: ProgressFn, log_file: Path) -> tuple[Path, str]:
+    """The run's merged export folder, reused when it was made from the current adapter."""
+    root = export_root(run.id)
+    final = root / "merged"
+    marker = root / "merged.source.json"
+    if final.exists() and marker.exists():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        if recorded.get("signature") == _signature(run):
+            progress(0.45, "Merged model already exported from this adapter: reusing it")
+            return final, recorded.get("dtype", "float16")
+    progress(0.1, "Merging the adapter into the base model (this loads the full base model)...")
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-merged-", dir=root))
+    try:
+        dtype = _merge_in_child(adapter_dir(run), tmp, log_file)
+        _swap_in(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    marker.write_text(json.dumps({"signature": _signature(run), "dtype": dtype}), encoding="utf-8")
+    return final, dtype
+
+
+def _export_kind(run: Run, kind: str, repo_id: str | None, progress: ProgressFn) -> tuple[Path, list[str]]:
+    root = export_root(run.id)
+    root.mkdir(parents=True, exist_ok=True)
+    log_file = root / "export.log"
+    final = root / kind
+    if kind == "merged":
+        folder, dtype = _merged_export(run, progress, log_file)
+        for name in ("README.md", model_card.LOSS_CURVE, model_card.TRAINING_CONFIG):
+            (folder / name).unlink(missing_ok=True)
+        progress(0.5, "Writing the model card")
+        model_card.write_card(model_card.gather(run.id, kind, repo_id, merged_dtype=dtype), folder)
+        return folder, sorted(p.name for p in folder.iterdir() if p.is_file())
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=root))
+    try:
+        card_files: list[str] = []
+        dtype = None
+        if kind == "adapter":
+            progress(0.2, "Copying the adapter and tokenizer")
+            for src in sorted(adapter_dir(run).iterdir()):
+                if src.is_file() and src.name != "README.md":  # PEFT's placeholder card: ours replaces it
+                    shutil.copy2(src, tmp / src.name)
+        else:
+            available = gguf.availability()
+            if not available.ok:
+                raise PublishError(available.reason)
+            merged, dtype = _merged_export(run, progress, log_file)
+            with tempfile.TemporaryDirectory(prefix=".tmp-gguf-work-", dir=root) as work:
+                progress(0.5, "Converting the merged model to GGUF with llama.cpp's converter")
+                full = gguf.convert(merged, Path(work) / f"{stem(run)}-full.gguf", log_file=log_file)
+                for i, quant in enumerate(gguf.QUANTS):
+                    progress(0.6 + 0.15 * i, f"Quantizing to {quant} with llama.cpp")
+                    gguf.quantize(full, tmp / gguf.file_name(stem(run), quant), quant, log_file=log_file)
+                    card_files.append(gguf.file_name(stem(run), quant))
+        progress(0.85 if kind == "gguf" else 0.4, "Writing the model card")
+        model_card.write_card(model_card.gather(run.id, kind, repo_id, files=card_files, merged_dtype=dtype), tmp)
+        _swap_in(tmp, final)
+    except gguf.GGUFError as exc:
+        raise PublishError(f"GGUF export failed while {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final, sorted(p.name for p in final.iterdir() if p.is_file())
+
+
+def zip_adapter(run: Run, folder: Path) -> Path:
+    """A zip of the adapter export, for the browser's download button."""
+    base = export_root(run.id) / f"{stem(run)}-adapter"
+    return Path(shutil.make_archive(str(base), "zip", root_dir=folder))
+
+
+def _build(run_id: int, kind: str, repo_id: str | None, progress: ProgressFn) -> tuple[Run, Path, list[str]]:
+    if kind not in KINDS:
+        raise PublishError(f"Unknown export '{kind}': choose one of {', '.join(KINDS)}.")
+    run = get_run(run_id)
+    reason = publishable(run)
+    if reason:
+        raise PublishError(reason)
+    lock = _lock(run_id, kind)
+    if not lock.acquire(blocking=False):
+        raise PublishError(f"An export of run {run_id} ({kind}) is already in progress: wait for it to finish.")
+    try:
+        folder, files = _export_kind(run, kind, repo_id, progress)
+    finally:
+        lock.release()
+    return run, folder, files
+
+
+def export_local(run_id: int, kind: str = "adapter", progress: ProgressFn = _no_progress) -> Outcome:
+    """Export to ``exports/run-N/<kind>`` (and, for the adapter, a zip); recorded as a local Publish row."""
+    target = str(export_root(run_id) / kind)
+    record = start_record(run_id, kind, "local", target)
+    try:
+        run, folder, files = _build(run_id, kind, None, progress)
+        zipped = zip_adapter(run, folder) if kind == "adapter" else None
+    except PublishError as exc:
+        finish_record(record, "failed", error=str(exc))
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, then shown
+        message = f"Export failed: {scrub(f'{type(exc).__name__}: {exc}')}"
+        finish_record(record, "failed", error=message)
+        raise PublishError(message) from None
+    finish_record(record, "succeeded", files_json=json.dumps(files))
+    progress(1.0, "Exported")
+    return Outcome(record, kind, folder, files, zip_path=zipped)
+
+
+def check_token(token: str, repo_text: str, endpoint: str | None = None) -> tuple[Identity, str]:
+    """Who owns ``token`` and the full repo id it would publish to; raises HubError (scrubbed) on any problem."""
+    client = HubClient(token, endpoint)
+    client.check_reachable()
+    identity = client.whoami()
+    repo_id = resolve_repo_id(repo_text, identity)
+    client.check_write_access(identity, repo_id)
+    return identity, repo_id
+
+
+def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: bool = True,
+                   update_existing: bool = False, progress: ProgressFn = _no_progress,
+                   endpoint: str | None = None) -> Outcome:
+    """Check the token, export, create (or update) the repo and upload the export in one commit.
+
+    The Publish row is written before the first network call and finished whatever happens; it is marked
+    succeeded only once the Hub has returned the commit.
+    """
+    record = start_record(run_id, kind, "hub", (repo_text or "").strip(), private)
+    account = None
+    try:
+        if not token:
+            raise PublishError("No Hugging Face token: sign in, set HF_TOKEN, or paste a token with write access.")
+        client = HubClient(token, endpoint)
+        progress(0.02, "Checking that the Hub can be reached")
+        client.check_reachable()
+        progress(0.05, "Checking the token")
+        identity = client.whoami()
+        account = identity.name
+        repo_id = resolve_repo_id(repo_text, identity)
+        client.check_write_access(identity, repo_id)
+        update_record(record, account=account, target=repo_id)
+        client.check_target(repo_id, update_existing)  # a taken name fails now, before minutes of export
+        _, folder, files = _build(run_id, kind, repo_id, progress)
+        progress(0.9, f"Creating {repo_id} on the Hub as {account}")
+        repo_url, created = client.ensure_repo(repo_id, private, update_existing)
+        update_record(record, url=repo_url)  # the repo is ours to update now, also for a retry of a failure
+        progress(0.92, f"Uploading {len(files)} files to {repo_id}")
+        commit = client.upload_folder(folder, repo_id, f"Publish {kind} of MedCoT Studio run {run_id}", created)
+    except (HubError, PublishError) as exc:
+        finish_record(record, "failed", account=account, error=_clean(str(exc), token))
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded and shown, token scrubbed
+        message = _clean(f"Publishing failed: {type(exc).__name__}: {exc}", token)
+        finish_record(record, "failed", account=account, error=message)
+        raise PublishError(message) from None
+    finish_record(record, "succeeded", account=account, url=commit.url, commit_id=commit.commit_id,
+                  files_json=json.dumps(files))
+    progress(1.0, "Published")
+    return Outcome(record, kind, folder, files, repo_id=repo_id, url=commit.url, commit_id=commit.commit_id,
+                   account=account)
+
+
+def _clean(text: str, token: str | None) -> str:
+    return scrub(text.replace(token, REDACTED) if token else text)
+
+
+# ---- child process entry point --------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medcot_ui.publish", description="publishing helpers")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("merge", help="merge a run's LoRA adapter into its base model (16-bit)")
+    m.add_argument("adapter_dir")
+    m.add_argument("out_dir")
+    m.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    args = parser.parse_args(argv)
+    print(merge_adapter(Path(args.adapter_dir), Path(args.out_dir), args.dtype))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""What the Publish tab shows, as plain data and text (no Gradio): run choices, the run's summary, the history
+of its publishes, and status lines for each outcome."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from medcot_ui import gguf
+from medcot_ui.hub import HubError
+from medcot_ui.publish import KIND_LABELS, KINDS, Outcome, publishable_runs, publishes_for_run
+from medcot_ui.store import Run
+
+HISTORY_HEADERS = ["#", "when", "what", "where", "status", "account", "commit", "details"]
+# The first words of a failure, by HubError kind: what the user needs to know at a glance.
+HEADLINES = {"invalid_token": "Invalid token", "no_write_access": "No write access", "name_taken": "Name taken",
+             "unreachable": "Cannot reach the Hub", "upload_incomplete": "Upload did not finish",
+             "invalid_name": "Invalid repository name", "hub_error": "The Hub refused"}
+
+
+def run_choices() -> list[tuple[str, int]]:
+    return [(f"run {r.id} · {r.name or 'unnamed'} · {r.status}", int(r.id)) for r in publishable_runs()]
+
+
+def kind_choices() -> tuple[list[tuple[str, str]], str]:
+    """The export kinds this machine can make, and (when GGUF is off) the reason shown under them."""
+    available = gguf.availability()
+    kinds = [k for k in KINDS if k != "gguf" or available.ok]
+    return [(KIND_LABELS[k], k) for k in kinds], available.reason
+
+
+def run_summary(run: Run) -> str:
+    final = f"final loss {run.last_loss:.4f}" if run.last_loss is not None else "no loss logged"
+    steps = f"{run.last_step}" + (f"/{run.total_steps}" if run.total_steps else "")
+    base = json.loads(run.config_json).get("model", {}).get("base_model", "?")
+    return f"**Run {run.id}** · {run.name or 'unnamed'} · {run.status} · {steps} steps · {final} · base `{base}`"
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def history_table(run_id: int | None) -> list[list[Any]]:
+    """One row per export or publish of the run, newest first."""
+    if run_id is None:
+        return []
+    rows = []
+    for p in publishes_for_run(int(run_id)):
+        where = p.url or p.target if p.destination == "hub" else f"local: {p.target}"
+        details = p.error or (("private" if p.private else "public") if p.destination == "hub" else "")
+        rows.append([p.id, _when(p.created_at), p.kind, where, p.status, p.account or "",
+                     (p.commit_id or "")[:12], details])
+    return rows
+
+
+def failure_text(exc: Exception, record_hint: str = "") -> str:
+    headline = HEADLINES.get(exc.kind, "Failed") if isinstance(exc, HubError) else "Failed"
+    return f"❌ **{headline}.** {exc}{record_hint}"
+
+
+def success_text(outcome: Outcome) -> str:
+    if outcome.url:
+        return (f"✅ **Published** {KIND_LABELS[outcome.kind].split(' (')[0].lower()} to [{outcome.repo_id}]"
+                f"({outcome.url}) as **{outcome.account}**, commit `{outcome.commit_id[:12]}`: "
+                f"{len(outcome.files)} files ({', '.join(outcome.files)}).")
+    return (f"✅ **Exported** to `{outcome.folder}`: {len(outcome.files)} files ({', '.join(outcome.files)})."
+            + (" The zip is ready to download below." if outcome.zip_path else ""))

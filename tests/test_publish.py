@@ -1,0 +1,137 @@
+"""Local exports of the demo run: exact file sets, a merge that keeps the model's outputs, GGUF that llama.cpp runs."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from medcot_ui import gguf, publish, publish_view
+from medcot_ui.store import get_run
+
+TOKENIZER = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}
+CARD = {"README.md", "loss_curve.png", "training_config.yaml"}
+
+
+def test_the_adapter_export_holds_exactly_the_adapter_tokenizer_and_card_and_zips_them(demo_run: int) -> None:
+    seen: list[str] = []
+    outcome = publish.export_local(demo_run, "adapter", progress=lambda f, d: seen.append(d))
+
+    expected = CARD | TOKENIZER | {"adapter_config.json", "adapter_model.safetensors"}
+    assert set(outcome.files) == expected
+    assert {p.name for p in outcome.folder.iterdir()} == expected, "no checkpoints, optimizer states or logs"
+    with zipfile.ZipFile(outcome.zip_path) as z:
+        assert set(z.namelist()) == expected
+    assert seen[-1] == "Exported"
+    (row,) = publish.publishes_for_run(demo_run)
+    assert (row.kind, row.destination, row.status, row.target) == ("adapter", "local", "succeeded",
+                                                                    str(outcome.folder))
+    assert set(json.loads(row.files_json)) == expected
+
+
+def _logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids).logits.float()
+
+
+def test_a_merged_model_gives_the_logits_of_base_plus_adapter(demo_run: int, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = publish.adapter_dir(get_run(demo_run))
+    base_path = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    ids = tokenizer("A 58-year-old man has crushing chest pain. Which artery?", return_tensors="pt").input_ids
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), adapter)
+    expected = _logits(tuned, ids)
+    with tuned.disable_adapter():
+        assert not torch.allclose(_logits(tuned, ids), expected, atol=1e-3), "the adapter must change the logits"
+
+    # PEFT's merge_and_unload, saved and reloaded: the same logits in float32 ...
+    assert publish.merge_adapter(adapter, tmp_path / "fp32", dtype="float32") == "float32"
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "fp32", dtype=torch.float32)
+    torch.testing.assert_close(_logits(merged, ids), expected, atol=1e-5, rtol=1e-5)
+
+    # ... and the app's 16-bit export (merged in a child process) within 16-bit rounding.
+    outcome = publish.export_local(demo_run, "merged")
+    assert set(outcome.files) == CARD | TOKENIZER | {"config.json", "generation_config.json", "model.safetensors"}
+    assert json.loads((outcome.folder / "config.json").read_text())["dtype"] == "float16"
+    merged16 = AutoModelForCausalLM.from_pretrained(outcome.folder, dtype=torch.float32)
+    torch.testing.assert_close(_logits(merged16, ids), expected, atol=2e-2, rtol=0)
+    assert "saved as float16" in (outcome.folder / "README.md").read_text()
+
+
+needs_llama_cpp = pytest.mark.skipif(not gguf.availability().ok, reason=gguf.availability().reason)
+
+
+@needs_llama_cpp
+def test_gguf_files_from_the_merged_demo_model_load_in_llama_cpp_and_generate(demo_run: int) -> None:
+    import numpy as np
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    outcome = publish.export_local(demo_run, "gguf")
+    q4, q8 = "quick-demo-Q4_K_M.gguf", "quick-demo-Q8_0.gguf"
+    assert set(outcome.files) == CARD | {q4, q8}
+    assert gguf.read_metadata(outcome.folder / q4)["general.file_type"] == gguf.QUANTS["q4_k_m"][0]
+    assert gguf.read_metadata(outcome.folder / q8)["general.file_type"] == gguf.QUANTS["q8_0"][0]
+
+    merged_dir = publish.export_root(demo_run) / "merged"  # made on the way, reused by later exports
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    question = "A 58-year-old man presents with crushing retrosternal chest pain. Which artery is occluded?"
+    ids = tokenizer(question)["input_ids"]
+    for name in (q4, q8):
+        llm = Llama(model_path=str(outcome.folder / name), n_ctx=256, verbose=False, logits_all=True)
+        try:
+            assert llm.tokenize(question.encode(), add_bos=True) == ids, "llama.cpp must tokenize like transformers"
+            completion = llm(question, max_tokens=8, temperature=0.0)
+            assert completion["usage"]["completion_tokens"] > 0
+            if name == q8:  # 8-bit weights: the same next-token scores as the merged model, to rounding
+                llm.reset()
+                llm.eval(ids)
+                scores = np.array(llm.scores[: len(ids)])
+                merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+                reference = _logits(merged, torch.tensor([ids]))[0].numpy()
+                assert np.corrcoef(scores.ravel(), reference.ravel())[0, 1] > 0.999
+        finally:
+            llm.close()
+    (row,) = [p for p in publish.publishes_for_run(demo_run) if p.kind == "gguf"]
+    assert row.status == "succeeded"
+
+
+def test_without_llama_cpp_the_gguf_option_is_disabled_and_says_why(demo_run: int, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDCOT_LLAMA_CPP_DIR", str(tmp_path / "no-llama-cpp-here"))
+    available = gguf.availability()
+    assert not available.ok and "scripts/install-gguf.sh" in available.reason
+    choices, reason = publish_view.kind_choices()
+    assert [v for _, v in choices] == ["adapter", "merged"] and reason == available.reason
+
+    with pytest.raises(publish.PublishError, match="GGUF export is off"):
+        publish.export_local(demo_run, "gguf")
+    (row,) = publish.publishes_for_run(demo_run)
+    assert row.status == "failed" and "install-gguf.sh" in row.error
+
+    import gradio as gr
+
+    from medcot_ui.context import AppContext
+    from medcot_ui.tabs import publish as tab
+
+    with gr.Blocks():
+        ui = tab.build(AppContext())
+    assert [v for _, v in ui["kind"].choices] == ["adapter", "merged"]
+    assert "GGUF export is off" in ui["gguf_note"].value
+
+
+def test_an_unfinished_run_cannot_be_exported_and_the_refusal_says_why(home: Path) -> None:
+    from jobs.queue import enqueue
+    from medcot_ui.presets import quick_demo
+
+    run = enqueue(quick_demo())
+    with pytest.raises(publish.PublishError, match=f"Run {run.id} is queued: wait until it has finished"):
+        publish.export_local(run.id, "adapter")
+    assert publish.publishes_for_run(run.id)[0].status == "failed"
+    assert publish_view.run_choices() == []
