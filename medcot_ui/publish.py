@@ -399,6 +399,8 @@ def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: 
     try:
         if not token:
             raise PublishError("No Hugging Face token: sign in, set HF_TOKEN, or paste a token with write access.")
+        if kind == "gguf" and not gguf.availability().ok:
+            raise PublishError(gguf.availability().reason)
         client = HubClient(token, endpoint)
         progress(0.02, "Checking that the Hub can be reached")
         client.check_reachable()

@@ -135,3 +135,15 @@ def test_an_unfinished_run_cannot_be_exported_and_the_refusal_says_why(home: Pat
         publish.export_local(run.id, "adapter")
     assert publish.publishes_for_run(run.id)[0].status == "failed"
     assert publish_view.run_choices() == []
+
+
+def test_a_publish_left_pending_by_a_stopped_app_is_marked_failed_and_retryable(demo_run: int) -> None:
+    from medcot_ui.store import Publish, write_session
+
+    with write_session() as s:
+        s.add(Publish(run_id=demo_run, kind="merged", target="alice/quick-demo-merged", status="pending",
+                      created_at=publish.PROCESS_STARTED - 60))
+    assert publish.reap_interrupted() == 1
+    failed = publish.last_failed(demo_run)
+    assert failed is not None and failed.error.startswith("Interrupted: the app stopped")
+    assert publish_view.history_table(demo_run)[0][4] == "failed"

@@ -74,7 +74,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
             ui["retry"] = gr.Button("Retry the failed publish", visible=False, elem_id="publish-retry")
     ui["status"] = gr.Markdown(elem_id="publish-status")
     ui["history"] = gr.Dataframe(headers=publish_view.HISTORY_HEADERS, value=[], interactive=False, wrap=True,
-                                 label="Exports and publishes of this run", elem_id="publish-history")
+                                 label="Exports and publishes of this run", elem_id="publish-history",
+                                 column_widths=["5%", "12%", "8%", "25%", "9%", "9%", "10%", "22%"])
     _bind(ui)
     return ui
 

@@ -1,0 +1,69 @@
+"""The Publish tab in a real browser: export the demo run's adapter as a zip, then try to publish with the Hub
+out of reach and see the failure named, recorded and offered for retry -- with the token nowhere on the page."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import free_port, start_app
+from medcot_ui import gguf
+
+pytestmark = pytest.mark.browser
+CANARY = "hf_CANARYbrowserTOKENneverSHOWN0123"
+
+
+def test_a_user_exports_the_adapter_zip_and_sees_an_unreachable_hub_recorded_for_retry(
+        demo_run: int, home: Path, processes: Any, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    app = start_app(processes, home, "--no-worker", HF_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+                    HF_HUB_OFFLINE="0")
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(app.url)
+    page.get_by_role("tab", name="Publish").click()
+
+    # The finished run is chosen already, with its summary and a default repository name.
+    expect(page.locator("#publish-run-info")).to_contain_text(f"Run {demo_run} · quick-demo · succeeded",
+                                                              timeout=30_000)
+    expect(page.locator("#publish-repo textarea")).to_have_value("quick-demo")
+    kinds = page.locator("#publish-kind")
+    if gguf.availability().ok:
+        expect(kinds).to_contain_text("GGUF q4_k_m + q8_0")
+    else:
+        expect(kinds).not_to_contain_text("GGUF")
+        expect(page.locator("#publish-gguf-note")).to_contain_text("GGUF export is off")
+    page.get_by_label("Merged 16-bit model").check()
+    expect(page.locator("#publish-repo textarea")).to_have_value("quick-demo-merged")
+    page.get_by_label("LoRA adapter + tokenizer").check()
+    expect(page.locator("#publish-repo textarea")).to_have_value("quick-demo")
+
+    page.locator("#publish-export").click()
+    status = page.locator("#publish-status")
+    expect(status).to_contain_text("Exported to", timeout=60_000)
+    link = page.locator("#publish-zip a[download]").first
+    expect(link).to_have_attribute("download", "quick-demo-adapter.zip")
+    zip_path = tmp_path / "adapter.zip"
+    with urllib.request.urlopen(link.get_attribute("href")) as resp:
+        zip_path.write_bytes(resp.read())
+    with zipfile.ZipFile(zip_path) as z:
+        assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(z.namelist())
+
+    page.get_by_label("Hugging Face token (write access)").fill(CANARY)
+    page.locator("#publish-go").click()
+    expect(status).to_contain_text("Cannot reach the Hub.", timeout=60_000)
+    expect(status).to_contain_text("Recorded as a failed publish")
+    history = page.locator("#publish-history")
+    expect(history).to_contain_text("failed")
+    expect(history).to_contain_text("succeeded")
+    expect(page.locator("#publish-retry")).to_be_visible()
+
+    page.locator("#publish-retry").click()
+    expect(history.get_by_text("failed")).to_have_count(2, timeout=60_000)
+    assert CANARY not in page.content()
+    assert re.search(r"Cannot reach the Hugging Face Hub at http://127\.0\.0\.1:\d+", status.inner_text())
