@@ -117,6 +117,18 @@ class Comparison(SQLModel, table=True):
     stopped: bool = False
     preferred: Optional[str] = None  # "base", "tuned", "tie"
     note: Optional[str] = Field(default=None, sa_column=Column(Text))
+    # Added by the Compare tab: what exactly was run, how each pane ended, and the held-out reference.
+    base_model: Optional[str] = None
+    device: Optional[str] = None
+    prompt: Optional[str] = Field(default=None, sa_column=Column(Text))
+    base_state: Optional[str] = None  # split state: closed / unclosed / none
+    tuned_state: Optional[str] = None
+    base_finish: Optional[str] = None  # eos / length / stopped
+    tuned_finish: Optional[str] = None
+    base_first_token_s: Optional[float] = None
+    tuned_first_token_s: Optional[float] = None
+    reference_reasoning: Optional[str] = Field(default=None, sa_column=Column(Text))
+    reference_answer: Optional[str] = Field(default=None, sa_column=Column(Text))
 
 
 class Publish(SQLModel, table=True):
@@ -178,8 +190,44 @@ def get_engine(url: str | None = None) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         SQLModel.metadata.create_all(engine)
+        add_missing_columns(engine)
         _ENGINES[url] = engine
     return _ENGINES[url]
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add columns that a table gained after its database was created (additive changes only; returns them).
+
+    ``create_all`` never alters an existing table, so without this a database from an earlier version fails
+    with "no such column" as soon as a tab reads a newly added field.
+    """
+    from sqlalchemy import inspect, literal
+    from sqlalchemy.exc import OperationalError
+
+    inspector = inspect(engine)
+    added = []
+    for table in SQLModel.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
+            default = column.default.arg if column.default is not None and column.default.is_scalar else None
+            if default is not None:
+                ddl += " DEFAULT " + str(literal(default).compile(dialect=engine.dialect,
+                                                                   compile_kwargs={"literal_binds": True}))
+            if not column.nullable and default is not None:
+                ddl += " NOT NULL"
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(ddl)
+                added.append(f"{table.name}.{column.name}")
+            except OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc).lower():
+                    raise
+    return added
 
 
 def dispose_engines() -> None:

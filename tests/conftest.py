@@ -133,6 +133,22 @@ def demo_config_file(path: Path, **overrides: Any) -> Path:
     return path
 
 
+# A few steps at a high learning rate: enough for the random-init demo model's adapter to change its greedy output
+# (what Compare must show), in seconds rather than the preset's minute.
+CONTRAST_DEMO = {"training.max_steps": 6, "training.save_steps": 6, "training.learning_rate": 2e-2,
+                 "training.logging_steps": 1}
+
+
+def train_demo_run(**overrides: Any) -> int:
+    """Train the Quick demo preset in this process (into MEDCOT_HOME) and return the finished run's id."""
+    from jobs.train import train_direct
+    from medcot_ui.presets import quick_demo
+
+    run_id, status = train_direct(quick_demo().with_overrides({**CONTRAST_DEMO, **overrides}))
+    assert status == "succeeded", f"demo run {run_id} ended {status}"
+    return run_id
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
