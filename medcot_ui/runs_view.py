@@ -154,8 +154,8 @@ def table_signature() -> tuple[Any, ...]:
         rows = s.exec(select(Run.status, func.count(Run.id), func.max(Run.id), func.sum(Run.last_step),
                              func.max(Run.heartbeat_at), func.max(Run.finished_at), func.max(Run.started_at),
                              func.sum(Run.cancel_requested)).group_by(Run.status)).all()
-    # A 15-second clock: "waiting for a worker" and running durations also change with time alone.
-    return tuple(sorted(tuple(r) for r in rows)) + (int(time.time() // 15),)
+    # A 5-second clock: running durations and "waiting for a worker" also change with time alone.
+    return tuple(sorted(tuple(r) for r in rows)) + (int(time.time() // 5),)
 
 
 # ---- one run --------------------------------------------------------------------------------------------
@@ -209,19 +209,22 @@ def metric_rows(run_id: int, max_points: int = CHART_MAX_POINTS) -> list[tuple[A
 
 
 def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
-    """Data for the four charts: loss (train + eval series), learning rate, grad norm, tokens/s."""
+    """Data for the four charts: loss (train + eval series), learning rate, grad norm, tokens/s.
+
+    Column types are fixed (int step, float value, text series) even when there is no data yet: the plot infers
+    its axis types from the first frame it gets, and an empty untyped frame would make them categorical.
+    """
     index = {c: i for i, c in enumerate(CHART_COLUMNS)}
 
-    def points(col: str, label: str) -> dict[str, list[Any]]:
-        i = index[col]
-        picked = [(r[0], r[i]) for r in rows if r[i] is not None]
-        return {"step": [p[0] for p in picked], "value": [p[1] for p in picked], "series": [label] * len(picked)}
+    def points(*series: tuple[str, str]) -> pd.DataFrame:
+        picked = [(r[0], r[index[col]], label) for col, label in series for r in rows if r[index[col]] is not None]
+        return pd.DataFrame({"step": pd.Series([p[0] for p in picked], dtype="int64"),
+                             "value": pd.Series([p[1] for p in picked], dtype="float64"),
+                             "series": pd.Series([p[2] for p in picked], dtype="str")})
 
-    train, evals = points("loss", "train loss"), points("eval_loss", "eval loss")
-    loss = {k: train[k] + evals[k] for k in train}
-    return {"loss": pd.DataFrame(loss), "learning_rate": pd.DataFrame(points("learning_rate", "learning rate")),
-            "grad_norm": pd.DataFrame(points("grad_norm", "grad norm")),
-            "tokens_per_s": pd.DataFrame(points("tokens_per_s", "tokens/s"))}
+    return {"loss": points(("loss", "train loss"), ("eval_loss", "eval loss")),
+            "learning_rate": points(("learning_rate", "learning rate")), "grad_norm": points(("grad_norm", "grad norm")),
+            "tokens_per_s": points(("tokens_per_s", "tokens/s"))}
 
 
 @dataclass

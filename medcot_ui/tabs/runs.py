@@ -1,4 +1,8 @@
-"""Runs tab (being built)."""
+"""Runs tab: the live table of runs and one run's charts, progress, log, config, error and files, with actions.
+
+Layout and wiring only; every query and text comes from ``medcot_ui.runs_view``. A 1-second timer reads cheap
+signatures and redraws only what changed (charts only when a new step was logged).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,230 @@ from typing import Any
 
 import gradio as gr
 
+import jobs.queue as queue
+from medcot_ui import form, runs_view
+from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.context import AppContext
+from medcot_ui.store import get_run
+from medcot_ui.tabs.guard import guard, may
+
+POLL_SECONDS = 1.0
+EMPTY_HEADER = "Select a run in the table to see its charts, progress, log and files."
+NOT_ALLOWED = "Sign in with an allowed account to see the runs."
+CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", "Learning rate"), ("grad_norm", "Grad norm"),
+          ("tokens_per_s", "Tokens/s"))
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
-    gr.Markdown("Not built yet.")
-    return {}
+    ui: dict[str, Any] = {
+        "selected_run": gr.State(None),
+        "table_sig": gr.State(None), "run_sig": gr.State(None), "metric_sig": gr.State(None),
+        "timer": gr.Timer(POLL_SECONDS),
+    }
+    gr.Markdown("Every run, newest first. Click a row to follow it; everything here is read from the run "
+                "database, so reloading the page or restarting the app loses nothing.")
+    ui["table"] = gr.Dataframe(headers=runs_view.TABLE_COLUMNS, interactive=False, wrap=True, max_height=360,
+                               elem_id="runs-table", label="Runs", show_label=False)
+    ui["header"] = gr.Markdown(EMPTY_HEADER, elem_id="run-header")
+    ui["progress"] = gr.HTML(elem_id="run-progress")
+    ui["perf"] = gr.Markdown(elem_id="run-perf")
+    ui["error"] = gr.Markdown(elem_id="run-error")
+    with gr.Row():
+        ui["cancel"] = gr.Button("Cancel run", variant="stop", interactive=False, elem_id="run-cancel")
+        ui["resume"] = gr.Button("Resume from last checkpoint", interactive=False, elem_id="run-resume")
+        ui["clone"] = gr.Button("Clone config into Train", interactive=False, elem_id="run-clone")
+        ui["delete"] = gr.Button("Delete run and files", interactive=False, elem_id="run-delete")
+    with gr.Row(visible=False, elem_id="confirm-cancel-row") as ui["confirm_cancel_row"]:
+        ui["confirm_cancel_text"] = gr.Markdown()
+        ui["confirm_cancel"] = gr.Button("Yes, cancel it", variant="stop", elem_id="confirm-cancel")
+        ui["keep_running"] = gr.Button("No, keep it", elem_id="confirm-cancel-no")
+    with gr.Row(visible=False, elem_id="confirm-delete-row") as ui["confirm_delete_row"]:
+        ui["confirm_delete_text"] = gr.Markdown()
+        ui["confirm_delete"] = gr.Button("Yes, delete it", variant="stop", elem_id="confirm-delete")
+        ui["keep_files"] = gr.Button("No, keep it", elem_id="confirm-delete-no")
+    ui["action_msg"] = gr.Markdown(elem_id="run-action-msg")
+    for i in range(0, len(CHARTS), 2):
+        with gr.Row():
+            for key, title in CHARTS[i:i + 2]:
+                ui[f"chart_{key}"] = gr.LinePlot(x="step", y="value", color="series" if key == "loss" else None,
+                                                 title=title, x_title="step", y_title=title, height=240,
+                                                 elem_id=f"chart-{key.replace('_', '-')}")
+    with gr.Accordion("Log (events and the end of train.log)", open=True):
+        ui["log"] = gr.Code(language="shell", lines=12, max_lines=25, interactive=False, wrap_lines=True,
+                            elem_id="run-log")
+    with gr.Accordion("Resolved config", open=False):
+        ui["config"] = gr.Code(language="yaml", max_lines=40, interactive=False, elem_id="run-config")
+    with gr.Accordion("Files on disk", open=False):
+        ui["artifacts"] = gr.Markdown(elem_id="run-artifacts")
+    return ui
 
 
-def wire(ui: dict[str, Any], *others: Any) -> None:
-    return None
+# ---- rendering --------------------------------------------------------------------------------------------
+
+def _detail_outputs(ui: dict[str, Any]) -> list[Any]:
+    return [ui["header"], ui["progress"], ui["perf"], ui["error"], ui["cancel"], ui["resume"], ui["clone"],
+            ui["delete"], ui["log"], ui["config"], ui["artifacts"]]
+
+
+def _chart_outputs(ui: dict[str, Any]) -> list[Any]:
+    return [ui[f"chart_{key}"] for key, _ in CHARTS]
+
+
+def _empty_detail(header: str) -> list[Any]:
+    off = gr.Button(interactive=False)
+    return [header, "", "", "", off, off, off, off, "", "", ""]
+
+
+def _empty_charts() -> list[Any]:
+    frames = runs_view.chart_frames([])  # typed empty frames: the plots keep numeric axes for later data
+    return [frames[key] for key, _ in CHARTS]
+
+
+def _render(run_id: int | None, with_charts: bool) -> tuple[list[Any], list[Any]]:
+    """(detail values, chart values) for one run; chart values are skips unless ``with_charts``."""
+    detail = runs_view.run_detail(run_id, with_charts=with_charts) if run_id is not None else None
+    if detail is None:
+        header = EMPTY_HEADER if run_id is None else f"Run {run_id} no longer exists (it was deleted)."
+        return _empty_detail(header), _empty_charts()
+    run = detail.run
+    values = [detail.header, runs_view.progress_html(detail.progress), detail.perf.describe(run.device),
+              f"**What went wrong:** {detail.error}" if detail.error else "",
+              gr.Button(interactive=detail.can_cancel), gr.Button(interactive=detail.can_resume),
+              gr.Button(interactive=True), gr.Button(interactive=detail.can_delete),
+              runs_view.log_tail(run), detail.config_yaml, runs_view.artifacts_markdown(run)]
+    charts = [detail.charts[key] for key, _ in CHARTS] if with_charts else [gr.skip()] * len(CHARTS)
+    return values, charts
+
+
+def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> None:
+    ui = runs_ui
+    detail_outputs, chart_outputs = _detail_outputs(ui), _chart_outputs(ui)
+    sig_outputs = [ui["run_sig"], ui["metric_sig"]]
+
+    def tick(selected: int | None, table_sig: Any, run_sig: Any, metric_sig: Any,
+             request: gr.Request) -> list[Any]:
+        if not may(request, "view_runs"):
+            return [gr.skip()] * (2 + len(detail_outputs) + len(chart_outputs) + 2) if table_sig == "denied" else \
+                [[], "denied", *_empty_detail(NOT_ALLOWED), *_empty_charts(), None, None]
+        new_table_sig = runs_view.table_signature()
+        table = runs_view.table_frame() if new_table_sig != table_sig else gr.skip()
+        new_run_sig, new_metric_sig = runs_view.run_signature(selected), runs_view.metric_signature(selected)
+        if selected is None or (new_run_sig == run_sig and new_metric_sig == metric_sig):
+            rest = [gr.skip()] * (len(detail_outputs) + len(chart_outputs))
+        else:
+            values, charts = _render(selected, with_charts=new_metric_sig != metric_sig)
+            rest = values + charts
+        return [table, new_table_sig, *rest, new_run_sig, new_metric_sig]
+
+    ui["timer"].tick(tick, [ui["selected_run"], ui["table_sig"], ui["run_sig"], ui["metric_sig"]],
+                     [ui["table"], ui["table_sig"], *detail_outputs, *chart_outputs, *sig_outputs],
+                     show_progress="hidden", api_name="poll_runs", concurrency_limit=None)
+
+    def show(run_id: int | None, request: gr.Request) -> list[Any]:
+        if not may(request, "view_runs"):
+            return [*_empty_detail(NOT_ALLOWED), *_empty_charts(), None, None, gr.Row(visible=False),
+                    gr.Row(visible=False), ""]
+        values, charts = _render(run_id, with_charts=True)
+        return [*values, *charts, runs_view.run_signature(run_id), runs_view.metric_signature(run_id),
+                gr.Row(visible=False), gr.Row(visible=False), ""]
+
+    ui["selected_run"].change(show, ui["selected_run"],
+                              [*detail_outputs, *chart_outputs, *sig_outputs, ui["confirm_cancel_row"],
+                               ui["confirm_delete_row"], ui["action_msg"]],
+                              show_progress="hidden", api_name="show_run")
+
+    def select(evt: gr.SelectData) -> Any:
+        row = evt.row_value or []
+        try:
+            return int(row[0])
+        except (IndexError, TypeError, ValueError):
+            return gr.skip()
+
+    ui["table"].select(select, None, ui["selected_run"], show_progress="hidden", api_name="select_run")
+
+    # -- cancel and delete ask first; the confirming click is the guarded action --
+    def ask(kind: str) -> Any:
+        def prompt(run_id: int | None) -> list[Any]:
+            run = get_run(run_id) if run_id is not None else None
+            if run is None:
+                return [gr.Row(visible=False), ""]
+            text = (f"Cancel run {run.id} ({run.name})? A running run stops at its next step and keeps its "
+                    "adapter; you can resume it later." if kind == "cancel" else
+                    f"Delete run {run.id} ({run.name}), its metrics and its folder `{run.output_dir}`? "
+                    "This cannot be undone.")
+            return [gr.Row(visible=True), f"**{text}**"]
+        return prompt
+
+    # (api names avoid the action words: asking is not doing; access.action_for_endpoint reads them)
+    for kind, word in (("cancel", "stop"), ("delete", "erase")):
+        ui[kind].click(ask(kind), ui["selected_run"], [ui[f"confirm_{kind}_row"], ui[f"confirm_{kind}_text"]],
+                       show_progress="hidden", api_name=f"prompt_{word}_confirmation")
+    ui["keep_running"].click(lambda: gr.Row(visible=False), None, ui["confirm_cancel_row"],
+                             show_progress="hidden", api_name="close_stop_prompt")
+    ui["keep_files"].click(lambda: gr.Row(visible=False), None, ui["confirm_delete_row"],
+                           show_progress="hidden", api_name="close_erase_prompt")
+
+    def refreshed(run_id: int | None, message: str) -> list[Any]:
+        values, charts = _render(run_id, with_charts=True)
+        return [*values, *charts, runs_view.run_signature(run_id), runs_view.metric_signature(run_id),
+                runs_view.table_frame(), runs_view.table_signature(), message]
+
+    after_action = [*detail_outputs, *chart_outputs, *sig_outputs, ui["table"], ui["table_sig"], ui["action_msg"]]
+
+    def cancel_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        guard(request, "cancel")
+        if run_id is None:
+            raise gr.Error("Select a run first.")
+        try:
+            state = queue.request_cancel(run_id)
+        except queue.QueueError as exc:
+            raise gr.Error(str(exc)) from None
+        message = (f"Run {run_id} cancelled." if state == "cancelled" else
+                   f"Cancelling run {run_id}: it stops at its next step and saves its adapter.")
+        return [gr.Row(visible=False), *refreshed(run_id, message)]
+
+    ui["confirm_cancel"].click(cancel_run, ui["selected_run"], [ui["confirm_cancel_row"], *after_action],
+                               api_name="cancel_run")
+
+    def delete_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        guard(request, "delete")
+        if run_id is None:
+            raise gr.Error("Select a run first.")
+        try:
+            queue.delete_run(run_id)
+        except queue.QueueError as exc:
+            raise gr.Error(str(exc)) from None
+        return [gr.Row(visible=False), None, *refreshed(None, f"Run {run_id} and its files were deleted.")]
+
+    ui["confirm_delete"].click(delete_run, ui["selected_run"],
+                               [ui["confirm_delete_row"], ui["selected_run"], *after_action], api_name="delete_run")
+
+    def resume_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        guard(request, "resume")
+        if run_id is None:
+            raise gr.Error("Select a run first.")
+        try:
+            queue.resume(run_id)
+        except queue.QueueError as exc:
+            raise gr.Error(str(exc)) from None
+        return refreshed(run_id, f"Run {run_id} is queued again; it continues from its last checkpoint.")
+
+    ui["resume"].click(resume_run, ui["selected_run"], after_action, api_name="resume_run")
+
+    fields = train_ui["fields"]
+    paths = list(fields)
+
+    def clone(run_id: int | None) -> list[Any]:
+        run = get_run(run_id) if run_id is not None else None
+        if run is None:
+            raise gr.Error("Select a run first.")
+        try:
+            config = RunConfig.from_json(run.config_json).with_overrides({"name": f"{run.name}-copy"[:100]})
+        except ConfigError as exc:  # a run saved by an older schema: say which settings no longer fit
+            raise gr.Error("This run's config no longer validates: " + "; ".join(exc.errors)) from None
+        values = form.config_to_values(config)
+        return [values[p] for p in paths] + [gr.Tabs(selected="train"),
+                                             f"Run {run.id}'s settings are in the Train form as '{config.name}'."]
+
+    ui["clone"].click(clone, ui["selected_run"], [*(fields[p] for p in paths), tabs, train_ui["launch_msg"]],
+                      api_name="clone_run")

@@ -1,0 +1,151 @@
+"""A user launches training from the Train form and follows it in the Runs tab, in a real browser.
+
+The app is started the README's way (``python app.py``, which starts its own worker) with the demo model;
+Debian's chromium is driven by Playwright. Two runs: 'first' (300 steps, so it is still training while we
+reload and cancel it) and 'second' (queued behind it, then trains to the end).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from conftest import start_app, wait_for
+
+pytestmark = pytest.mark.browser
+
+TABLE_JS = """() => {
+  const rows = {};
+  for (const c of document.querySelectorAll('#runs-table [role=gridcell]')) {
+    (rows[c.dataset.row] ||= {})[c.dataset.col] = c.innerText.trim();
+  }
+  return Object.values(rows).map(r => ({name: r[1], status: r[2], steps: r[8], queue: r[9]}));
+}"""
+LOSS_POINTS_JS = """() => {
+  const line = [...document.querySelectorAll('#chart-loss path[aria-roledescription="line mark"]')]
+    .find(p => (p.getAttribute('aria-label') || '').includes('train loss'));
+  return line ? line.getAttribute('d').split('L').length : 0;
+}"""
+
+
+def runs_table(page: Any) -> dict[str, dict[str, str]]:
+    return {r["name"]: r for r in page.evaluate(TABLE_JS) if r.get("name")}
+
+
+def status_of(page: Any, name: str) -> str | None:
+    return runs_table(page).get(name, {}).get("status")
+
+
+def loss_points(page: Any) -> int:
+    return page.evaluate(LOSS_POINTS_JS)
+
+
+def choose(page: Any, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def fill(page: Any, elem_id: str, value: Any) -> None:
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.fill(str(value))
+    box.press("Tab")  # commit the value, as leaving the field does
+
+
+def open_tab(page: Any, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def select_run(page: Any, name: str) -> None:
+    cell = page.locator("#runs-table [role=gridcell][data-col='1']").filter(has_text=re.compile(rf"^\s*{name}\s*$"))
+    cell.click()
+    wait_for(lambda: f": {name}" in page.locator("#run-header").inner_text(), 20, what=f"run '{name}' shown")
+
+
+def launch_demo(page: Any, name: str, max_steps: int) -> None:
+    open_tab(page, "Train")
+    choose(page, "train-preset", "Quick demo (CPU)")
+    wait_for(lambda: page.locator("#field-model-base_model input").input_value() == "demo:tiny-llama", 15,
+             what="the preset to fill the form")
+    fill(page, "field-name", name)
+    fill(page, "field-training-max_steps", max_steps)
+    wait_for(lambda: f"name: {name}" in page.locator("#train-config-yaml").inner_text(), 20,
+             what="the resolved config to show the new name")
+    page.locator("#train-launch").click()
+    wait_for(lambda: page.get_by_role("tab", name="Runs", exact=True).get_attribute("aria-selected") == "true", 20,
+             what="Launch to switch to the Runs tab")
+    wait_for(lambda: f": {name}" in page.locator("#run-header").inner_text(), 20, what=f"run '{name}' selected")
+
+
+def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, home, browser):
+    app = start_app(processes, home)
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(app.url)
+
+    # The form validates next to the field before anything is queued.
+    open_tab(page, "Train")
+    fill(page, "field-training-max_steps", -1)
+    error = page.locator("#error-training-max_steps")
+    wait_for(lambda: "greater than or equal to 0" in error.inner_text(), 20, what="the field's own error")
+    page.locator("#train-launch").click()
+    wait_for(lambda: "Not launched" in page.locator("#train-launch-msg").inner_text(), 20, what="launch refused")
+    assert page.get_by_role("tab", name="Train", exact=True).get_attribute("aria-selected") == "true"
+
+    # Run 'first': the CPU preset with 300 steps, so it is still training while we look at it.
+    launch_demo(page, "first", 300)
+    assert "no CUDA GPU" in page.content()  # the estimate said where it would train
+    wait_for(lambda: status_of(page, "first") == "running", 90, interval=0.3, what="'first' to start training")
+
+    # Run 'second', launched while 'first' trains: it waits, and the UI says why.
+    launch_demo(page, "second", 60)
+    header = page.locator("#run-header").inner_text()
+    assert "queued" in header and "Queue position #1" in header
+    assert "waiting: run 1 (first) is training" in header
+    wait_for(lambda: "waiting: run 1 (first) is training" in runs_table(page).get("second", {}).get("queue", ""),
+             20, what="the table's queue column")
+
+    # The loss chart of 'first' gains points while it trains.
+    select_run(page, "first")
+    before = wait_for(lambda: loss_points(page), 60, interval=0.3, what="the first loss points")
+    wait_for(lambda: loss_points(page) > before, 60, interval=0.3, what="more loss points")
+
+    # Reloading mid-run loses nothing: the runs come back from the database.
+    page.reload()
+    open_tab(page, "Runs")
+    wait_for(lambda: status_of(page, "first") == "running" and status_of(page, "second") == "queued", 30,
+             what="both runs after the reload")
+    select_run(page, "first")
+    wait_for(lambda: loss_points(page) > before, 30, what="the chart after the reload")
+    assert "tokens/s" in page.locator("#run-perf").inner_text()
+
+    # Cancel 'first', confirming first; it stops at its next step and 'second' takes over the worker.
+    page.locator("#run-cancel").click()
+    confirm = page.locator("#confirm-cancel-row")
+    wait_for(lambda: "Cancel run 1 (first)?" in confirm.inner_text(), 20, what="the confirmation")
+    assert status_of(page, "first") == "running"  # asking is not doing
+    page.locator("#confirm-cancel").click()
+    wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' to be cancelled")
+
+    # 'second' goes queued -> running -> succeeded, its loss chart filling in as it trains.
+    select_run(page, "second")
+    seen: list[str] = ["queued"]
+    counts: list[int] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        status = status_of(page, "second")
+        if status and status != seen[-1]:
+            seen.append(status)
+        if status == "running":
+            counts.append(loss_points(page))
+        if status in {"succeeded", "failed", "cancelled", "interrupted"}:
+            break
+        time.sleep(0.2)
+    assert seen == ["queued", "running", "succeeded"], seen
+    assert len({c for c in counts if c}) >= 2, f"the loss chart did not grow while running: {counts}"
+    wait_for(lambda: loss_points(page) == 60, 30, what="all 60 logged steps on the chart")
+    assert runs_table(page)["second"]["steps"] == "60 / 60"
+    assert "succeeded at step 60 of 60" in page.locator("#run-progress").inner_text()
+    page.get_by_text("Files on disk", exact=True).click()  # open the accordion
+    wait_for(lambda: "adapter/" in page.locator("#run-artifacts").inner_text(), 20, what="the adapter on disk")
