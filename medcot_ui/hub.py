@@ -238,7 +238,8 @@ class HubClient:
                 raise cause from None
             where = ("The repository was created; files already committed" if created_repo
                      else "Files already committed")
-            raise HubError("upload_incomplete", f"The upload to {repo_id} did not finish: {str(cause).rstrip('.')}. {where} stay "
+            reason = str(cause).rstrip(".")
+            raise HubError("upload_incomplete", f"The upload to {repo_id} did not finish: {reason}. {where} stay "
                                                 "(large uploads are committed in parts), the rest is missing. The "
                                                 "publish is recorded as failed; press Retry: files already on the "
                                                 "Hub are not sent again.") from None

@@ -53,7 +53,8 @@ KNOWN_DATASETS = {
         citation=textwrap.dedent("""\
             @misc{chen2024huatuogpto1medicalcomplexreasoning,
                   title={HuatuoGPT-o1, Towards Medical Complex Reasoning with LLMs},
-                  author={Junying Chen and Zhenyang Cai and Ke Ji and Xidong Wang and Wanlong Liu and Rongsheng Wang and Jianye Hou and Benyou Wang},
+                  author={Junying Chen and Zhenyang Cai and Ke Ji and Xidong Wang and Wanlong Liu
+                          and Rongsheng Wang and Jianye Hou and Benyou Wang},
                   year={2024},
                   eprint={2412.18925},
                   archivePrefix={arXiv},
@@ -201,9 +202,9 @@ def loss_curve_png(metrics: list[Metric], path: Path, title: str = "") -> Path |
     fig = Figure(figsize=(6.4, 3.6), dpi=100)
     ax = fig.add_subplot()
     if steps:
-        ax.plot(*zip(*steps), label="training loss", color="#1f77b4")
+        ax.plot(*zip(*steps, strict=True), label="training loss", color="#1f77b4")
     if evals:
-        ax.plot(*zip(*evals), "o-", label="eval loss", color="#d62728")
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss", color="#d62728")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title or "Loss")
@@ -258,13 +259,15 @@ def _results_section(inputs: CardInputs) -> str:
     losses = [m for m in inputs.metrics if m.loss is not None]
     evals = [m for m in inputs.metrics if m.eval_loss is not None]
     final = losses[-1] if losses else None
+    eval_text = (f"{_fmt(evals[-1].eval_loss)} (step {evals[-1].step})" if evals
+                 else "not measured (evaluation was off for this run)")
     lines = [
         "| metric | value |", "|---|---|",
         f"| steps trained | {inputs.run.last_step or inputs.summary.get('steps') or 0}"
         f"{f' of {inputs.run.total_steps}' if inputs.run.total_steps else ''} |",
         f"| first training loss | {_fmt(losses[0].loss) if losses else 'not measured'} |",
         f"| final training loss (step {final.step if final else '-'}) | {_fmt(final.loss if final else None)} |",
-        f"| final eval loss | {_fmt(evals[-1].eval_loss) + f' (step {evals[-1].step})' if evals else 'not measured (evaluation was off for this run)'} |",
+        f"| final eval loss | {eval_text} |",
         f"| run status | {inputs.run.status} |",
     ]
     image = (f"\n\n![Training and eval loss against step]({LOSS_CURVE})" if (losses or evals)

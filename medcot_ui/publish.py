@@ -204,12 +204,10 @@ def merge_adapter(adapter: Path, out_dir: Path, dtype: str = "auto") -> str:
     With CUDA and Unsloth installed, Unsloth's ``save_pretrained_merged(..., "merged_16bit")``; otherwise PEFT's
     ``merge_and_unload`` on the base loaded in the target dtype.
     """
-    from medcot_ui.models import choose_backend
+    from medcot_ui.models import choose_backend, resolve_model
 
-    base_path = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-    from medcot_ui.models import resolve_model
-
-    base_path = resolve_model(base_path)
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    base_path = resolve_model(config["base_model_name_or_path"])
     name = merged_dtype_name(base_path, dtype)
     out_dir.mkdir(parents=True, exist_ok=True)
     if choose_backend("auto") == "unsloth" and name != "float32":
