@@ -22,6 +22,7 @@ from medcot_ui.data import DataError, Prepared, prepare
 from medcot_ui.models import LoadedModel, ModelLoadError, load_for_training
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.store import Run, RunStatus, add_event, get_run, run_metrics, write_session
+from medcot_ui.tracking import tracking_problems
 
 OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise 'Gradient accumulation' to keep "
               "the same tokens per step) or lower 'Max sequence length', or turn on 4-bit loading.")
@@ -69,6 +70,7 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
     if config.tracking.report_to == "wandb":
         os.environ.setdefault("WANDB_PROJECT", config.tracking.wandb_project)
         os.environ["WANDB_MODE"] = config.tracking.wandb_mode
+        os.environ.setdefault("WANDB_DIR", str(output_dir))  # offline runs land in the run's own folder
     args = SFTConfig(
         output_dir=str(output_dir), run_name=config.name or None, seed=t.seed,
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -122,6 +124,8 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         config = RunConfig.from_json(run.config_json)
+        if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
+            raise ConfigError(problems)
         loaded = load_for_training(config)
         add_event(run_id, f"model loaded: {config.model.base_model} with the {loaded.backend} backend "
                           f"on {loaded.device}")

@@ -7,13 +7,10 @@ the round-trip tests) without touching this module. No Gradio here; ``medcot_ui/
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shlex
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -155,34 +152,6 @@ def errors_by_field(errors: list[str]) -> dict[str, list[str]]:
         path = head if sep and head in _SPECS else ""
         out.setdefault(path, []).append(rest if path else line)
     return out
-
-
-def tracking_problems(config: RunConfig) -> list[str]:
-    """What would make W&B reporting fail on this machine, as field-named error lines (empty when fine)."""
-    t = config.tracking
-    if t.report_to != "wandb":
-        return []
-    if importlib.util.find_spec("wandb") is None:
-        return ["tracking.report_to: Weights & Biases reporting needs the wandb package, which is not installed "
-                "here: run `pip install wandb`, or choose 'none' (our own metrics are always kept)"]
-    if t.wandb_mode == "online" and not _wandb_key_available():
-        return ["tracking.wandb_mode: online mode needs WANDB_API_KEY in the app's environment (or `wandb login`); "
-                "choose 'offline' to log locally without a network"]
-    return []
-
-
-def _wandb_key_available() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
-    try:
-        return "api.wandb.ai" in netrc.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-
-
-def wandb_installed() -> bool:
-    return importlib.util.find_spec("wandb") is not None
 
 
 def _cli_value(value: Any) -> str:

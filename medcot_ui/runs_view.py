@@ -312,7 +312,8 @@ def artifacts(run: Run) -> list[tuple[str, str, str]]:
     if root is None or not root.exists():
         return []
     meaning = {"adapter": "LoRA adapter + tokenizer (what Compare and Publish use)", "config.yaml": "resolved config",
-               "summary.json": "final metrics summary", "train.log": "training log", "run.json": "run record"}
+               "summary.json": "final metrics summary", "train.log": "training log", "run.json": "run record",
+               "wandb": "Weights & Biases files (an offline run uploads with `wandb sync`)"}
     out = []
     for p in sorted(root.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
         size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size

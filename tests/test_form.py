@@ -109,11 +109,3 @@ def test_the_cli_command_rebuilds_exactly_the_form_config():
     pairs = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     assert RunConfig().with_overrides(_overrides(pairs)) == config
     assert form.cli_command(RunConfig()).rstrip().endswith("medcot enqueue")
-
-
-def test_wandb_reporting_problems_are_named_before_launch(monkeypatch):
-    config = RunConfig().with_overrides({"tracking.report_to": "wandb", "tracking.wandb_mode": "online"})
-    monkeypatch.setattr(form.importlib.util, "find_spec", lambda name: None)
-    assert form.tracking_problems(config)[0].startswith("tracking.report_to: ")
-    assert "pip install wandb" in form.tracking_problems(config)[0]
-    assert form.tracking_problems(RunConfig()) == []

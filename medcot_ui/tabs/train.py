@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from jobs.queue import enqueue
-from medcot_ui import estimate, form
+from medcot_ui import estimate, form, tracking
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.context import AppContext
 from medcot_ui.models import cuda_available
@@ -46,7 +46,7 @@ def _component(spec: form.FieldSpec, value: Any) -> gr.components.Component:
 
 
 def _wandb_note() -> str:
-    if not form.wandb_installed():
+    if not tracking.wandb_installed():
         return ("Weights & Biases reporting needs the wandb package, which is not installed here: run "
                 "`pip install wandb` (then restart the app). The app's own metrics are always recorded either way.")
     return ("W&B reads its key from WANDB_API_KEY in the app's environment (never from this form); 'offline' mode "
@@ -114,7 +114,7 @@ def _validate(values: dict[str, Any]) -> tuple[RunConfig | None, list[str]]:
         config = form.values_to_config(values)
     except ConfigError as exc:
         return None, exc.errors
-    return config, form.tracking_problems(config)
+    return config, tracking.tracking_problems(config)
 
 
 def _error_updates(paths: list[str], problems: list[str]) -> tuple[list[Any], str]:
