@@ -3,14 +3,16 @@
 #   make test   installs into .venv (plus Debian's chromium for the browser tests) and runs every test
 PYTHON ?= python3
 VENV ?= .venv
+# The GPU image installs with `make install REQUIREMENTS=requirements-gpu.txt` (see Dockerfile).
+REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
 .PHONY: run test install install-dev browser worker bench-cpu test-gpu clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: $(REQUIREMENTS) requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r $(REQUIREMENTS)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

@@ -10,12 +10,18 @@ import subprocess
 import sys
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from jobs import recovery
+from medcot_ui import hosting
+from medcot_ui.access import action_for_endpoint
 from medcot_ui.context import AppContext
 from medcot_ui.models import ensure_demo_model
+from medcot_ui.redact import install as install_redaction
 from medcot_ui.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import get_engine
 from medcot_ui.tabs import compare, dataset, publish, runs, train
+from medcot_ui.tabs.guard import HostingGate
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -23,6 +29,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         gr.Markdown("# MedCoT Studio\nFine-tune a reasoning model on medical chain-of-thought data, watch it "
                     "train, and compare its answers with the base model. Research use only: not for clinical "
                     "decisions.")
+        if warning := hosting.storage_warning(ctx.settings):
+            gr.Markdown(warning, elem_id="storage-warning")  # above the tabs: seen on every page
+        if ctx.settings.auth_mode == "space":
+            gr.LoginButton()
         with gr.Tabs() as tabs:
             with gr.Tab("Dataset", id="dataset"):
                 dataset_ui = dataset.build(ctx)
@@ -63,15 +73,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-worker", action="store_true", help="do not start a background worker "
                         "(run `python -m jobs.worker` yourself)")
     args = parser.parse_args(argv)
+    install_redaction()  # before anything can log or print a token
     settings = get_settings()
+    if found := hosting.problems(settings):
+        sys.exit("MedCoT Studio cannot start:\n- " + "\n- ".join(found))
     get_engine()  # create runs.db and its tables on first start
     ensure_demo_model()
+    previous = recovery.record_start()
+    # Which runs were running when the last app stopped: snapshot before our own worker claims anything.
+    resumer = recovery.AutoResumer(previous) if settings.auto_resume else None
     if settings.start_worker and not args.no_worker:
         start_worker()
+    atexit.register(recovery.record_stopping)  # atexit runs last-in first-out: before the worker is stopped
+    if resumer is not None:
+        resumer.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit handlers on `kill`
     demo = build_app(AppContext(settings))
-    demo.queue(default_concurrency_limit=4).launch(server_name=settings.host, server_port=settings.port,
-                                                   show_error=True)
+    for fn in demo.fns.values():  # GPU work shares one lane, unless its tab chose a lane itself
+        if action_for_endpoint(fn.api_name) in hosting.GPU_ACTIONS and str(fn.concurrency_id).isdigit():
+            fn.concurrency_id, fn.concurrency_limit = hosting.GPU_LANE, settings.gpu_concurrency
+    demo.queue(**hosting.queue_options(settings)).launch(
+        **hosting.launch_options(settings), app_kwargs={"middleware": [Middleware(HostingGate)]})
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ a Space).
 A restart interrupts a run in one of two ways. Stopped gracefully (a Space restart sends SIGTERM), the worker marks
 its run ``interrupted`` while the app shuts down; the app notes when it began shutting down in ``app-state.json``.
 Killed outright, the run stays ``running`` until its lease expires and a reaper marks it ``interrupted``. So the
-runs a restart interrupted are: those ``running`` when the app starts, and those interrupted after the previous
-app began stopping. Each is resumed from its last checkpoint at most once per step reached: a run that is
-interrupted again without getting further (a crash loop) waits for a person to press Resume.
+runs a restart interrupted are: those ``running`` when the app starts, and those interrupted as the previous
+app stopped (from ``STOP_MARGIN_S`` before it noted its shutdown). Each is resumed from its last checkpoint at
+most once per step reached: a run interrupted again without getting further (a crash loop) waits for a person
+to press Resume.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from medcot_ui.settings import get_settings
 from medcot_ui.store import Run, RunEvent, RunStatus, add_event, get_run, read_session
 
 STATE_FILE = "app-state.json"
+# A signal sent to the whole process group (Ctrl-C, `docker stop` without tini) can reach the worker before the
+# app notes that it is stopping: interruptions this shortly before that note still count as the shutdown's.
+STOP_MARGIN_S = 30.0
 AUTO_RESUME_EVENT = "auto-resumed after a restart at step"
 _STEP = re.compile(re.escape(AUTO_RESUME_EVENT) + r" (\d+)")
 
@@ -79,7 +83,8 @@ def resume_interrupted(candidates: set[int], stopping_at: float | None) -> list[
         rows = list(s.exec(select(Run).where(Run.status == RunStatus.interrupted.value)))
     resumed = []
     for run in rows:
-        by_restart = run.id in candidates or (stopping_at is not None and (run.finished_at or 0) >= stopping_at)
+        by_restart = run.id in candidates or (
+            stopping_at is not None and (run.finished_at or 0) >= stopping_at - STOP_MARGIN_S)
         if not by_restart:
             continue
         if any(step >= run.last_step for step in _auto_resumed_at_steps(run.id)):

@@ -23,6 +23,54 @@ def _flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# ---- hosting: access modes, allow-lists, persistent storage (see docs/DEPLOY.md) -------------------------
+
+AUTH_MODES = ("local", "password", "space")
+# On a Hugging Face Space, persistent storage (when enabled in the Space settings) is mounted here.
+SPACE_PERSISTENT_ROOT = Path("/data")
+# File systems that vanish with the container or the machine: data kept there does not survive a restart.
+_VOLATILE_FS = {"tmpfs", "ramfs", "overlay", "aufs", "squashfs"}
+
+
+def _names(name: str) -> tuple[str, ...]:
+    """A comma/space separated list of Hub names from the environment, lower-cased (Hub names ignore case)."""
+    raw = os.environ.get(name, "")
+    return tuple(dict.fromkeys(p.strip().lower() for p in raw.replace(",", " ").split() if p.strip()))
+
+
+def _mount_of(path: Path, mounts_text: str) -> tuple[str, str]:
+    """(mount point, file system type) of the deepest mount holding ``path``, from /proc/self/mounts text."""
+    best = ("/", "")
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (str(path) == point or str(path).startswith(point.rstrip("/") + "/")) and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best
+
+
+def storage_is_persistent(home: Path, on_space: bool, in_container: bool, mounts_text: str | None = None) -> bool:
+    """Whether ``home`` survives a restart of the Space / container.
+
+    On a laptop or workstation the disk persists. In a container, only a mounted volume does (the image's own
+    layer is thrown away), so ``home`` must live on a mount other than the root that is not a RAM file system.
+    On a Space that means inside /data with persistent storage enabled.
+    """
+    if not (on_space or in_container):
+        return True
+    if mounts_text is None:
+        try:
+            mounts_text = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return False  # cannot tell: say so rather than promise
+    point, fstype = _mount_of(home, mounts_text)
+    if on_space and not (home == SPACE_PERSISTENT_ROOT or SPACE_PERSISTENT_ROOT in home.parents):
+        return False
+    return point != "/" and fstype not in _VOLATILE_FS
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -32,6 +80,23 @@ class Settings:
     start_worker: bool
     lease_seconds: float
     poll_seconds: float
+    # Hosting (all defaulted, so code that builds Settings by hand keeps working).
+    auth_mode: str = "local"
+    bind_host: str = "127.0.0.1"
+    allowed_users: tuple[str, ...] = ()
+    allowed_orgs: tuple[str, ...] = ()
+    public_chat: bool = False
+    space_id: str | None = None
+    persistent_storage: bool = True
+    auto_resume: bool = False
+    max_upload_mb: float = 200.0  # the same variable and default as uploads.UploadLimits
+    queue_max_size: int = 32
+    concurrency_limit: int = 4
+    gpu_concurrency: int = 1
+
+    @property
+    def on_space(self) -> bool:
+        return self.space_id is not None
 
     @property
     def runs_dir(self) -> Path:
@@ -64,4 +129,29 @@ def get_settings() -> Settings:
         start_worker=not _flag("MEDCOT_NO_WORKER"),
         lease_seconds=float(os.environ.get("MEDCOT_LEASE_SECONDS", "30")),
         poll_seconds=float(os.environ.get("MEDCOT_POLL_SECONDS", "1.0")),
+        **_hosting_settings(home),
+    )
+
+
+def _hosting_settings(home: Path) -> dict:
+    space_id = os.environ.get("SPACE_ID") or None
+    mode = (os.environ.get("MEDCOT_AUTH_MODE") or ("space" if space_id else "local")).strip().lower()
+    if mode not in AUTH_MODES:
+        raise ValueError(f"MEDCOT_AUTH_MODE={mode!r} is not a mode: use one of {', '.join(AUTH_MODES)}")
+    persistent = os.environ.get("MEDCOT_PERSISTENT")
+    return dict(
+        auth_mode=mode,
+        # Without a login the app only listens on this machine; with one it serves the network (a Space needs it).
+        bind_host=os.environ.get("MEDCOT_HOST") or ("127.0.0.1" if mode == "local" else "0.0.0.0"),
+        allowed_users=_names("MEDCOT_ALLOWED_USERS"),
+        allowed_orgs=_names("MEDCOT_ALLOWED_ORGS"),
+        public_chat=_flag("MEDCOT_PUBLIC_CHAT"),
+        space_id=space_id,
+        persistent_storage=(_flag("MEDCOT_PERSISTENT") if persistent not in (None, "")
+                            else storage_is_persistent(home, space_id is not None, _flag("MEDCOT_CONTAINER"))),
+        auto_resume=_flag("MEDCOT_AUTO_RESUME", default=space_id is not None),
+        max_upload_mb=float(os.environ.get("MEDCOT_UPLOAD_MAX_MB") or 200),
+        queue_max_size=int(os.environ.get("MEDCOT_QUEUE_MAX_SIZE", "32")),
+        concurrency_limit=int(os.environ.get("MEDCOT_CONCURRENCY_LIMIT", "4")),
+        gpu_concurrency=int(os.environ.get("MEDCOT_GPU_CONCURRENCY", "1")),
     )
