@@ -6,13 +6,12 @@ Every export and publish is a ``Publish`` row: written ``pending`` before anythi
 ``succeeded`` (with the repo URL and commit id) or ``failed`` (with the reason); nothing is marked succeeded
 unless the Hub returned a commit. The token is a parameter, held only by :class:`medcot_ui.hub.HubClient`.
 
-Merging runs in a child process (``python -m medcot_ui.publish merge ...``, paths only on its command line) so
+Merging runs in a child process (``python -m medcot_ui.merge ADAPTER OUT``, paths only on its command line) so
 an out-of-memory merge of a large model cannot take the web app down.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -178,57 +177,8 @@ def last_failed(run_id: int) -> Publish | None:
     return rows[0] if rows and rows[0].status == "failed" else None
 
 
-# ---- merging --------------------------------------------------------------------------------------------
-
-def merged_dtype_name(base_path: str, requested: str = "auto") -> str:
-    """float16 / bfloat16 as requested; 'auto' keeps a 16-bit base's own dtype, else float16."""
-    if requested != "auto":
-        return requested
-    try:
-        cfg = json.loads((Path(base_path) / "config.json").read_text(encoding="utf-8"))
-        dtype = cfg.get("dtype") or cfg.get("torch_dtype")
-    except (OSError, ValueError):
-        dtype = None  # a Hub id: read the config through transformers instead
-        try:
-            from transformers import AutoConfig
-
-            dtype = str(getattr(AutoConfig.from_pretrained(base_path), "dtype", "") or "").replace("torch.", "")
-        except Exception:  # noqa: BLE001 - unknown: the safe 16-bit default
-            dtype = None
-    return dtype if dtype in {"float16", "bfloat16"} else "float16"
-
-
-def merge_adapter(adapter: Path, out_dir: Path, dtype: str = "auto") -> str:
-    """Merge the LoRA adapter into its base model and save it (safetensors + tokenizer); returns the dtype.
-
-    With CUDA and Unsloth installed, Unsloth's ``save_pretrained_merged(..., "merged_16bit")``; otherwise PEFT's
-    ``merge_and_unload`` on the base loaded in the target dtype.
-    """
-    from medcot_ui.models import choose_backend, resolve_model
-
-    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    base_path = resolve_model(config["base_model_name_or_path"])
-    name = merged_dtype_name(base_path, dtype)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if choose_backend("auto") == "unsloth" and name != "float32":
-        from unsloth import FastLanguageModel  # noqa: I001 - unsloth patches transformers on import
-
-        model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(adapter), load_in_4bit=False)
-        model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
-        return name
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, name))
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-    merged.save_pretrained(out_dir, max_shard_size="5GB")
-    AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(out_dir)
-    return name
-
-
 def _merge_in_child(adapter: Path, out_dir: Path, log_file: Path) -> str:
-    cmd = [sys.executable, "-m", "medcot_ui.publish", "merge", str(adapter), str(out_dir)]
+    cmd = [sys.executable, "-m", "medcot_ui.merge", str(adapter), str(out_dir)]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep
                + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -431,21 +381,3 @@ def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: 
 
 def _clean(text: str, token: str | None) -> str:
     return scrub(text.replace(token, REDACTED) if token else text)
-
-
-# ---- child process entry point --------------------------------------------------------------------------
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medcot_ui.publish", description="publishing helpers")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    m = sub.add_parser("merge", help="merge a run's LoRA adapter into its base model (16-bit)")
-    m.add_argument("adapter_dir")
-    m.add_argument("out_dir")
-    m.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
-    args = parser.parse_args(argv)
-    print(merge_adapter(Path(args.adapter_dir), Path(args.out_dir), args.dtype))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

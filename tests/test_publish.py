@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medcot_ui import gguf, publish, publish_view
+from medcot_ui import gguf, merge, publish, publish_view
 from medcot_ui.store import get_run
 
 TOKENIZER = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}
@@ -51,7 +51,7 @@ def test_a_merged_model_gives_the_logits_of_base_plus_adapter(demo_run: int, tmp
         assert not torch.allclose(_logits(tuned, ids), expected, atol=1e-3), "the adapter must change the logits"
 
     # PEFT's merge_and_unload, saved and reloaded: the same logits in float32 ...
-    assert publish.merge_adapter(adapter, tmp_path / "fp32", dtype="float32") == "float32"
+    assert merge.merge_adapter(adapter, tmp_path / "fp32", dtype="float32") == "float32"
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "fp32", dtype=torch.float32)
     torch.testing.assert_close(_logits(merged, ids), expected, atol=1e-5, rtol=1e-5)
 

@@ -1,0 +1,73 @@
+"""Merge a run's LoRA adapter into its base model and save a standalone 16-bit model.
+
+``python -m medcot_ui.merge ADAPTER_DIR OUT_DIR [--dtype auto|float16|bfloat16|float32]`` is what the Publish tab
+runs in a child process (only paths on its command line; it prints the dtype it saved). This module imports
+neither the store nor Gradio, so the child starts quickly and needs only torch, transformers and PEFT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+def merged_dtype_name(base_path: str, requested: str = "auto") -> str:
+    """float16 / bfloat16 as requested; 'auto' keeps a 16-bit base's own dtype, else float16."""
+    if requested != "auto":
+        return requested
+    try:
+        cfg = json.loads((Path(base_path) / "config.json").read_text(encoding="utf-8"))
+        dtype = cfg.get("dtype") or cfg.get("torch_dtype")
+    except (OSError, ValueError):
+        dtype = None  # a Hub id: read the config through transformers instead
+        try:
+            from transformers import AutoConfig
+
+            dtype = str(getattr(AutoConfig.from_pretrained(base_path), "dtype", "") or "").replace("torch.", "")
+        except Exception:  # noqa: BLE001 - unknown: the safe 16-bit default
+            dtype = None
+    return dtype if dtype in {"float16", "bfloat16"} else "float16"
+
+
+def merge_adapter(adapter: Path, out_dir: Path, dtype: str = "auto") -> str:
+    """Merge the LoRA adapter into its base model and save it (safetensors + tokenizer); returns the dtype.
+
+    With CUDA and Unsloth installed, Unsloth's ``save_pretrained_merged(..., "merged_16bit")``; otherwise PEFT's
+    ``merge_and_unload`` on the base loaded in the target dtype.
+    """
+    from medcot_ui.models import choose_backend, resolve_model
+
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    base_path = resolve_model(config["base_model_name_or_path"])
+    name = merged_dtype_name(base_path, dtype)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if choose_backend("auto") == "unsloth" and name != "float32":
+        from unsloth import FastLanguageModel  # noqa: I001 - unsloth patches transformers on import
+
+        model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(adapter), load_in_4bit=False)
+        model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
+        return name
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, name))
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.save_pretrained(out_dir, max_shard_size="5GB")
+    AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(out_dir)
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medcot_ui.merge", description=__doc__.splitlines()[0])
+    parser.add_argument("adapter_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
+    args = parser.parse_args(argv)
+    print(merge_adapter(Path(args.adapter_dir), Path(args.out_dir), args.dtype))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
