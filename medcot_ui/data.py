@@ -6,7 +6,9 @@ shows is what training uses.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import random
 import re
@@ -14,12 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcot_ui.columns import columns_of, expand_chat
 from medcot_ui.prompts import PromptFormat
 from medcot_ui.settings import DEMO_DATA_FILE
 
 
 class DataError(ValueError):
-    """Bad training data; the message names the file line, row or column."""
+    """Bad training data; the message names the file line, row or column.
+
+    ``problems`` lists every problem found (the message shows the first few), so a person can fix them all at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True)
@@ -38,50 +48,102 @@ class Prepared:
     fingerprint: str
     source: str
     warnings: list[str] = field(default_factory=list)
+    # Every row and its training text in dataset order, and which of them are held out (0-based): the preview
+    # shows row i as texts[i], the same string that is in train_texts or eval_texts.
+    rows: list[Row] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    eval_indices: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Loaded:
+    """Records as read from a source, before mapping (the Dataset tab keeps this to re-map without re-reading)."""
+
+    records: list[dict[str, Any]]
+    source: str
+    content: str  # file hash or Hub fingerprint/revision: part of the dataset fingerprint
+    key: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        return columns_of(self.records)
 
 
 # ---- loading -------------------------------------------------------------------------------------------
 
-def read_file(path: str | Path) -> list[dict[str, Any]]:
-    """Read JSON (array), JSONL, CSV or Parquet into records."""
+FILE_TYPES = (".json", ".jsonl", ".csv", ".parquet")
+# Reasoning cells are long; the csv module's default 128 KiB cell limit would reject real rows.
+csv.field_size_limit(64 * 2**20)
+
+
+def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]:
+    """Read JSON (array), JSONL, CSV or Parquet into records; errors name the file and the line."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    name = name or path.name
+    suffix = Path(name).suffix.lower()
+    if suffix not in FILE_TYPES:
+        raise DataError(f"{name}: unsupported file type '{suffix}' (use .json, .jsonl, .csv or .parquet)")
+    if suffix == ".jsonl":
+        return _read_jsonl(path, name)
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{name}: the file is empty")
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    raw = path.read_bytes()
+        try:
+            return pq.read_table(pa.BufferReader(raw)).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path.name}: not UTF-8 text (byte {exc.start} cannot be decoded); "
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{name}: line {line} is not UTF-8 text (byte {exc.start} cannot be decoded); "
                         "save the file as UTF-8") from None
-    if suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path.name}: line {number} is not valid JSON ({exc.msg})") from None
-        return records
     if suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path.name}: not valid JSON at line {exc.lineno} ({exc.msg})") from None
+            raise DataError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
         if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-            data = next(iter(data.values()))
+            data = next(iter(data.values()))  # {"data": [...]} / {"train": [...]}
         if not isinstance(data, list):
-            raise DataError(f"{path.name}: expected a JSON array of row objects")
+            raise DataError(f"{name}: expected a JSON array of row objects")
         return data
-    if suffix == ".csv":
-        import csv
-        import io
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{name}: line {reader.line_num} is not valid CSV ({exc})") from None
 
-        return list(csv.DictReader(io.StringIO(text)))
-    raise DataError(f"{path.name}: unsupported file type '{suffix}' (use .json, .jsonl, .csv or .parquet)")
+
+def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
+    """Line by line, so a large file is never held in memory twice (bytes and text) on top of its rows."""
+    records = []
+    offset = 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{name}: line {number} is not UTF-8 text (byte {offset + exc.start} cannot be "
+                                "decoded); save the file as UTF-8") from None
+            offset += len(raw)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{name}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{name}: line {number} is a JSON {type(record).__name__}, "
+                                "not an object with named columns")
+            records.append(record)
+    if not records:  # every line was blank
+        raise DataError(f"{name}: the file is empty")
+    return records
 
 
 _SLICE = re.compile(r"^(?P<split>\w+)(\[(?P<a>-?\d*)(?P<ap>%?):(?P<b>-?\d*)(?P<bp>%?)\])?$")
@@ -104,32 +166,101 @@ def apply_slice(records: list[dict[str, Any]], split: str) -> list[dict[str, Any
     return records[bound(m.group("a"), m.group("ap"), 0): bound(m.group("b"), m.group("bp"), n)]
 
 
+def source_key(data: Any) -> tuple[str, ...]:
+    """What identifies the loaded records (not the mapping or template): equal keys need no re-read."""
+    if data.source == "hub":
+        return ("hub", data.dataset_id, data.dataset_config, data.split)
+    return (data.source, data.file_path if data.source == "file" else "", data.split)
+
+
+def load(data: Any) -> Loaded:
+    """Read the configured source; chat rows get their derived question/reasoning/answer columns."""
+    if data.source == "hub":
+        records, source, content = _load_hub(data)
+    else:
+        path = Path(DEMO_DATA_FILE if data.source == "demo" else data.file_path)
+        if not path.exists():
+            raise DataError(f"file_path: '{path}' does not exist")
+        records = apply_slice(read_file(path), data.split)
+        with open(path, "rb") as fh:
+            content = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+        source = f"{'demo data' if data.source == 'demo' else path.name} ({data.split})"
+    expand_chat(records)
+    return Loaded(records, source, content, source_key(data))
+
+
 def load_records(data: Any) -> tuple[list[dict[str, Any]], str, str]:
     """Records for a DataSettings, a description of the source, and a content hash or revision."""
-    if data.source == "hub":
-        return _load_hub(data)
-    path = Path(DEMO_DATA_FILE if data.source == "demo" else data.file_path)
-    if not path.exists():
-        raise DataError(f"file_path: '{path}' does not exist")
-    records = apply_slice(read_file(path), data.split)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    label = "demo data" if data.source == "demo" else path.name
-    return records, f"{label} ({data.split})", f"sha256:{digest}"
+    loaded = load(data)
+    return loaded.records, loaded.source, loaded.content
 
 
 class HubUnreachable(DataError):
     """The Hub could not be reached (no network); the demo data and uploads still work."""
 
 
+HUB_TIMEOUT_S = 5.0
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Can the Hub endpoint be reached at all? Answers within ``timeout`` even when DNS hangs.
+
+    Without this check ``datasets`` retries for about half a minute before giving up on a machine with no
+    network. Any HTTP answer counts as reachable; urllib honours the proxy settings of the environment.
+    """
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with urllib.request.urlopen(constants.ENDPOINT, timeout=timeout):
+                answer.append(True)
+        except urllib.error.HTTPError:
+            answer.append(True)
+        except (OSError, ValueError):
+            answer.append(False)
+
+    # A daemon thread: a resolver that hangs is abandoned, and never holds up the process's exit.
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answer and answer[0])
+
+
+def _hub_offline_mode() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _unreachable(data: Any, why: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"The Hugging Face Hub is unreachable from this machine ({why}), so '{data.dataset_id}' cannot be "
+        "loaded. Use the bundled demo data or upload a file instead.")
+
+
 def _load_hub(data: Any) -> tuple[list[dict[str, Any]], str, str]:
     import datasets
 
+    # In offline mode datasets answers from its local cache (quickly); otherwise check the network first.
+    offline = _hub_offline_mode()
+    if not offline and not hub_reachable():
+        raise _unreachable(data, "no network connection")
     try:
         ds = datasets.load_dataset(data.dataset_id, data.dataset_config or None, split=data.split)
+    except datasets.exceptions.DatasetNotFoundError:
+        if offline:
+            raise _unreachable(data, "HF_HUB_OFFLINE is set and the dataset is not in the local cache") from None
+        raise DataError(f"dataset_id: '{data.dataset_id}' was not found on the Hub (check the id; a private or "
+                        "gated dataset needs HF_TOKEN)") from None
     except (ConnectionError, OSError) as exc:
-        raise HubUnreachable(
-            f"Could not reach the Hugging Face Hub to load '{data.dataset_id}' ({type(exc).__name__}). "
-            "Without a network, use the bundled demo data or upload a file.") from None
+        why = "HF_HUB_OFFLINE is set and the dataset is not in the local cache" if offline else type(exc).__name__
+        raise _unreachable(data, why) from None
     except ValueError as exc:
         raise DataError(f"split: {exc}") from None
     revision = getattr(ds.info, "version", None)
@@ -139,42 +270,93 @@ def _load_hub(data: Any) -> tuple[list[dict[str, Any]], str, str]:
 
 # ---- mapping and formatting ----------------------------------------------------------------------------
 
+MAX_LISTED = 8  # problems spelled out in one message; the rest are counted
+
+
+def _listing(problems: list[str]) -> str:
+    more = len(problems) - MAX_LISTED
+    return "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _describe_cell(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"true/false ({value})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    return f"a {type(value).__name__}"
+
+
 def map_rows(records: list[dict[str, Any]], data: Any) -> list[Row]:
     """Pick the mapped columns from each record; errors name the row (1-based) and the column."""
     if not records:
         raise DataError("the dataset is empty: no rows to train on")
     columns = {"question_column": data.question_column, "reasoning_column": data.reasoning_column,
                "answer_column": data.answer_column}
-    present = set().union(*(r.keys() for r in records[:50] if isinstance(r, dict)))
-    for setting, column in columns.items():
-        if column not in present:
-            raise DataError(f"{setting}: column '{column}' is not in the data (columns: {sorted(present)})")
+    present = columns_of(records)
+    missing = [f"{setting}: column '{column}' is not in the data" for setting, column in columns.items()
+               if column not in present]
+    if missing:
+        raise DataError(f"{_listing(missing)} (columns: {', '.join(present) or 'none'})", missing)
+    problems: list[str] = []
     rows = []
     for i, rec in enumerate(records, start=1):
         if not isinstance(rec, dict):
-            raise DataError(f"row {i}: expected an object with named columns, got {type(rec).__name__}")
+            problems.append(f"row {i}: expected an object with named columns, got {_describe_cell(rec)}")
+            continue
         values = []
         for column in columns.values():
             value = rec.get(column)
             if not isinstance(value, str):
-                raise DataError(f"row {i}, column '{column}': expected text, got "
-                                f"{'nothing' if value is None else type(value).__name__}")
-            if not value.strip():
-                raise DataError(f"row {i}, column '{column}': empty")
+                problems.append(f"row {i}, column '{column}': "
+                                + ("missing" if column not in rec else f"expected text, got {_describe_cell(value)}"))
+            elif not value.strip():
+                problems.append(f"row {i}, column '{column}': empty")
             values.append(value)
         rows.append(Row(*values))
+    if problems:
+        raise DataError(f"{len(problems)} problem{'s' * (len(problems) > 1)} in the mapped columns: "
+                        f"{_listing(problems)}", problems)
     return rows
+
+
+def duplicate_rows(rows: list[Row]) -> list[tuple[int, int]]:
+    """(row, earlier row it repeats), 1-based, for rows identical in question, reasoning and answer."""
+    first: dict[Row, int] = {}
+    repeats = []
+    for i, row in enumerate(rows, start=1):
+        if row in first:
+            repeats.append((i, first[row]))
+        else:
+            first[row] = i
+    return repeats
+
+
+def duplicate_warning(rows: list[Row]) -> str | None:
+    repeats = duplicate_rows(rows)
+    if not repeats:
+        return None
+    listed = ", ".join(f"row {i} repeats row {j}" for i, j in repeats[:MAX_LISTED])
+    more = f", and {len(repeats) - MAX_LISTED} more" if len(repeats) > MAX_LISTED else ""
+    return (f"{len(repeats)} duplicate row{'s' * (len(repeats) > 1)} ({listed}{more}); they are kept and "
+            "weigh more in training: remove them from the file if that is not intended")
+
+
+def held_out_indices(n: int, eval_size: int, seed: int) -> list[int]:
+    """The seeded held-out rows (0-based, ascending)."""
+    if eval_size <= 0:
+        return []
+    if eval_size >= n:
+        raise DataError(f"eval_size: {eval_size} held-out rows leaves nothing to train on ({n} rows)")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return sorted(order[:eval_size])
 
 
 def split_rows(rows: list[Row], eval_size: int, seed: int) -> tuple[list[Row], list[Row]]:
     """A seeded train / held-out split; the held-out rows are Compare's sample questions."""
-    if eval_size <= 0:
-        return rows, []
-    if eval_size >= len(rows):
-        raise DataError(f"eval_size: {eval_size} held-out rows leaves nothing to train on ({len(rows)} rows)")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:eval_size])
+    held = set(held_out_indices(len(rows), eval_size, seed))
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
@@ -189,14 +371,22 @@ def fingerprint(data: Any, content: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare(data: Any, tokenizer: Any) -> Prepared:
-    """Everything the trainer needs: mapped rows, the split, the exact training texts and the fingerprint."""
-    records, source, content = load_records(data)
-    rows = map_rows(records, data)
-    train, held = split_rows(rows, data.eval_size, data.split_seed)
+def prepare(data: Any, tokenizer: Any, *, loaded: Loaded | None = None) -> Prepared:
+    """Everything the trainer needs: mapped rows, the split, the exact training texts and the fingerprint.
+
+    ``loaded``: records already read for these settings (the Dataset tab re-maps without re-reading).
+    """
+    if loaded is None or loaded.key != source_key(data):
+        loaded = load(data)
+    rows = map_rows(loaded.records, data)
+    held = held_out_indices(len(rows), data.eval_size, data.split_seed)
     fmt = PromptFormat.from_data_settings(data)
+    texts = [fmt.training_text(r.question, r.reasoning, r.answer, tokenizer) for r in rows]
+    held_set = set(held)
+    keep = [i for i in range(len(rows)) if i not in held_set]
+    warning = duplicate_warning(rows)
     return Prepared(
-        train_rows=train, eval_rows=held,
-        train_texts=[fmt.training_text(r.question, r.reasoning, r.answer, tokenizer) for r in train],
-        eval_texts=[fmt.training_text(r.question, r.reasoning, r.answer, tokenizer) for r in held],
-        fingerprint=fingerprint(data, content), source=source)
+        train_rows=[rows[i] for i in keep], eval_rows=[rows[i] for i in held],
+        train_texts=[texts[i] for i in keep], eval_texts=[texts[i] for i in held],
+        fingerprint=fingerprint(data, loaded.content), source=loaded.source,
+        warnings=[warning] if warning else [], rows=rows, texts=texts, eval_indices=held)

@@ -1,0 +1,121 @@
+"""Uploaded data files: our own size and row limits, and a stable content-addressed copy.
+
+An accepted upload is copied into ``uploads_dir`` under its content hash, so a run config's ``data.file_path``
+points at a file that never changes underneath it. A rejected upload leaves nothing behind: the temporary file
+the web server wrote is deleted too, and nothing reaches ``uploads_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from medcot_ui.columns import columns_of
+from medcot_ui.data import FILE_TYPES, DataError, read_file
+from medcot_ui.settings import get_settings
+
+DEFAULT_MAX_MB = 200.0
+DEFAULT_MAX_ROWS = 100_000
+
+
+class UploadRejected(DataError):
+    """The upload broke a limit or could not be read; nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_rows: int
+
+    @classmethod
+    def from_env(cls) -> "UploadLimits":
+        """``MEDCOT_UPLOAD_MAX_MB`` (default 200) and ``MEDCOT_UPLOAD_MAX_ROWS`` (default 100000)."""
+        try:
+            mb = float(os.environ.get("MEDCOT_UPLOAD_MAX_MB") or DEFAULT_MAX_MB)
+            rows = int(os.environ.get("MEDCOT_UPLOAD_MAX_ROWS") or DEFAULT_MAX_ROWS)
+        except ValueError as exc:
+            raise ValueError(f"MEDCOT_UPLOAD_MAX_MB / MEDCOT_UPLOAD_MAX_ROWS must be numbers ({exc})") from None
+        return cls(int(mb * 2**20), rows)
+
+    def describe(self) -> str:
+        return f"up to {_size(self.max_bytes)} and {self.max_rows:,} rows"
+
+
+@dataclass(frozen=True)
+class AcceptedUpload:
+    path: Path  # the stored copy: what data.file_path should name
+    original_name: str
+    rows: int
+    columns: list[str]
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _discard(path: Path) -> None:
+    """Remove the server's temporary copy (and its folder, when that held only this file)."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
+
+
+def accept_upload(path: str | Path, original_name: str | None = None,
+                  limits: UploadLimits | None = None) -> AcceptedUpload:
+    """Check an uploaded file against our limits and its format; keep a content-addressed copy.
+
+    Raises UploadRejected (naming the file, and the line where the format breaks) after deleting the upload.
+    """
+    path = Path(path)
+    name = original_name or path.name
+    limits = limits or UploadLimits.from_env()
+    try:
+        suffix = Path(name).suffix.lower()
+        if suffix not in FILE_TYPES:
+            raise UploadRejected(f"{name}: unsupported file type '{suffix}' (use .json, .jsonl, .csv or .parquet)")
+        size = path.stat().st_size
+        if size > limits.max_bytes:  # checked before reading a byte of it
+            raise UploadRejected(f"{name}: {_size(size)} is over the upload limit of {_size(limits.max_bytes)} "
+                                 "(MEDCOT_UPLOAD_MAX_MB)")
+        records = read_file(path, name)
+        if not records:
+            raise UploadRejected(f"{name}: the file has no rows")
+        if len(records) > limits.max_rows:
+            raise UploadRejected(f"{name}: {len(records):,} rows is over the limit of {limits.max_rows:,} rows "
+                                 "(MEDCOT_UPLOAD_MAX_ROWS); upload a smaller slice")
+    except DataError as exc:
+        _discard(path)
+        raise exc if isinstance(exc, UploadRejected) else UploadRejected(str(exc)) from None
+    except BaseException:
+        _discard(path)
+        raise
+    target = _store(path, suffix)
+    return AcceptedUpload(target, name, len(records), columns_of(records))
+
+
+def _store(path: Path, suffix: str) -> Path:
+    folder = get_settings().uploads_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    target = folder / f"{digest[:20]}{suffix}"
+    if not target.exists():
+        # Copy then rename: a half-written file never carries the final name, and equal content shares one file.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return target

@@ -1,0 +1,95 @@
+"""Uploads: our own size and row limits, a stable content-addressed copy, and nothing left of a rejected file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medcot_ui.config import DataSettings
+from medcot_ui.data import load
+from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload
+
+ROW = {"Question": "q?", "Complex_CoT": "because", "Response": "a."}
+
+
+def incoming(tmp_path: Path, name: str, content: bytes) -> Path:
+    """A file where the web server would have put the upload (its own temp folder)."""
+    folder = tmp_path / "server-tmp" / "abc123"
+    folder.mkdir(parents=True)
+    path = folder / name
+    path.write_bytes(content)
+    return path
+
+
+def jsonl(n: int) -> bytes:
+    return "".join(json.dumps({**ROW, "Question": f"q{i}?"}) + "\n" for i in range(n)).encode()
+
+
+def test_an_accepted_upload_is_stored_under_its_content_hash_and_loads_as_the_run_config_names_it(
+        home: Path, tmp_path: Path) -> None:
+    path = incoming(tmp_path, "my rows.jsonl", jsonl(3))
+    accepted = accept_upload(path)
+    assert accepted.path.parent == home / "uploads"
+    assert accepted.path.suffix == ".jsonl" and len(accepted.path.stem) == 20
+    assert (accepted.rows, accepted.columns, accepted.original_name) == (3, ["Question", "Complex_CoT", "Response"],
+                                                                         "my rows.jsonl")
+    again = accept_upload(incoming(tmp_path / "second", "renamed.jsonl", jsonl(3)))
+    assert again.path == accepted.path  # same content, same stable file
+    assert len(list((home / "uploads").iterdir())) == 1
+    records = load(DataSettings(source="file", file_path=str(accepted.path), split="train")).records
+    assert [r["Question"] for r in records] == ["q0?", "q1?", "q2?"]
+
+
+def _assert_nothing_left(home: Path, path: Path) -> None:
+    assert not path.exists() and not path.parent.exists()
+    uploads = home / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+
+
+def test_a_file_over_the_size_limit_is_rejected_before_reading_and_nothing_is_left(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDCOT_UPLOAD_MAX_MB", "0.001")  # about 1 KB
+    path = incoming(tmp_path, "big.jsonl", jsonl(40))
+    with pytest.raises(UploadRejected, match=r"big\.jsonl: 2\.\d KB is over the upload limit of 1\.0 KB "
+                                             r"\(MEDCOT_UPLOAD_MAX_MB\)"):
+        accept_upload(path)
+    _assert_nothing_left(home, path)
+
+
+def test_a_file_over_the_row_limit_is_rejected_and_nothing_is_left(home: Path, tmp_path: Path) -> None:
+    path = incoming(tmp_path, "many.jsonl", jsonl(11))
+    with pytest.raises(UploadRejected, match=r"many\.jsonl: 11 rows is over the limit of 10 rows"):
+        accept_upload(path, limits=UploadLimits(max_bytes=10**6, max_rows=10))
+    _assert_nothing_left(home, path)
+
+
+def test_a_broken_jsonl_upload_is_rejected_with_its_line_number_and_nothing_is_left(home: Path,
+                                                                                    tmp_path: Path) -> None:
+    path = incoming(tmp_path, "broken.jsonl", jsonl(2) + b'{"Question": "oops",\n' + jsonl(1))
+    with pytest.raises(UploadRejected, match=r"broken\.jsonl: line 3 is not valid JSON"):
+        accept_upload(path)
+    _assert_nothing_left(home, path)
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.jsonl", b"", "the file is empty"),
+    ("header.csv", b"Question,Complex_CoT,Response\n", "the file has no rows"),
+    ("table.xlsx", b"PK", "unsupported file type '.xlsx'"),
+])
+def test_empty_or_unsupported_uploads_are_rejected_and_nothing_is_left(home: Path, tmp_path: Path, name: str,
+                                                                       content: bytes, message: str) -> None:
+    path = incoming(tmp_path, name, content)
+    with pytest.raises(UploadRejected, match=message.replace(".", r"\.")):
+        accept_upload(path)
+    _assert_nothing_left(home, path)
+
+
+def test_limits_come_from_the_environment_with_sensible_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDCOT_UPLOAD_MAX_MB", raising=False)
+    monkeypatch.delenv("MEDCOT_UPLOAD_MAX_ROWS", raising=False)
+    assert UploadLimits.from_env() == UploadLimits(200 * 2**20, 100_000)
+    monkeypatch.setenv("MEDCOT_UPLOAD_MAX_MB", "5")
+    monkeypatch.setenv("MEDCOT_UPLOAD_MAX_ROWS", "250")
+    assert UploadLimits.from_env().describe() == "up to 5.0 MB and 250 rows"

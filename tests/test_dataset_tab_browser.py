@@ -1,0 +1,90 @@
+"""The Dataset tab in a real browser: the Hub is unreachable and says so, the demo data loads with its rows,
+histogram and exact training text, the settings go to the Train form, a broken JSONL upload is rejected with
+its line number and leaves nothing behind, and a good upload with other column names is recognised."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import start_app
+
+from medcot_ui.models import BOS, EOS
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numbered_upload_error(
+        home: Path, processes: Any, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    first_question = json.loads(Path("data/demo/medical_demo.jsonl").read_text(encoding="utf-8")
+                                .splitlines()[0])["Question"]
+    app = start_app(processes, home, "--no-worker")
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(app.url)
+    status = page.locator("#dataset-status")
+
+    # The default source is the Hub; with no network the tab says so plainly and offers the way forward.
+    page.locator("#dataset-load").click()
+    expect(status).to_contain_text("The Hugging Face Hub is unreachable from this machine", timeout=60_000)
+    expect(status).to_contain_text("Press Load the demo data, or upload a file")
+
+    page.locator("#dataset-demo").click()
+    expect(status).to_contain_text("120 rows ready to train on", timeout=90_000)
+    expect(page.locator("#dataset-rows")).to_contain_text(first_question[:60])
+    expect(page.locator("#dataset-summary")).to_contain_text("Tokens per epoch")
+    expect(page.locator("#dataset-hist .vega-embed")).to_be_visible()
+    expect(page.locator("#dataset-hist").get_by_text("tokens per row", exact=True)).to_be_visible()
+    bars = page.locator('#dataset-hist svg path[aria-roledescription="bar"]')
+    expect(bars.first).to_be_attached()
+    counts = [int(re.search(r"rows: (\d+)", bars.nth(i).get_attribute("aria-label")).group(1))
+              for i in range(bars.count())]
+    assert len(counts) >= 5 and sum(counts) == 120
+    page.screenshot(path="/tmp/dataset-tab.png", full_page=True)
+    training_text = page.locator("#dataset-training-text textarea")
+    expect(training_text).to_have_value(re.compile("^" + re.escape(BOS) + "Below is an instruction"))
+    assert "<think>\n" in training_text.input_value() and "</think>" in training_text.input_value()
+    expect(page.locator("#dataset-prompt textarea")).to_have_value(re.compile(r"### Response:\n<think>\n$"))
+    page.get_by_label("Max sequence length").first.fill("4096")
+    page.get_by_label("Max sequence length").first.press("Enter")
+    expect(page.locator("#dataset-summary")).to_contain_text("Truncated at 4096 tokens", timeout=60_000)
+    expect(training_text).to_have_value(re.compile(re.escape(EOS) + "$"))
+
+    # The checked settings go into the Train form.
+    page.get_by_label("Held-out rows").first.fill("8")
+    page.locator("#dataset-push").click()
+    expect(page.get_by_text("Copied")).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#field-data-source input")).to_have_value("demo")
+    expect(page.locator("#field-data-eval_size input")).to_have_value("8")
+    expect(page.locator("#field-model-max_seq_length input")).to_have_value("4096")
+    page.get_by_role("tab", name="Dataset").click()
+
+    # A broken JSONL upload: rejected with its line number, and nothing of it is kept.
+    broken = tmp_path / "broken.jsonl"
+    good = {"Question": "q?", "Complex_CoT": "r", "Response": "a"}
+    broken.write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n{\"Question\": \"no end\"\n",
+                      encoding="utf-8")
+    page.get_by_label("Uploaded file").check()
+    page.locator("#dataset-upload input[type=file]").set_input_files(str(broken))
+    expect(status).to_contain_text("Upload rejected", timeout=30_000)
+    expect(status).to_contain_text("broken.jsonl: line 3 is not valid JSON")
+    uploads = home / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+    # A good CSV with other column names: stored under its content hash, columns recognised, rows shown.
+    csv_file = tmp_path / "notes.csv"
+    csv_file.write_text("instruction,rationale,output\n" + "".join(
+        f'"Case {i}: which artery?","II, III, aVF are inferior.","The right coronary artery ({i})."\n'
+        for i in range(12)), encoding="utf-8")
+    page.locator("#dataset-upload input[type=file]").set_input_files(str(csv_file))
+    expect(status).to_contain_text("12 rows ready to train on", timeout=60_000)
+    expect(status).to_contain_text("Recognised columns: question = 'instruction', reasoning = 'rationale', "
+                                   "answer = 'output'")
+    expect(page.locator("#dataset-rows")).to_contain_text("The right coronary artery (11).")
+    [stored] = list(uploads.iterdir())
+    assert stored.suffix == ".csv" and stored.read_bytes() == csv_file.read_bytes()
