@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GGUF export: llama.cpp's own converter and quantizer, both from one pinned package (requirements-gguf.txt).
-#   - llama-cpp-python is built from source (PyPI has no Linux wheel): about 7 CPU-minutes, ~4 min on 2 idle
-#     cores. pip caches the built wheel, so later installs on the same machine take seconds.
+#   - llama-cpp-python is built from source (PyPI has no Linux wheel): about 7.3 CPU-minutes (13 min wall on a
+#     busy shared 2-core machine, ~4 min on 2 idle cores). Skipped when the pinned version is already installed.
 #   - llama.cpp's convert_hf_to_gguf.py (+ its conversion/ and gguf-py/ packages) is not installed by pip: it is
 #     copied from the same source package into <venv>/share/llama.cpp, where medcot_ui/gguf.py looks for it.
 # Usage: scripts/install-gguf.sh [python]   (default: .venv/bin/python)
@@ -16,8 +16,8 @@ trap 'rm -rf "$WORK"' EXIT
 "$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK"
 SDIST="$WORK/llama_cpp_python-$VERSION.tar.gz"
 if [ "$("$PY" -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))' 2>/dev/null)" != "$VERSION" ]; then
-  # LLAVA_BUILD=OFF: the multimodal library is not needed for text models and is a large part of the build.
-  CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF" "$PY" -m pip install -q "$SDIST"
+  # LLAVA_BUILD=OFF: the multimodal library (mtmd) is not needed for text models; skip building it.
+  CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF" "$PY" -m pip install -q "llama-cpp-python==$VERSION"
 fi
 "$PY" -m pip install -q "$(grep '^sentencepiece==' requirements-gguf.txt)"
 tar -xzf "$SDIST" -C "$WORK" "llama_cpp_python-$VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" \
