@@ -18,7 +18,6 @@ from medcot_ui.columns import columns_of
 from medcot_ui.data import FILE_TYPES, DataError, read_file
 from medcot_ui.settings import get_settings
 
-DEFAULT_MAX_MB = 200.0
 DEFAULT_MAX_ROWS = 100_000
 
 
@@ -33,13 +32,13 @@ class UploadLimits:
 
     @classmethod
     def from_env(cls) -> "UploadLimits":
-        """``MEDCOT_UPLOAD_MAX_MB`` (default 200) and ``MEDCOT_UPLOAD_MAX_ROWS`` (default 100000)."""
+        """``MEDCOT_UPLOAD_MAX_MB`` (default 200; the same setting caps Gradio's own upload size) and
+        ``MEDCOT_UPLOAD_MAX_ROWS`` (default 100000)."""
         try:
-            mb = float(os.environ.get("MEDCOT_UPLOAD_MAX_MB") or DEFAULT_MAX_MB)
             rows = int(os.environ.get("MEDCOT_UPLOAD_MAX_ROWS") or DEFAULT_MAX_ROWS)
-        except ValueError as exc:
-            raise ValueError(f"MEDCOT_UPLOAD_MAX_MB / MEDCOT_UPLOAD_MAX_ROWS must be numbers ({exc})") from None
-        return cls(int(mb * 2**20), rows)
+        except ValueError:
+            raise ValueError("MEDCOT_UPLOAD_MAX_ROWS must be a whole number") from None
+        return cls(int(get_settings().max_upload_mb * 2**20), rows)
 
     def describe(self) -> str:
         return f"up to {_size(self.max_bytes)} and {self.max_rows:,} rows"
@@ -74,7 +73,8 @@ def accept_upload(path: str | Path, original_name: str | None = None,
                   limits: UploadLimits | None = None) -> AcceptedUpload:
     """Check an uploaded file against our limits and its format; keep a content-addressed copy.
 
-    Raises UploadRejected (naming the file, and the line where the format breaks) after deleting the upload.
+    Limits: ``UploadLimits.from_env()`` unless given. Raises UploadRejected (naming the file, and the line where
+    the format breaks) after deleting the upload.
     """
     path = Path(path)
     name = original_name or path.name
@@ -101,6 +101,13 @@ def accept_upload(path: str | Path, original_name: str | None = None,
         raise
     target = _store(path, suffix)
     return AcceptedUpload(target, name, len(records), columns_of(records))
+
+
+def is_stored_upload(path: str | Path) -> bool:
+    """Is ``path`` a file this app stored from an upload? (A path sent by a browser must not name any other.)"""
+    folder = get_settings().uploads_dir.resolve()
+    resolved = Path(path).resolve()
+    return resolved.parent == folder and resolved.is_file()
 
 
 def _store(path: Path, suffix: str) -> Path:

@@ -86,6 +86,16 @@ def test_empty_or_unsupported_uploads_are_rejected_and_nothing_is_left(home: Pat
     _assert_nothing_left(home, path)
 
 
+def test_only_files_stored_from_uploads_count_as_uploads(home: Path, tmp_path: Path) -> None:
+    from medcot_ui.uploads import is_stored_upload
+
+    stored = accept_upload(incoming(tmp_path, "rows.jsonl", jsonl(2))).path
+    assert is_stored_upload(stored) and is_stored_upload(str(stored))
+    assert not is_stored_upload(home / "uploads" / ".." / "runs.db")
+    assert not is_stored_upload(home / "uploads" / "missing.jsonl")
+    assert not is_stored_upload("/etc/passwd")
+
+
 def test_limits_come_from_the_environment_with_sensible_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEDCOT_UPLOAD_MAX_MB", raising=False)
     monkeypatch.delenv("MEDCOT_UPLOAD_MAX_ROWS", raising=False)

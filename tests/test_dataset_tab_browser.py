@@ -88,3 +88,24 @@ def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numb
     expect(page.locator("#dataset-rows")).to_contain_text("The right coronary artery (11).")
     [stored] = list(uploads.iterdir())
     assert stored.suffix == ".csv" and stored.read_bytes() == csv_file.read_bytes()
+
+
+def test_a_large_upload_shows_progress_while_its_tokens_are_counted(home: Path, processes: Any, browser: Any,
+                                                                    tmp_path: Path) -> None:
+    import sys
+
+    from playwright.sync_api import expect
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from data_stats import synthetic_rows  # the bench's rows of realistic length
+
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(3000)), encoding="utf-8")
+    app = start_app(processes, home, "--no-worker")
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(app.url)
+    page.get_by_label("Uploaded file").check()
+    page.locator("#dataset-upload input[type=file]").set_input_files(str(big))
+    status = page.locator("#dataset-status")
+    expect(status).to_contain_text(re.compile(r"Counting tokens: [\d,]+ of 3,000 rows"), timeout=60_000)
+    expect(status).to_contain_text("3,000 rows ready to train on", timeout=120_000)

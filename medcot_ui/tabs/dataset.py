@@ -15,7 +15,7 @@ from medcot_ui.context import AppContext
 from medcot_ui.data import FILE_TYPES, Loaded
 from medcot_ui.preview import RowPreview, preview_row
 from medcot_ui.tabs.guard import guard
-from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload
+from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
 
 # The form's settings, in the order handlers receive them (config paths, as in the Train form).
 FORM_PATHS = ("data.source", "data.dataset_id", "data.dataset_config", "data.split", "data.file_path",
@@ -124,8 +124,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
 # ---- handlers -------------------------------------------------------------------------------------------
 
-def _split_form(values: tuple[Any, ...]) -> tuple[dict[str, Any], str, Any]:
-    named = dict(zip(FORM_PATHS, values))
+def _split_form(named: dict[str, Any]) -> tuple[dict[str, Any], str, Any]:
+    """(data settings, model id, max sequence length) from the form's values by config path."""
     data = {path.split(".", 1)[1]: value for path, value in named.items() if path.startswith("data.")}
     for key in ("eval_size", "split_seed"):
         data[key] = int(data[key]) if data[key] is not None else 0
@@ -178,22 +178,24 @@ def _rows_label(report: dr.DatasetReport) -> str:
     return f"Rows (the first {min(n, dr.TABLE_ROWS)} of {n:,})"
 
 
-def load_and_check(*args: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
-    *values, loaded = args
-    data, model_id, max_len = _split_form(tuple(values))
+def check(ui: dict[str, Any], values: dict[Any, Any], request: gr.Request | None,
+          progress: gr.Progress) -> list[Any]:
+    """Load (or reuse the loaded records), check and analyse what the form describes."""
+    data, model_id, max_len = _split_form({p: values[c] for p, c in ui["form"].items()})
     try:
         settings, max_len = dr.form_settings(data, max_len)
     except ConfigError as exc:
         problems = "\n".join(f"- {e}" for e in exc.errors)
         return [f"### ❌ Check the settings\n{problems}", *[gr.skip()] * (N_OUTPUTS - 1)]
+    if settings.source == "file":
+        guard(request, "view_uploads")
+        if not is_stored_upload(settings.file_path):  # the path comes from the client: never any server file
+            return ["### ❌ Upload a file first\nOnly files uploaded here can be checked in this tab.",
+                    *[gr.skip()] * (N_OUTPUTS - 1)]
+    loaded = values[ui["loaded"]]
     report = dr.analyse(settings, model_id, max_len, loaded=loaded if isinstance(loaded, Loaded) else None,
                         progress=lambda f, what: progress(f, desc=what))
     return _analysis_outputs(report)
-
-
-def check_upload(ok: bool, *args: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
-    """After an upload: check the stored copy, unless the upload was rejected (its error stays on screen)."""
-    return load_and_check(*args, progress=progress) if ok else [gr.skip()] * N_OUTPUTS
 
 
 def on_upload(path: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -221,25 +223,35 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
                form["data.answer_column"], ui["rows"], ui["hist"], ui["parts"], ui["row_no"], ui["row_info"],
                ui["training_text"], ui["prompt"], ui["phi_md"], ui["phi"], ui["report"], ui["loaded"]]
     assert len(outputs) == N_OUTPUTS
-    check = {"fn": load_and_check, "inputs": [*inputs, ui["loaded"]], "outputs": outputs,
-             "show_progress_on": [ui["status"]]}
+
+    # Set inputs: the handler gets one {component: value} dict, and Gradio still injects request and progress.
+    def load_and_check(values: dict[Any, Any], request: gr.Request,
+                       progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
+        return check(ui, values, request, progress)
+
+    def check_upload(values: dict[Any, Any], request: gr.Request,
+                     progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
+        """After an upload: check the stored copy, unless it was rejected (its error stays on screen)."""
+        return check(ui, values, request, progress) if values[ui["upload_ok"]] else [gr.skip()] * N_OUTPUTS
+
+    checking = {"inputs": {*inputs, ui["loaded"]}, "outputs": outputs, "show_progress_on": [ui["status"]]}
 
     form["data.source"].change(lambda s: (gr.Group(visible=s == "hub"), gr.Group(visible=s == "file")),
                                inputs=form["data.source"], outputs=[ui["hub_box"], ui["file_box"]])
     form["data.template"].change(lambda t: gr.Textbox(visible=t == "custom"), inputs=form["data.template"],
                                  outputs=form["data.custom_template"])
-    ui["load"].click(**check)
-    ui["demo"].click(lambda: ("demo", "train"), outputs=[form["data.source"], form["data.split"]]).then(**check)
+    ui["load"].click(load_and_check, **checking)
+    ui["demo"].click(lambda: ("demo", "train"), outputs=[form["data.source"], form["data.split"]]
+                     ).then(load_and_check, **checking)
     ui["upload"].upload(on_upload, inputs=ui["upload"],
                         outputs=[ui["status"], form["data.file_path"], form["data.source"], form["data.split"],
                                  ui["upload_ok"], ui["upload"]]
-                        ).success(check_upload, inputs=[ui["upload_ok"], *check["inputs"]], outputs=outputs,
-                                  show_progress_on=[ui["status"]])
+                        ).success(check_upload, **{**checking, "inputs": {*checking["inputs"], ui["upload_ok"]}})
     # Re-check when the mapping or format is changed by hand (the loaded records are reused, not re-read).
     for path in ("data.question_column", "data.reasoning_column", "data.answer_column", "data.template"):
-        form[path].input(**check)
+        form[path].input(load_and_check, **checking)
     for path in ("model.max_seq_length", "data.eval_size", "data.split_seed"):
-        form[path].submit(**check)
+        form[path].submit(load_and_check, **checking)
     ui["row_no"].change(_preview_outputs, inputs=[ui["report"], ui["row_no"]],
                         outputs=[ui["row_info"], ui["training_text"], ui["prompt"]])
     _wire_train(ui, (train_ui or {}).get("fields") or {})
@@ -251,7 +263,7 @@ def _wire_train(ui: dict[str, Any], fields: dict[str, Any]) -> None:
     targets = [p for p in PUSHED_PATHS if p in fields]
 
     def push(*values: Any) -> list[Any]:
-        data, _, max_len = _split_form(values)
+        data, _, max_len = _split_form(dict(zip(FORM_PATHS, values)))
         skip = [gr.skip()] * len(targets)
         if not targets:
             return [*skip, "The Train form is not available yet."]
