@@ -91,3 +91,21 @@ def test_a_model_whose_tokenizer_is_not_here_is_counted_with_the_demo_tokenizer_
     assert "demo model's tokenizer (demo:tiny-llama)" in choice.note
     local = tokenizer_for(str(home / "models" / "demo-tiny-llama"))
     assert local.note == "" and local.used.endswith("demo-tiny-llama")
+
+
+def test_a_custom_template_is_validated_and_previewed_with_its_own_text(home: Path) -> None:
+    from medcot_ui.config import ConfigError
+    from medcot_ui.dataset_report import form_settings
+
+    base = {"source": "demo", "split": "train", "template": "custom"}
+    with pytest.raises(ConfigError) as exc:
+        form_settings({**base, "custom_template": "Q: {question}\nA: {answer}"}, 2048)
+    assert exc.value.errors == ["data.custom_template: template: {reasoning} must appear exactly once (found 0)"]
+    data, max_len = form_settings({**base, "custom_template": "Q: {question}\n<think>{reasoning}</think>\nA: {answer}"},
+                                  2048)
+    report = analyse(data, DEMO_MODEL_ID, max_len)
+    row = report.prepared.rows[0]
+    preview = preview_row(report.prepared, 0, report.format, report.tokenizer.tokenizer, max_len)
+    eos = report.tokenizer.tokenizer.eos_token
+    assert preview.training_text == f"Q: {row.question}\n<think>{row.reasoning}</think>\nA: {row.answer}{eos}"
+    assert preview.inference_prompt == f"{report.tokenizer.tokenizer.bos_token}Q: {row.question}\n<think>"

@@ -62,7 +62,11 @@ def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numb
     expect(page.locator("#field-data-source input")).to_have_value("demo")
     expect(page.locator("#field-data-eval_size input")).to_have_value("8")
     expect(page.locator("#field-model-max_seq_length input")).to_have_value("4096")
+    # The Dataset tab counts tokens with the tokenizer of the model chosen on the Train tab.
+    page.locator("#field-model-base_model input").fill("demo:tiny-llama")
+    page.locator("#field-model-base_model input").press("Enter")
     page.get_by_role("tab", name="Dataset").click()
+    expect(page.get_by_label("Model (its tokenizer counts the tokens)")).to_have_value("demo:tiny-llama")
 
     # A broken JSONL upload: rejected with its line number, and nothing of it is kept.
     broken = tmp_path / "broken.jsonl"

@@ -250,7 +250,7 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
     # Re-check when the mapping or format is changed by hand (the loaded records are reused, not re-read).
     for path in ("data.question_column", "data.reasoning_column", "data.answer_column", "data.template"):
         form[path].input(load_and_check, **checking)
-    for path in ("model.max_seq_length", "data.eval_size", "data.split_seed"):
+    for path in ("model.max_seq_length", "data.eval_size", "data.split_seed", "model.base_model"):
         form[path].submit(load_and_check, **checking)
     ui["row_no"].change(_preview_outputs, inputs=[ui["report"], ui["row_no"]],
                         outputs=[ui["row_info"], ui["training_text"], ui["prompt"]])
