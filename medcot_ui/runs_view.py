@@ -21,7 +21,6 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from medcot_ui.redact import scrub
-from medcot_ui.settings import get_settings
 from medcot_ui.store import FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, read_session
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
@@ -223,8 +222,8 @@ def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
                              "series": pd.Series([p[2] for p in picked], dtype="str")})
 
     return {"loss": points(("loss", "train loss"), ("eval_loss", "eval loss")),
-            "learning_rate": points(("learning_rate", "learning rate")), "grad_norm": points(("grad_norm", "grad norm")),
-            "tokens_per_s": points(("tokens_per_s", "tokens/s"))}
+            "learning_rate": points(("learning_rate", "learning rate")),
+            "grad_norm": points(("grad_norm", "grad norm")), "tokens_per_s": points(("tokens_per_s", "tokens/s"))}
 
 
 @dataclass

@@ -109,3 +109,27 @@ def test_the_cli_command_rebuilds_exactly_the_form_config():
     pairs = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     assert RunConfig().with_overrides(_overrides(pairs)) == config
     assert form.cli_command(RunConfig()).rstrip().endswith("medcot enqueue")
+
+
+def test_the_train_tab_renders_one_widget_per_setting_and_the_runs_tab_exposes_its_contract(home):
+    import gradio as gr
+
+    from medcot_ui.context import AppContext
+    from medcot_ui.tabs import runs, train
+
+    with gr.Blocks():
+        with gr.Tabs() as tabs:
+            with gr.Tab("Train", id="train"):
+                train_ui = train.build(AppContext())
+            with gr.Tab("Runs", id="runs"):
+                runs_ui = runs.build(AppContext())
+        train.wire(train_ui, runs_ui, tabs)
+        runs.wire(runs_ui, train_ui, tabs)
+    assert sorted(train_ui["fields"]) == sorted(field_paths())
+    kinds = {s.path: s.kind for s in form.form_spec()}
+    widget = {"checkbox": gr.Checkbox, "dropdown": gr.Dropdown, "list": gr.Dropdown, "int": gr.Number,
+              "number": gr.Number, "text": gr.Textbox}
+    for path, component in train_ui["fields"].items():
+        assert isinstance(component, widget[kinds[path]]), path
+        assert component.value == form.config_to_values(RunConfig())[path], path
+    assert isinstance(runs_ui["selected_run"], gr.State) and isinstance(runs_ui["table"], gr.Dataframe)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import start_app, wait_for
+from medcot_ui.config import RunConfig
 
 pytestmark = pytest.mark.browser
 
@@ -64,7 +66,7 @@ def select_run(page: Any, name: str) -> None:
     wait_for(lambda: f": {name}" in page.locator("#run-header").inner_text(), 20, what=f"run '{name}' shown")
 
 
-def launch_demo(page: Any, name: str, max_steps: int) -> None:
+def fill_demo_form(page: Any, name: str, max_steps: int) -> None:
     open_tab(page, "Train")
     choose(page, "train-preset", "Quick demo (CPU)")
     wait_for(lambda: page.locator("#field-model-base_model input").input_value() == "demo:tiny-llama", 15,
@@ -73,13 +75,17 @@ def launch_demo(page: Any, name: str, max_steps: int) -> None:
     fill(page, "field-training-max_steps", max_steps)
     wait_for(lambda: f"name: {name}" in page.locator("#train-config-yaml").inner_text(), 20,
              what="the resolved config to show the new name")
+
+
+def launch_demo(page: Any, name: str, max_steps: int) -> None:
+    fill_demo_form(page, name, max_steps)
     page.locator("#train-launch").click()
     wait_for(lambda: page.get_by_role("tab", name="Runs", exact=True).get_attribute("aria-selected") == "true", 20,
              what="Launch to switch to the Runs tab")
     wait_for(lambda: f": {name}" in page.locator("#run-header").inner_text(), 20, what=f"run '{name}' selected")
 
 
-def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, home, browser):
+def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, home, browser, tmp_path):
     app = start_app(processes, home)
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     page.goto(app.url)
@@ -93,9 +99,33 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     wait_for(lambda: "Not launched" in page.locator("#train-launch-msg").inner_text(), 20, what="launch refused")
     assert page.get_by_role("tab", name="Train", exact=True).get_attribute("aria-selected") == "true"
 
-    # Run 'first': the CPU preset with 300 steps, so it is still training while we look at it.
-    launch_demo(page, "first", 300)
-    assert "no CUDA GPU" in page.content()  # the estimate said where it would train
+    # A config file that does not validate is refused line by line, and the form is left as it was.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  max_steps: -5\n  max_stepz: 3\n")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#train-load").click()
+    chooser.value.set_files(str(bad))
+    summary = page.locator("#train-summary")
+    wait_for(lambda: "Could not load bad.yaml" in summary.inner_text(), 20, what="the load error")
+    assert "training.max_steps: Input should be greater than or equal to 0" in summary.inner_text()
+    assert "training.max_stepz: unknown setting" in summary.inner_text()
+    assert page.locator("#field-training-max_steps input").input_value() == "-1"
+
+    # Run 'first': the CPU preset with 300 steps, so it is still training while we look at it. Its config is
+    # saved as YAML first, and the file holds exactly what the form shows.
+    fill_demo_form(page, "first", 300)
+    assert "no CUDA GPU" in page.locator("#train-estimate").inner_text()  # the estimate says where it trains
+    assert "medcot enqueue" in page.locator("#train-cli").inner_text()
+    page.locator("#train-save").click()
+    link = page.locator("#train-saved a[download='first.yaml']")
+    wait_for(lambda: link.count(), 20, what="the saved config's download link")
+    with page.expect_download() as download:
+        link.click()
+    saved = RunConfig.from_yaml(Path(download.value.path()).read_text())
+    assert saved.name == "first" and saved.training.max_steps == 300 and saved.model.base_model == "demo:tiny-llama"
+    page.locator("#train-launch").click()
+    wait_for(lambda: page.get_by_role("tab", name="Runs", exact=True).get_attribute("aria-selected") == "true", 20,
+             what="Launch to switch to the Runs tab")
     wait_for(lambda: status_of(page, "first") == "running", 90, interval=0.3, what="'first' to start training")
 
     # Run 'second', launched while 'first' trains: it waits, and the UI says why.
@@ -149,3 +179,32 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     assert "succeeded at step 60 of 60" in page.locator("#run-progress").inner_text()
     page.get_by_text("Files on disk", exact=True).click()  # open the accordion
     wait_for(lambda: "adapter/" in page.locator("#run-artifacts").inner_text(), 20, what="the adapter on disk")
+
+    # Clone 'second' back into the Train form.
+    page.locator("#run-clone").click()
+    wait_for(lambda: page.get_by_role("tab", name="Train", exact=True).get_attribute("aria-selected") == "true", 20,
+             what="Clone to switch to the Train tab")
+    wait_for(lambda: page.locator("#field-name input").input_value() == "second-copy", 20, what="the cloned name")
+    assert page.locator("#field-training-max_steps input").input_value() == "60"
+
+    # Resume the cancelled 'first': it continues from its last checkpoint.
+    open_tab(page, "Runs")
+    select_run(page, "first")
+    page.locator("#run-resume").click()
+    log = page.locator("#run-log")
+    wait_for(lambda: "resuming from checkpoint-" in log.inner_text(), 120, interval=0.3,
+             what="'first' to resume from its checkpoint")
+    assert status_of(page, "first") == "running" and "attempt 2" in page.locator("#run-header").inner_text()
+
+    # Stop it again, then delete it and its files (asking first).
+    page.locator("#run-cancel").click()
+    page.locator("#confirm-cancel").click()
+    wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' cancelled again")
+    page.locator("#run-delete").click()
+    wait_for(lambda: "Delete run 1 (first)" in page.locator("#confirm-delete-row").inner_text(), 20,
+             what="the delete confirmation")
+    assert (home / "runs" / "run-1").exists()
+    page.locator("#confirm-delete").click()
+    wait_for(lambda: "first" not in runs_table(page), 20, what="'first' to leave the table")
+    assert not (home / "runs" / "run-1").exists()
+    assert "second" in runs_table(page)

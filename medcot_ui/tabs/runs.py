@@ -153,8 +153,8 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
 
     # -- cancel and delete ask first; the confirming click is the guarded action --
     def ask(kind: str) -> Any:
-        def prompt(run_id: int | None) -> list[Any]:
-            run = get_run(run_id) if run_id is not None else None
+        def prompt(run_id: int | None, request: gr.Request) -> list[Any]:
+            run = get_run(run_id) if run_id is not None and may(request, "view_runs") else None
             if run is None:
                 return [gr.Row(visible=False), ""]
             text = (f"Cancel run {run.id} ({run.name})? A running run stops at its next step and keeps its "
@@ -223,7 +223,8 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
     fields = train_ui["fields"]
     paths = list(fields)
 
-    def clone(run_id: int | None) -> list[Any]:
+    def clone(run_id: int | None, request: gr.Request) -> list[Any]:
+        guard(request, "view_runs")  # read-only, but it shows the run's settings
         run = get_run(run_id) if run_id is not None else None
         if run is None:
             raise gr.Error("Select a run first.")
