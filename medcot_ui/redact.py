@@ -50,14 +50,17 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     return sorted((v for v in values if len(v.strip()) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
 
-_exact_cache: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
+_exact_cache: tuple[tuple, re.Pattern[str] | None] = ((), None)
 
 
 def _exact_pattern() -> re.Pattern[str] | None:
+    """The exact-values pattern, rebuilt when the environment changes (a token set at run time, tests). Scanning
+    every variable costs ~100 us, so the check is cheap: the named secrets' values and the number of variables."""
     global _exact_cache
-    values = tuple(secret_values())
-    if values != _exact_cache[0]:  # the environment changed (tests, or a token set at run time)
-        _exact_cache = (values, re.compile("|".join(map(re.escape, values))) if values else None)
+    key = (len(os.environ), *(os.environ.get(name) for name in (*SECRET_ENV_VARS, "MEDCOT_USERS")))
+    if key != _exact_cache[0]:
+        values = secret_values()
+        _exact_cache = (key, re.compile("|".join(map(re.escape, values))) if values else None)
     return _exact_cache[1]
 
 

@@ -51,11 +51,13 @@ PASSWORD_ENV = {
     "MEDCOT_USERS": ",".join(f"{u}:{p}" for u, p in PASSWORDS.items()), "MEDCOT_ALLOWED_USERS": "alice",
     "MEDCOT_NO_WORKER": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
 }
-# Endpoints of other tabs found open in space mode, reported to the lead. The tests still call them and fail
-# if one starts refusing (then delete its line here) or if any other endpoint is open.
-KNOWN_GAPS = {
-    "/check_upload": "Dataset tab: reloads a data file from a client-given path without calling guard",
+# Endpoints whose name reads as mutating but which only read. The tests still call them and fail if one starts
+# refusing (then delete its line here) or if any other endpoint is open.
+NOT_MUTATING = {
+    "/check_upload": "Dataset tab: re-checks the form's data; a file source needs view_uploads (tested below), the "
+                     "Hub and the demo are public",
 }
+# Read endpoints found to leak in space mode, reported to the lead (same rule: the test fails when one is fixed).
 KNOWN_READ_LEAKS = {
     "/download_comparisons_csv": "Compare tab: exports every saved comparison without calling guard",
     "/download_comparisons_jsonl": "Compare tab: exports every saved comparison without calling guard",
@@ -232,8 +234,8 @@ def test_space_mode_refuses_every_mutating_endpoint_to_anonymous_and_unlisted_ca
             if not outcome.startswith("refused"):
                 failures.append((api_name, who, outcome))
     print_table("space mode, refused callers (endpoint | action | caller | outcome)", rows)
-    assert not [f for f in failures if f[0] not in KNOWN_GAPS], failures
-    assert {f[0] for f in failures} == set(KNOWN_GAPS) & set(endpoints), "a known gap was fixed: update KNOWN_GAPS"
+    assert not [f for f in failures if f[0] not in NOT_MUTATING], failures
+    assert {f[0] for f in failures} == set(NOT_MUTATING) & set(endpoints), "one in NOT_MUTATING refuses: update it"
     assert db_snapshot(app.home) == before, "a refused call changed the database"
     assert files_under(app.home) == files_before, "a refused call wrote files in the data directory"
 
@@ -290,6 +292,34 @@ def test_space_mode_anonymous_visitors_read_no_stored_runs_or_comparisons(app_fa
     print_table("space mode, anonymous read-only calls (endpoint | result)", rows)
     assert not [name for name in leaks if name not in KNOWN_READ_LEAKS], leaks
     assert set(leaks) == set(KNOWN_READ_LEAKS), "a known leak was fixed: update KNOWN_READ_LEAKS"
+
+
+def test_space_mode_anonymous_visitors_cannot_read_someone_elses_uploaded_data(app_factory, sample_file):
+    app = app_factory("space", SPACE_ENV)
+    upload = app.home / "uploads" / "0123456789abcdef0123.jsonl"  # named like an accepted upload
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_text('{"Question": "PRIVATE-UPLOADED-QUESTION", "Complex_CoT": "r", "Response": "a"}\n')
+    from medcot_ui.tabs.dataset import FORM_PATHS  # the data checks take the Dataset form's fields in this order
+
+    client = Client(app.url, verbose=False)
+    leaks = []
+    for api_name in ("/load_and_check", "/check_upload"):
+        if api_name not in api_info(client)["named_endpoints"]:
+            continue
+        args = endpoint_args(client, api_name, sample_file)
+        offset = 1 if api_name == "/check_upload" else 0  # check_upload first takes "the upload was accepted"
+        if offset:
+            args[0] = True
+        args[offset + FORM_PATHS.index("data.source")] = "file"
+        args[offset + FORM_PATHS.index("data.file_path")] = str(upload)
+        try:
+            out = json.dumps(client.predict(*args, api_name=api_name), default=str)
+        except Exception as exc:  # noqa: BLE001
+            out = str(exc)
+        if "PRIVATE-UPLOADED-QUESTION" in out:
+            leaks.append(api_name)
+    upload.unlink()
+    assert not leaks, leaks
 
 
 def test_space_pages_show_the_sign_in_button_and_the_storage_warning(app_factory):
@@ -415,7 +445,7 @@ def test_password_mode_refuses_users_off_the_allow_list_and_lets_listed_ones_thr
         args = endpoint_args(alice, api_name, sample_file)
         outcome = call(mallory, api_name, args)
         rows.append((api_name, action, "mallory", outcome[:60]))
-        if "who may look but not" not in outcome and api_name not in KNOWN_GAPS:
+        if "who may look but not" not in outcome and api_name not in NOT_MUTATING:
             failures.append((api_name, "mallory", outcome))
     assert db_snapshot(app.home) == before, "mallory's refused calls changed the database"
     for api_name, action in sorted(endpoints.items()):
