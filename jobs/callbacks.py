@@ -21,11 +21,31 @@ def _gpu_memory_gb() -> float | None:
     return None
 
 
+class TokenCounter:
+    """Wraps the trainer's data collator and counts the real (non-padding) tokens of every batch it builds.
+
+    Not every backend logs TRL's ``num_tokens`` (Unsloth replaces the loss computation), so we count the
+    tokens ourselves, the same way for every backend and for the reference bench script.
+    """
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+        self.total = 0
+
+    def __call__(self, features: Any) -> Any:
+        batch = self.collator(features)
+        mask = batch.get("attention_mask")
+        # padding-free / packed batches have no mask: every token is real
+        self.total += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        return batch
+
+
 class StudioCallback(TrainerCallback):
     """Writes a metrics row every logging step and stops training on cancel or a non-finite loss."""
 
-    def __init__(self, run_id: int, worker_id: str, parent_pid: int | None):
+    def __init__(self, run_id: int, worker_id: str, parent_pid: int | None, tokens: TokenCounter | None = None):
         self.run_id = run_id
+        self.tokens = tokens
         self.worker_id = worker_id
         self.parent_pid = parent_pid
         self.failure: str | None = None
@@ -34,10 +54,14 @@ class StudioCallback(TrainerCallback):
 
     # -- lifecycle --
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        import torch
+
+        if torch.cuda.is_available():  # peak memory of training, not of the 4-bit conversion at load time
+            torch.cuda.reset_peak_memory_stats()
         with write_session() as s:
             run = s.get(Run, self.run_id)
             run.total_steps = state.max_steps
-        self._last_log = (time.perf_counter(), state.global_step, None)
+        self._last_log = (time.perf_counter(), state.global_step, self._token_count())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._orphan_guard()
@@ -70,13 +94,16 @@ class StudioCallback(TrainerCallback):
         tokens_per_s = seconds_per_step = None
         if loss is not None and self._last_log is not None:
             t0, step0, tokens0 = self._last_log
-            num_tokens = logs.get("num_tokens")
+            num_tokens = self._token_count()
             if step > step0:
                 seconds_per_step = (now - t0) / (step - step0)
             if num_tokens is not None and tokens0 is not None and now > t0:
                 tokens_per_s = (num_tokens - tokens0) / (now - t0)
             self._last_log = (now, step, num_tokens)
         self._write_metric(step, logs, loss, eval_loss, tokens_per_s, seconds_per_step)
+
+    def _token_count(self) -> float | None:
+        return float(self.tokens.total) if self.tokens is not None else None
 
     def _write_metric(self, step: int, logs: dict[str, float], loss: float | None, eval_loss: float | None,
                       tokens_per_s: float | None, seconds_per_step: float | None) -> None:

@@ -84,7 +84,10 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
         per_device_eval_batch_size=t.per_device_train_batch_size,
         max_length=config.model.max_seq_length, packing=t.packing, dataset_text_field="text",
         report_to=[config.tracking.report_to] if config.tracking.report_to != "none" else [],
-        disable_tqdm=True, dataloader_num_workers=0, gradient_checkpointing=False)
+        disable_tqdm=True, dataloader_num_workers=0,
+        # As the walk-through leaves it (on) unless checkpointing is turned off: with Unsloth the Trainer's
+        # call is routed to Unsloth's own checkpointing; with transformers it is the same as ours.
+        gradient_checkpointing=config.lora.gradient_checkpointing != "false")
     return SFTTrainer(
         model=loaded.model, processing_class=loaded.tokenizer, args=args,
         train_dataset=Dataset.from_dict({"text": prepared.train_texts}),
@@ -112,7 +115,7 @@ def _save_outputs(run_id: int, config: RunConfig, loaded: LoadedModel, output_di
 
 def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> str:
     """Train run ``run_id`` (already claimed by ``worker_id``) and record its outcome; returns the status."""
-    from jobs.callbacks import NanInjector, StudioCallback, drop_metrics_after
+    from jobs.callbacks import NanInjector, StudioCallback, TokenCounter, drop_metrics_after
     from jobs.queue import finish
 
     run = get_run(run_id)
@@ -142,6 +145,7 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
         if os.environ.get("MEDCOT_FAULT_NAN_AT_STEP"):
             callbacks.append(NanInjector(int(os.environ["MEDCOT_FAULT_NAN_AT_STEP"])))
         trainer = build_trainer(config, loaded, prepared, output_dir, callbacks)
+        callback.tokens = trainer.data_collator = TokenCounter(trainer.data_collator)
         checkpoint = latest_checkpoint(output_dir) if run.resume else None
         if checkpoint is not None:
             step = int(checkpoint.name.split("-")[1])

@@ -246,6 +246,9 @@ def _load_transformers(config: Any) -> LoadedModel:
             bnb_4bit_compute_dtype=kwargs["dtype"])
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    # No KV cache while training: with a cache, transformers skips the per-row mask that keeps packed rows
+    # from attending to each other.
+    model.config.use_cache = False
     checkpointing = config.lora.gradient_checkpointing != "false"
     if quantised:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)

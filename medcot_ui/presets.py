@@ -34,7 +34,17 @@ def full_epoch() -> RunConfig:
     })
 
 
-PRESETS: dict[str, Callable[[], RunConfig]] = {"recipe": recipe, "demo": quick_demo, "full-epoch": full_epoch}
+def fast() -> RunConfig:
+    """The recipe with padding-free packing: rows are packed into 2048-token sequences without padding and
+    never attend to each other (position ids restart per row). Measured on an H200 with a random-init 8B:
+    1.2x the recipe's real tokens/s at +0.2 GB peak memory (docs/BENCHMARKS.md). Each step now holds about
+    16 k tokens instead of ~7 k, so 60 steps cover about twice the rows."""
+    config = recipe().with_overrides({"training.packing": True})
+    return config.with_overrides({"name": "fast-packed"})
+
+
+PRESETS: dict[str, Callable[[], RunConfig]] = {"recipe": recipe, "demo": quick_demo, "full-epoch": full_epoch,
+                                               "fast": fast}
 # What the Train form's preset menu shows.
 PRESET_LABELS: dict[str, str] = {"Reference recipe (60 steps)": "recipe", "Quick demo (CPU)": "demo",
-                                 "Full epoch": "full-epoch"}
+                                 "Full epoch": "full-epoch", "Fast: packed (GPU)": "fast"}

@@ -1,0 +1,149 @@
+"""Side-by-side GPU bench: the reference script vs the app's own job (queue + worker + training process).
+
+Arms run alternately (A B A B ...) in one launch on the same random-init 8B and the same rows:
+  ref   bench/reference_recipe.py (the walk-through as a plain script)
+  app   the app's job with the reference recipe config, through `medcot enqueue` + `python -m jobs.worker`
+  fast  the app's job with the "fast" preset (packing, larger micro-batches; same data)
+  sweep:NAME:FLAGS  the reference script with extra flags (used to search for the fast preset)
+
+    python bench/gpu_training.py --work /tmp/medcot-gpu --arms ref,app --rounds 2 --max-steps 30
+
+Steady s/step is the median over logging windows after the first 10 steps (model load, warmup and compile
+excluded); real tokens/s counts non-padding tokens (TRL's num_tokens). HFU counts 6 x 8.03 G FLOP per token:
+forward, backward to the activations (the base is frozen, so no weight gradients) and the recomputed forward
+of gradient checkpointing, against the ~790 TFLOP/s bf16 this H200 class measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PARAMS = 8.03e9
+PEAK_FLOPS = 790e12
+
+
+def run_ref(work: Path, max_steps: int, flags: str = "") -> dict:
+    cmd = [sys.executable, str(ROOT / "bench" / "reference_recipe.py"), "--model", str(work / "model"),
+           "--data", str(work / "rows.jsonl"), "--max-steps", str(max_steps),
+           "--output-dir", str(work / "ref-out"), *shlex.split(flags)]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        return {"error": (out.stdout + out.stderr)[-3000:], "wall_s": wall}
+    r = json.loads(line[len("RESULT "):])
+    times = r["step_times"][10:]
+    tok = dict(r["tokens"])
+    steps = sorted(tok)
+    first = next((s for s in steps if s >= 10), steps[0] if steps else 0)
+    windows = [(a, b) for a, b in zip(steps, steps[1:]) if a >= first]
+    rates = [(tok[b] - tok[a]) / sum(r["step_times"][a:b]) for a, b in windows]
+    per_window = [sum(r["step_times"][a:b]) / (b - a) for a, b in windows]
+    return {"s_per_step": statistics.median(per_window) if per_window else statistics.median(times),
+            "mean_s_per_step": statistics.mean(times),
+            "tokens_per_s": statistics.median(rates) if rates else None, "peak_mem_gb": r["peak_mem_gb"],
+            "load_s": r["load_s"], "wall_s": wall}
+
+
+def run_app(work: Path, max_steps: int, preset: str, arm: str) -> dict:
+    home = work / f"home-{arm}"
+    env = dict(os.environ, MEDCOT_HOME=str(home), PYTHONUNBUFFERED="1")
+    from medcot_ui.presets import PRESETS
+
+    config = PRESETS[preset]().with_overrides({
+        "model.base_model": str(work / "model"), "data.source": "file", "data.file_path": str(work / "rows.jsonl"),
+        "data.split": "train", "training.max_steps": max_steps, "name": f"bench-{arm}"})
+    cfg = work / f"{arm}.yaml"
+    cfg.write_text(config.to_yaml())
+    subprocess.run([sys.executable, "-m", "medcot_ui.cli", "enqueue", str(cfg)], check=True, env=env, cwd=ROOT,
+                   capture_output=True)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jobs.worker", "--max-runs", "1", "--exit-when-idle"], env=env, cwd=ROOT,
+                   capture_output=True)
+    wall = time.perf_counter() - t0
+    db = sqlite3.connect(home / "runs.db")
+    run_id, status, error = db.execute("SELECT id, status, error FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    if status != "succeeded":
+        log = (home / "runs" / f"run-{run_id}" / "train.log").read_text()[-3000:]
+        return {"error": f"{status}: {error}\n{log}", "wall_s": wall}
+    rows = db.execute("SELECT step, seconds_per_step, tokens_per_s, gpu_mem_gb FROM metrics WHERE run_id = ? "
+                      "AND loss IS NOT NULL ORDER BY step", (run_id,)).fetchall()
+    steady = [r for r in rows if r[0] > 10 and r[1]]
+    summary = json.loads((home / "runs" / f"run-{run_id}" / "summary.json").read_text())
+    return {"s_per_step": statistics.median(r[1] for r in steady),
+            "mean_s_per_step": statistics.mean(r[1] for r in steady),
+            "tokens_per_s": statistics.median(r[2] for r in steady if r[2]),
+            "peak_mem_gb": max(r[3] or 0 for r in rows), "wall_s": wall, "backend": summary.get("backend")}
+
+
+def hfu(tokens_per_s: float | None) -> float | None:
+    return 6 * PARAMS * tokens_per_s / PEAK_FLOPS if tokens_per_s else None
+
+
+def report(results: list[dict]) -> str:
+    by_arm: dict[str, list[dict]] = {}
+    for r in results:
+        by_arm.setdefault(r["arm"], []).append(r)
+    lines = ["| arm | runs | steady s/step (median) | mean s/step incl. checkpoints | real tokens/s | "
+             "peak GPU mem (GB) | HFU | tokens/s vs ref |", "|---|---|---|---|---|---|---|---|"]
+    ref_rate = None
+    if "ref" in by_arm:
+        ok = [r["tokens_per_s"] for r in by_arm["ref"] if r.get("tokens_per_s")]
+        ref_rate = statistics.median(ok) if ok else None
+    for arm, rs in by_arm.items():
+        ok = [r for r in rs if "error" not in r]
+        if not ok:
+            lines.append(f"| {arm} | {len(rs)} | failed: {rs[0]['error'][-200:]!r} | | | | | |")
+            continue
+        sps = statistics.median(r["s_per_step"] for r in ok)
+        mean_sps = statistics.mean(r.get("mean_s_per_step", r["s_per_step"]) for r in ok)
+        tps = statistics.median(r["tokens_per_s"] for r in ok)
+        mem = max(r["peak_mem_gb"] for r in ok)
+        ratio = f"{tps / ref_rate:.3f}x" if ref_rate else "-"
+        lines.append(f"| {arm} | {len(ok)} | {sps:.3f} | {mean_sps:.3f} | {tps:,.0f} | {mem:.1f} | {hfu(tps):.1%} "
+                     f"| {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=Path("/tmp/medcot-gpu"))
+    p.add_argument("--arms", default="ref,app,fast")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=30)
+    p.add_argument("--results", type=Path, help="append results here (JSON lines) and report all of them")
+    args = p.parse_args()
+    if not (args.work / "model" / "config.json").exists():
+        subprocess.run([sys.executable, str(ROOT / "bench" / "make_random_8b.py"), str(args.work)], check=True)
+    results_file = args.results or args.work / "results.jsonl"
+    for rnd in range(args.rounds):
+        for arm in args.arms.split(","):
+            if arm == "ref":
+                r = run_ref(args.work, args.max_steps)
+            elif arm.startswith("sweep:"):
+                r = run_ref(args.work, args.max_steps, arm.split(":", 2)[2])
+            else:
+                r = run_app(args.work, args.max_steps, "recipe" if arm == "app" else arm, f"{arm}-{rnd}")
+            r.update(arm=arm, round=rnd, max_steps=args.max_steps)
+            print(json.dumps(r)[:400], flush=True)
+            with open(results_file, "a") as fh:
+                fh.write(json.dumps(r) + "\n")
+    all_results = [json.loads(line) for line in results_file.read_text().splitlines()]
+    print(report(all_results))
+
+
+if __name__ == "__main__":
+    main()
