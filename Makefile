@@ -20,8 +20,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev browser
+# llama.cpp's converter and quantizer for GGUF export (a one-time source build of llama-cpp-python, ~4 min)
+$(VENV)/.installed-gguf: $(VENV)/.installed requirements-gguf.txt scripts/install-gguf.sh
+	./scripts/install-gguf.sh $(PY)
+	touch $@
+
+install: $(VENV)/.installed $(VENV)/.installed-gguf
+install-dev: $(VENV)/.installed-dev $(VENV)/.installed-gguf browser
 
 browser:
 	./scripts/install-browser.sh

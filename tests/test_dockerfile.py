@@ -140,9 +140,8 @@ def test_the_deploy_instructions_match_the_front_matter():
 
 
 def test_the_readme_starts_with_the_space_front_matter():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else ""
-    if not readme.startswith("---\n"):
-        pytest.skip("README.md has no front matter yet: the lead merges docs/space-front-matter.yaml into it")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\n")
     assert readme.split("\n---\n", 1)[0] + "\n---" == FRONT_MATTER.read_text(encoding="utf-8").strip()
     assert "Deploy to a Space" in readme
 
