@@ -85,10 +85,11 @@ def _duration_of(started: float | None, finished: float | None, status: str, now
 @dataclass
 class QueueInfo:
     position: int
-    reason: str
+    reason: str  # the full sentence (the run's detail)
+    brief: str   # what fits in the table's queue column
 
     def short(self) -> str:
-        return f"#{self.position}: {self.reason}"
+        return f"#{self.position} · {self.brief}"
 
 
 def _queue_infos(s: Any, now: float) -> dict[int, QueueInfo]:
@@ -103,18 +104,22 @@ def _queue_infos(s: Any, now: float) -> dict[int, QueueInfo]:
     for pos, (run_id, created) in enumerate(queued, start=1):
         if running:
             busy = " and ".join(f"run {rid} ({name})" for rid, name in running)
-            reason = (f"waiting: {busy} {'is' if len(running) == 1 else 'are'} training "
-                      "(a worker trains one run at a time)")
+            brief = f"{busy} {'is' if len(running) == 1 else 'are'} training"
+            reason = f"waiting: {brief} (a worker trains one run at a time)"
             if pos > 1:
                 reason += f"; {pos - 1} queued ahead"
+                brief += f", {pos - 1} ahead"
         elif pos > 1:
+            brief = f"after run {queued[0][0]}"
             reason = f"waiting: run {queued[0][0]} starts first"
         elif now - created > NO_WORKER_AFTER_S:
+            brief = "no worker has picked it up"
             reason = ("waiting for a worker: none has picked it up. The app starts one unless it was started "
                       "with --no-worker; otherwise run `python -m jobs.worker`")
         else:
+            brief = "starting"
             reason = "starting: a worker will pick it up in a moment"
-        infos[run_id] = QueueInfo(pos, reason)
+        infos[run_id] = QueueInfo(pos, reason, brief)
     return infos
 
 

@@ -33,18 +33,20 @@ def test_two_runs_launched_together_queue_and_the_table_says_which_waits_and_why
     rows = {r[0]: dict(zip(runs_view.TABLE_COLUMNS, r)) for r in runs_view.table_rows()}
     assert [r[0] for r in runs_view.table_rows()] == [third.id, second.id, first.id]  # newest first
     assert rows[first.id]["status"] == "running" and rows[first.id]["queue"] == ""
-    assert rows[second.id]["queue"] == (f"#1: waiting: run {first.id} (first) is training (a worker trains one run "
-                                        "at a time)")
-    assert rows[third.id]["queue"].startswith("#2: waiting") and "1 queued ahead" in rows[third.id]["queue"]
+    assert rows[second.id]["queue"] == f"#1 · run {first.id} (first) is training"
+    assert rows[third.id]["queue"] == f"#2 · run {first.id} (first) is training, 1 ahead"
+    detail = runs_view.run_detail(second.id)
+    assert (f"Queue position **#1**: waiting: run {first.id} (first) is training (a worker trains one run at a "
+            "time).") in detail.header
     assert rows[second.id]["model"] == "demo:tiny-llama" and rows[second.id]["dataset"] == "demo data"
     assert rows[second.id]["steps"] == "0 / 30"
 
 
 def test_a_run_nobody_picks_up_says_no_worker_is_there(home):
     run = _queue("lonely")
-    assert "will pick it up in a moment" in runs_view.table_rows()[0][-1]
+    assert runs_view.table_rows()[0][-1] == "#1 · starting"
     later = time.time() + runs_view.NO_WORKER_AFTER_S + 1
-    assert "waiting for a worker: none has picked it up" in runs_view.table_rows(now=later)[0][-1]
+    assert runs_view.table_rows(now=later)[0][-1] == "#1 · no worker has picked it up"
     detail = runs_view.run_detail(run.id, now=later)
     assert "Queue position **#1**" in detail.header and "python -m jobs.worker" in detail.header
 

@@ -133,8 +133,8 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     header = page.locator("#run-header").inner_text()
     assert "queued" in header and "Queue position #1" in header
     assert "waiting: run 1 (first) is training" in header
-    wait_for(lambda: "waiting: run 1 (first) is training" in runs_table(page).get("second", {}).get("queue", ""),
-             20, what="the table's queue column")
+    wait_for(lambda: runs_table(page).get("second", {}).get("queue") == "#1 · run 1 (first) is training", 20,
+             what="the table's queue column")
 
     # The loss chart of 'first' gains points while it trains.
     select_run(page, "first")
