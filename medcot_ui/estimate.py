@@ -118,9 +118,10 @@ WALKTHROUGH_T4 = {"what": "recipe, Unsloth, T4 (walk-through)", "backend": "unsl
                   "seconds_per_step": 20.0, "tokens_per_s": None, "peak_gib": None}
 
 # CPU: fp32 matmuls on small shapes, plus per-step fixed costs (Python, optimizer, logging, checkpoints)
-# that dominate the demo model; set from demo runs on a 2-core machine.
-CPU_FLOPS_PER_CORE = 10e9
-CPU_STEP_OVERHEAD_S = 0.35
+# that dominate the demo model; set from demo runs on a shared 2-core machine (median 0.21 s/step measured).
+# Training uses MEDCOT_CPU_THREADS threads on a CPU (jobs/train.py; default 1).
+CPU_FLOPS_PER_THREAD = 15e9
+CPU_STEP_OVERHEAD_S = 0.1
 # GPU: kernel launches, optimizer and Python per forward/backward; what a tiny model's step costs.
 GPU_PASS_OVERHEAD_S = 0.02
 
@@ -273,8 +274,8 @@ def estimate(config: RunConfig, gpu: str = REFERENCE_GPU, backend: str | None = 
     if cpu:
         import os
 
-        cores = os.cpu_count() or 1
-        seconds = flops / (cores * CPU_FLOPS_PER_CORE) + CPU_STEP_OVERHEAD_S * t.gradient_accumulation_steps
+        threads = int(os.environ.get("MEDCOT_CPU_THREADS", "1"))
+        seconds = flops / (threads * CPU_FLOPS_PER_THREAD) + CPU_STEP_OVERHEAD_S * t.gradient_accumulation_steps
         utilisation = 0.0
     else:
         utilisation = _utilisation(backend)
@@ -295,8 +296,9 @@ def estimate(config: RunConfig, gpu: str = REFERENCE_GPU, backend: str | None = 
         f"({PEAK_ROW_FACTOR}x the average row, capped at the max sequence length).",
     ]
     if cpu:
-        est.basis.append(f"CPU: {flops / 1e9:.3g} GFLOP per step at an assumed {CPU_FLOPS_PER_CORE / 1e9:.0f} "
-                         f"GFLOP/s per core plus {CPU_STEP_OVERHEAD_S} s fixed cost per forward/backward.")
+        est.basis.append(f"CPU: {flops / 1e9:.3g} GFLOP per step at an assumed {CPU_FLOPS_PER_THREAD / 1e9:.0f} "
+                         f"GFLOP/s per training thread plus {CPU_STEP_OVERHEAD_S} s fixed cost per forward/backward "
+                         "(the demo preset measured 0.21 s/step on a shared 2-core machine).")
     else:
         est.basis.append(f"Time: {flops / 1e12:.3g} TFLOP per step ({6 if checkpointing else 4} x params x tokens "
                          f"+ attention) at {utilisation:.0%} of the {gpu}'s {GPUS[gpu].tflops:.0f} TFLOP/s peak "
