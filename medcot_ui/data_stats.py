@@ -172,8 +172,12 @@ def _span_tokens(encoding: Any, start: int, end: int) -> int:
 
 
 def count_tokens(prepared: Prepared, fmt: PromptFormat, choice: TokenizerChoice, max_seq_length: int,
-                 progress: Progress | None = None, chunk: int = 500) -> TokenStats:
-    """Token counts for every row of ``prepared`` (its texts are what the trainer tokenises)."""
+                 progress: Progress | None = None, chunk: int = 256) -> TokenStats:
+    """Token counts for every row of ``prepared`` (its texts are what the trainer tokenises).
+
+    ``chunk`` rows are tokenised per call: enough for the fast tokenizer to use every core, few enough that the
+    chunk's encodings (ids, offsets, token strings) stay around 100 MB for rows of a few thousand tokens.
+    """
     tokenizer = choice.tokenizer
     skeleton = _skeleton(fmt, tokenizer)
     counts: dict[str, list[int]] = {part: [] for part in PARTS}

@@ -17,7 +17,7 @@ from medcot_ui.preview import RowPreview, preview_row
 from medcot_ui.tabs.guard import guard
 from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
 
-# The form's settings, in the order handlers receive them (config paths, as in the Train form).
+# The form's settings by config path (as in the Train form); "Use in the Train form" sends them in this order.
 FORM_PATHS = ("data.source", "data.dataset_id", "data.dataset_config", "data.split", "data.file_path",
               "data.question_column", "data.reasoning_column", "data.answer_column", "data.template",
               "data.custom_template", "data.eval_size", "data.split_seed", "model.base_model", "model.max_seq_length")
