@@ -32,20 +32,25 @@ def test_the_estimate_matches_the_h200_reference_measurements():
     assert unsloth.seconds_per_step == pytest.approx(0.94, rel=0.02)
     assert unsloth.tokens_per_s == pytest.approx(6900, rel=0.03)
     assert unsloth.total_gib == pytest.approx(6.5, rel=0.15)
+    packed = estimate.estimate(RunConfig().with_overrides({"training.packing": True}), backend="unsloth")
+    assert packed.seconds_per_step == pytest.approx(1.43, rel=0.02)
+    assert packed.tokens_per_s == pytest.approx(11400, rel=0.03)
+    assert packed.total_gib == pytest.approx(6.8, rel=0.15)
     transformers = estimate.estimate(RunConfig(), gpu="H200 (141 GB)", backend="transformers")
     assert transformers.seconds_per_step == pytest.approx(2.04, rel=0.02)
+    assert transformers.tokens_per_s == pytest.approx(3200, rel=0.03)
     assert transformers.total_gib == pytest.approx(10.1, rel=0.15)
     rows = {r["what"]: r for r in estimate.calibration()}
-    assert abs(rows["recipe, Unsloth, H200"]["peak error"]) < 0.15
+    assert all(abs(r["peak error"]) < 0.15 for r in rows.values() if r["peak error"] is not None)
     # Out of sample (nothing was fitted to it): the walk-through's T4 took about 20 s/step.
-    assert abs(rows["recipe, Unsloth, T4 (walk-through)"]["s/step error"]) < 0.5
+    assert abs(rows["recipe, Unsloth, T4 (walk-through, not fitted)"]["s/step error"]) < 0.5
 
 
 def test_bigger_settings_cost_more_memory_and_time_and_slower_gpus_take_longer():
     base = estimate.estimate(RunConfig(), backend="unsloth")
     bigger_batch = estimate.estimate(RunConfig().with_overrides({"training.per_device_train_batch_size": 8}),
                                      backend="unsloth")
-    assert bigger_batch.total_gib > base.total_gib and bigger_batch.seconds_per_step > 3 * base.seconds_per_step
+    assert bigger_batch.total_gib > base.total_gib and bigger_batch.seconds_per_step > 1.5 * base.seconds_per_step
     no_4bit = estimate.estimate(RunConfig().with_overrides({"model.load_in_4bit": False}), backend="unsloth")
     assert no_4bit.memory_gib["frozen weights"] == pytest.approx(8.03e9 * 2 / 2**30, rel=0.01)
     no_checkpointing = estimate.estimate(RunConfig().with_overrides({"lora.gradient_checkpointing": "false"}),
@@ -61,7 +66,7 @@ def test_bigger_settings_cost_more_memory_and_time_and_slower_gpus_take_longer()
 def test_the_description_explains_its_basis_and_flags_what_does_not_fit():
     text = estimate.describe(RunConfig().with_overrides({"model.load_in_4bit": False}), gpu="T4 (16 GB)", cuda=True)
     assert "does not fit in 15 GiB" in text
-    assert "8.03 B" in text and "6 x params x tokens" in text and "810 tokens" in text
+    assert "8.03 B" in text and "6 x (params + attention) x tokens" in text and "810 tokens" in text
     assert "Calibration vs measurements" in text and "6.5" in text and "10.1" in text
 
 
