@@ -44,7 +44,6 @@ def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numb
     counts = [int(re.search(r"rows: (\d+)", bars.nth(i).get_attribute("aria-label")).group(1))
               for i in range(bars.count())]
     assert len(counts) >= 5 and sum(counts) == 120
-    page.screenshot(path="/tmp/dataset-tab.png", full_page=True)
     training_text = page.locator("#dataset-training-text textarea")
     expect(training_text).to_have_value(re.compile("^" + re.escape(BOS) + "Below is an instruction"))
     assert "<think>\n" in training_text.input_value() and "</think>" in training_text.input_value()
