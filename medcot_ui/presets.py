@@ -17,7 +17,7 @@ def quick_demo() -> RunConfig:
     """The demo model and data: a few seconds of training on a CPU, no network needed."""
     return RunConfig.model_validate({
         "name": "quick-demo",
-        "model": {"base_model": DEMO_MODEL_ID, "max_seq_length": 512, "load_in_4bit": False},
+        "model": {"base_model": DEMO_MODEL_ID, "max_seq_length": 1024, "load_in_4bit": False},
         "lora": {"gradient_checkpointing": "false"},
         "training": {"max_steps": 30, "logging_steps": 1, "save_steps": 10, "warmup_steps": 2,
                      "learning_rate": 1e-3, "optim": "adamw_torch", "gradient_accumulation_steps": 1},
