@@ -19,7 +19,8 @@ from medcot_ui.settings import DEMO_MODEL_ID
 @pytest.mark.parametrize("template", ["recipe", "chat_template"])
 def test_the_preview_text_of_a_row_is_the_text_the_trainer_tokenises_for_that_row(home: Path, tmp_path: Path,
                                                                                    template: str) -> None:
-    config = quick_demo().with_overrides({"data.template": template, "data.eval_size": 8})
+    # 512 tokens: some demo rows fit and some are cut, so both cases are checked
+    config = quick_demo().with_overrides({"data.template": template, "data.eval_size": 8, "model.max_seq_length": 512})
     max_len = config.model.max_seq_length
     # The training process's own path: jobs.train loads the model, prepares the data and builds SFTTrainer.
     loaded = load_for_training(config)
