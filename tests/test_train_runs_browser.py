@@ -69,11 +69,12 @@ def select_run(page: Any, name: str) -> None:
 def fill_demo_form(page: Any, name: str, max_steps: int) -> None:
     open_tab(page, "Train")
     choose(page, "train-preset", "Quick demo (CPU)")
-    wait_for(lambda: page.locator("#field-model-base_model input").input_value() == "demo:tiny-llama", 15,
+    wait_for(lambda: page.locator("#field-model-base_model input").input_value() == "demo:tiny-llama", 60,
              what="the preset to fill the form")
     fill(page, "field-name", name)
     fill(page, "field-training-max_steps", max_steps)
-    wait_for(lambda: f"name: {name}" in page.locator("#train-config-yaml").inner_text(), 20,
+    # choosing a preset re-checks the whole form, which can take a while on a busy 2-core machine
+    wait_for(lambda: f"name: {name}" in page.locator("#train-config-yaml").inner_text(), 60,
              what="the resolved config to show the new name")
 
 
