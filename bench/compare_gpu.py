@@ -19,6 +19,7 @@ is memory bandwidth (measured here) over the bytes one decoding step must read (
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -172,53 +173,52 @@ def measured(fn: Any, repeats: int) -> dict[str, Any]:
 
 
 def bench_mode(mode: str, model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dict[str, Any]]:
+    """One base model load per mode: plain generate first (before any adapter), then the engine on the same weights."""
     import torch
 
     from medcot_ui.chat import CompareEngine
     from medcot_ui.config import RunConfig
+    from medcot_ui.prompts import PromptFormat
     from medcot_ui.store import get_run
 
     four_bit = mode == "4bit"
     run_id = finished_run(model_dir, adapter, four_bit)
     config = RunConfig.from_json(get_run(run_id).config_json)
     rows: list[dict[str, Any]] = []
-    variants = [("engine, eager", False)] + ([] if four_bit else [("engine, compiled decode", True)])
-
-    engine = CompareEngine(update_interval_s=0.05, fast_decode=False)
+    # Everything that generates runs on the engine's model thread (CUDA-graph state is per thread).
+    engine = CompareEngine(update_interval_s=0.05, precision="4bit" if four_bit else "16bit")
+    on_model_thread = engine.model_thread.run
     t0 = time.perf_counter()
     loaded = engine.load_base(config)
-    load_s = time.perf_counter() - t0
-    weights_gib = torch.cuda.memory_allocated() / GiB
-    print(f"[{mode}] base loaded in {load_s:.0f} s, {weights_gib:.1f} GiB", flush=True)
-    for label, fast in variants:
+    print(f"[{mode}] base loaded in {time.perf_counter() - t0:.0f} s, "
+          f"{torch.cuda.memory_allocated() / GiB:.1f} GiB", flush=True)
+
+    prompt = PromptFormat.from_data_settings(config.data).inference_prompt(QUESTION, loaded.tokenizer)
+    compiled = [] if four_bit else [("compiled decode", True)]
+    for label, static in [("eager", False)] + compiled:
+        def plain() -> dict[str, Any]:
+            return on_model_thread(lambda: plain_generate(loaded.model, loaded.tokenizer, prompt, tokens, static))
+
+        t0 = time.perf_counter()
+        plain()
+        warm = time.perf_counter() - t0
+        result = measured(plain, repeats)
+        rows.append({"mode": mode, "path": f"plain generate, {label}", "streams": 1, "warmup_s": warm, **result})
+        print(f"[{mode}] plain generate, {label}: {result}", flush=True)
+    on_model_thread(torch._dynamo.reset)  # the engine's model (LoRA layers in) compiles on its own
+
+    for label, fast in [("eager", False)] + compiled:
         engine.fast_decode = fast
         t0 = time.perf_counter()
         engine_compare(engine, run_id, tokens)  # warm-up: adapter attach, kernels, compilation at full length
         warm = time.perf_counter() - t0
         result = measured(lambda: engine_compare(engine, run_id, tokens), repeats)
-        rows.append({"mode": mode, "path": label, "streams": 2, "warmup_s": warm, **result})
-        print(f"[{mode}] {label}: {result}", flush=True)
-    ceiling = memory_bandwidth() / step_bytes(loaded.model, tokens + 200, 2)
-    engine.unload()
-    del loaded
-    torch._dynamo.reset()  # the plain model compiles on its own, not on the engine's graphs
-    torch.cuda.empty_cache()
-
-    plain = CompareEngine().load_base(config)  # the same loading code, no adapter: plain transformers
-    from medcot_ui.prompts import PromptFormat
-
-    prompt = PromptFormat.from_data_settings(config.data).inference_prompt(QUESTION, plain.tokenizer)
-    for label, static in [("plain generate, eager", False)] + ([] if four_bit else
-                                                             [("plain generate, compiled decode", True)]):
-        t0 = time.perf_counter()
-        plain_generate(plain.model, plain.tokenizer, prompt, tokens, static)
-        warm = time.perf_counter() - t0
-        result = measured(lambda: plain_generate(plain.model, plain.tokenizer, prompt, tokens, static), repeats)
-        rows.append({"mode": mode, "path": label, "streams": 1, "warmup_s": warm, **result})
-        print(f"[{mode}] {label}: {result}", flush=True)
+        rows.append({"mode": mode, "path": f"engine, {label}", "streams": 2, "warmup_s": warm, **result})
+        print(f"[{mode}] engine, {label}: {result}", flush=True)
+    ceiling = memory_bandwidth() / step_bytes(engine._loaded.model, tokens + 200, 2)
     rows.append({"mode": mode, "path": "ceiling: bandwidth / bytes per step", "streams": 2, "tok_s": ceiling})
-    del plain
-    torch.cuda.empty_cache()
+    on_model_thread(torch._dynamo.reset)
+    engine.unload()
     return rows
 
 
@@ -264,6 +264,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for mode in args.modes.split(","):
         rows += bench_mode(mode.strip(), model_dir, adapter, args.tokens, args.repeats)
+        gc.collect()  # PEFT-wrapped models hold reference cycles: free the weights before the next mode loads
+        torch.cuda.empty_cache()
     if args.json:
         args.json.write_text(json.dumps({"device": device, "tokens": args.tokens, "rows": rows}, indent=2))
     print()

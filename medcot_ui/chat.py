@@ -237,6 +237,53 @@ def _stop_criteria(stop: threading.Event) -> Any:
     return StoppingCriteriaList([StopOnEvent()])
 
 
+class ModelThread:
+    """The one thread that runs every generate in the process.
+
+    Compiled decoding records CUDA graphs, and PyTorch keeps their bookkeeping per thread (set up in the thread
+    that first imports ``torch._inductor.cudagraph_trees``): a recompilation (another run's adapter, a longer
+    answer) in a fresh thread fails. One long-lived thread keeps all of it in one place.
+    """
+
+    _shared: "ModelThread | None" = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare-model",
+                                        initializer=_prepare_model_thread)
+
+    @classmethod
+    def shared(cls) -> "ModelThread":
+        """The process's one model thread (graphs compiled by one engine stay valid for the next)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def submit(self, fn: Callable[[], Any]) -> Any:
+        return self._pool.submit(fn)
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the model thread and return its result (benchmarks time plain generate this way)."""
+        return self.submit(fn).result()
+
+
+def _prepare_model_thread() -> None:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        from torch._inductor import cudagraph_trees
+
+        if not hasattr(cudagraph_trees.local, "tree_manager_containers"):
+            cudagraph_trees._initialize_tls(cudagraph_trees.local)  # this thread's CUDA-graph bookkeeping
+    except (ImportError, AttributeError):
+        pass  # an older or newer PyTorch: it sets the state up itself on first use
+
+
 # ---- GPU sharing -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -310,7 +357,8 @@ class CompareEngine:
     def __init__(self, max_waiting: int = 4, max_adapters: int = 4, wait_for_memory_s: float = 180.0,
                  memory_probe: Callable[[], GpuMemory | None] = cuda_memory,
                  training_probe: Callable[[], list[Any]] = running_training_runs,
-                 fast_decode: bool | None = None, update_interval_s: float = 0.05, memory_poll_s: float = 2.0):
+                 fast_decode: bool | None = None, update_interval_s: float = 0.05, memory_poll_s: float = 2.0,
+                 precision: Literal["auto", "4bit", "16bit"] = "auto"):
         self.max_waiting = max_waiting
         self.max_adapters = max_adapters
         self.wait_for_memory_s = wait_for_memory_s
@@ -320,11 +368,13 @@ class CompareEngine:
         self.fast_decode = fast_decode
         self.update_interval_s = update_interval_s
         self.memory_poll_s = memory_poll_s
+        self.precision = precision  # of a QLoRA run's base: see _serve_4bit
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one generation (and one load) at a time on the shared model
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._stops: dict[str, threading.Event] = {}
+        self.model_thread = ModelThread.shared()
 
     # -- stop --------------------------------------------------------------------------------------------
     def stop(self, session: str) -> bool:
@@ -352,10 +402,11 @@ class CompareEngine:
         from medcot_ui.models import ModelLoadError, device_description, load_tokenizer, resolve_model, torch_dtype
 
         cuda = torch.cuda.is_available()
-        quantised = bool(config.model.load_in_4bit and cuda)
-        key = (config.model.base_model, quantised)
-        if self._loaded is not None and self._loaded.key == key:
+        if (self._loaded is not None and self._loaded.model_id == config.model.base_model
+                and (self.precision == "auto" or self._loaded.quantised == (self.precision == "4bit"))):
             return self._loaded
+        quantised = cuda and self._serve_4bit(config)
+        key = (config.model.base_model, quantised)
         self.unload()
         path = resolve_model(config.model.base_model)
         kwargs: dict[str, Any] = {"dtype": torch_dtype("auto")}
@@ -374,8 +425,33 @@ class CompareEngine:
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         model.eval()
         tokenizer = load_tokenizer(config.model.base_model)
-        self._loaded = _Loaded(key, config.model.base_model, model, tokenizer, device_description(), quantised)
+        weights = "4-bit" if quantised else str(kwargs["dtype"]).removeprefix("torch.")
+        self._loaded = _Loaded(key, config.model.base_model, model, tokenizer,
+                               f"{device_description()}, {weights} weights", quantised)
         return self._loaded
+
+    def _serve_4bit(self, config: RunConfig) -> bool:
+        """Whether to hold the base in 4-bit. A run trained on 16-bit weights is compared on them.
+
+        For a QLoRA run ("auto"): 16-bit weights when the GPU has room for them (and no training run needs the
+        memory), because transformers compiles the decode step of a 16-bit model and not of a bitsandbytes 4-bit
+        one, which decodes several times slower; 4-bit otherwise. The adapter is the same either way: serving a
+        QLoRA adapter on 16-bit weights is what the recipe's merged 16-bit export does.
+        """
+        if not config.model.load_in_4bit or self.precision == "16bit":
+            return False
+        if self.precision == "4bit":
+            return True
+        memory = self.memory_probe()
+        if memory is None or any(_on_gpu(r) for r in self.training_probe()):
+            return True
+        from transformers import AutoConfig
+
+        from medcot_ui.models import resolve_model
+
+        model_config = AutoConfig.from_pretrained(resolve_model(config.model.base_model)).get_text_config()
+        need = estimate_bytes(model_config, 8192, weights_4bit=False)
+        return memory.free < need + safety_margin(memory.total)
 
     def _attach_adapter(self, loaded: _Loaded, name: str, adapter_dir: Path) -> None:
         from peft import PeftModel
@@ -398,6 +474,10 @@ class CompareEngine:
         """Free the base model and its adapters (e.g. before loading a different base)."""
         if self._loaded is None:
             return
+        if self._loaded.compiled_for is not None:
+            import torch
+
+            self.model_thread.run(torch._dynamo.reset)  # compiled graphs hold the weights and CUDA-graph memory
         self._loaded = None
         gc.collect()
         try:
@@ -505,8 +585,7 @@ class CompareEngine:
                 streamer.end()
 
         start = time.perf_counter()
-        thread = threading.Thread(target=generate, name=f"compare-run-{run_id}", daemon=True)
-        thread.start()
+        job = self.model_thread.submit(generate)
         common = dict(prompt=prompt, device=loaded.device)
         yield update("generating", "Generating both answers…", base=base, tuned=tuned, **common)
         last_yield = 0.0
@@ -536,10 +615,10 @@ class CompareEngine:
                     yield update("generating", "Generating both answers…", base=base, tuned=tuned, **common)
             completed = True
         finally:
-            if not completed:  # the page went away mid-stream: end the generate thread too
+            if not completed:  # the page went away mid-stream: end the generation too
                 stop.set()
-                thread.join()
-        thread.join()
+                job.result()
+        job.result()
         if failure:
             raise _explain_generation_failure(failure[0])
         stopped = stop.is_set()
@@ -557,8 +636,7 @@ class CompareEngine:
         # cache without compilation would only be slower.
         return device.type == "cuda" and not loaded.quantised
 
-    @staticmethod
-    def _guard_compiled_graph(loaded: _Loaded, adapter: str) -> None:
+    def _guard_compiled_graph(self, loaded: _Loaded, adapter: str) -> None:
         """Recompile when the tuned adapter changes.
 
         PEFT passes the mixed batch's adapter names through forward hooks, and torch.compile does not guard on
@@ -568,7 +646,7 @@ class CompareEngine:
         if loaded.compiled_for not in (None, adapter):
             import torch
 
-            torch._dynamo.reset()
+            self.model_thread.run(torch._dynamo.reset)  # on the thread that owns the CUDA graphs
         loaded.compiled_for = adapter
 
     def _wait_for_memory(self, config: RunConfig, settings: GenerationSettings, stop: threading.Event

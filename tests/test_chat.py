@@ -4,7 +4,6 @@ in the tuned pane and off in the base pane, Stop ends both, the GPU is shared po
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -306,7 +305,7 @@ def test_an_update_stream_left_half_read_stops_its_generation(demo: Any) -> None
     started = time.monotonic()
     stream.close()
     assert time.monotonic() - started < 10
-    assert not [t for t in threading.enumerate() if t.name.startswith("compare-run-")]
+    assert demo.engine.model_thread.submit(lambda: "idle").result(timeout=5) == "idle", "generation still running"
 
 
 def test_the_static_cache_decode_path_gives_the_same_greedy_answers_as_the_eager_one(demo: Any) -> None:
@@ -315,3 +314,20 @@ def test_the_static_cache_decode_path_gives_the_same_greedy_answers_as_the_eager
     eager = _drain(CompareEngine(fast_decode=False).compare(demo.run_id, _question(demo), settings))[-1]
     static = _drain(CompareEngine(fast_decode=True).compare(demo.run_id, _question(demo), settings))[-1]
     assert (static.base.token_ids, static.tuned.token_ids) == (eager.base.token_ids, eager.tuned.token_ids)
+
+
+@pytest.mark.parametrize("free_gib, training, four_bit_run, expected", [
+    (70, False, True, False),   # a QLoRA run on a roomy, idle GPU: 16-bit weights (compiled decoding)
+    (70, True, True, True),     # ... while a training run holds the GPU: 4-bit, the smaller copy
+    (0.5, False, True, True),   # ... without room for 16-bit weights: 4-bit
+    (70, False, False, False),  # a run trained on 16-bit weights is compared on them
+])
+def test_a_qlora_runs_base_is_served_in_16_bit_only_when_the_gpu_has_room(
+        demo: Any, free_gib: float, training: bool, four_bit_run: bool, expected: bool) -> None:
+    from medcot_ui.config import RunConfig
+
+    run, config, _ = comparable_run(demo.run_id)
+    config = RunConfig.from_json(run.config_json).with_overrides({"model.load_in_4bit": four_bit_run})
+    engine = CompareEngine(memory_probe=lambda: GpuMemory(int(free_gib * GiB), 80 * GiB),
+                           training_probe=lambda: [SimpleNamespace(id=9, device="NVIDIA H100")] if training else [])
+    assert engine._serve_4bit(config) is expected

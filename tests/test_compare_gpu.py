@@ -23,6 +23,22 @@ pytestmark = pytest.mark.gpu
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+@pytest.fixture
+def engines() -> Any:
+    """Engines made by a test, unloaded afterwards even when it fails (their compiled graphs hold GPU memory)."""
+    from medcot_ui.chat import CompareEngine
+
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        made.append(CompareEngine(update_interval_s=0.0, **kwargs))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.unload()
+
+
 @pytest.fixture(scope="module")
 def random_8b(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from compare_gpu import make_adapter
@@ -33,9 +49,13 @@ def random_8b(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model, make_adapter(model, work / "adapter")
 
 
-def _greedy_consistent(model: Any, prompt_ids: Any, generated: list[int], adapter: str | None) -> float:
-    """Share of generated tokens that are the argmax of the teacher-forced logits (with or without the adapter);
-    fails outright if any token is not even in the top 3 (more than rounding can explain)."""
+def _worst_gap(model: Any, prompt_ids: list[int], generated: list[int], adapter: str | None) -> float:
+    """How far the generated tokens are from greedy under a teacher-forced reference forward, in units of the
+    logits' standard deviation: max over steps of (best logit - logit of the generated token) / std.
+
+    0 means every token is the reference's argmax. Rounding (bf16, batch shape, cached vs full attention) moves
+    logits by a few hundredths of a std; a different model (adapter on vs off) by whole stds.
+    """
     import torch
 
     ids = torch.tensor([prompt_ids + generated], device=model.device)
@@ -46,11 +66,15 @@ def _greedy_consistent(model: Any, prompt_ids: Any, generated: list[int], adapte
         else:
             model.set_adapter(adapter)
             logits = model(input_ids=ids).logits[0].float()
-    predicted = logits[len(prompt_ids) - 1: len(prompt_ids) - 1 + len(generated)]
-    top3 = predicted.topk(3, dim=-1).indices.tolist()
-    for step, (token, best) in enumerate(zip(generated, top3)):
-        assert token in best, f"step {step}: token {token} is not among the reference's top 3 {best}"
-    return sum(token == best[0] for token, best in zip(generated, top3)) / len(generated)
+    steps = logits[len(prompt_ids) - 1: len(prompt_ids) - 1 + len(generated)]
+    chosen = steps.gather(1, torch.tensor(generated, device=steps.device)[:, None])[:, 0]
+    gaps = (steps.max(dim=1).values - chosen) / steps.std(dim=1)
+    return float(gaps.max())
+
+
+# In logit standard deviations. Measured on an H200 (random 8B, 32 tokens): rounding left gaps up to 0.17 between the
+# compiled bf16 batch and a plain forward; the other model's tokens (adapter on vs off) gaps of 5.7 to 7.1.
+NOISE = 1.0
 
 
 def _finished_run(model: Path, adapter: Path, four_bit: bool) -> int:
@@ -61,16 +85,16 @@ def _finished_run(model: Path, adapter: Path, four_bit: bool) -> int:
 
 @pytest.mark.parametrize("four_bit", [False, True], ids=["bf16", "4bit"])
 def test_both_panes_stream_on_the_gpu_with_the_adapter_on_in_the_tuned_pane_only(
-        four_bit: bool, random_8b: tuple[Path, Path], home: Path) -> None:
+        four_bit: bool, random_8b: tuple[Path, Path], home: Path, engines: Any) -> None:
     if four_bit:
         pytest.importorskip("bitsandbytes")
     from compare_gpu import QUESTION
 
-    from medcot_ui.chat import CompareEngine, GenerationSettings
+    from medcot_ui.chat import GenerationSettings
 
     model_dir, adapter = random_8b
     run_id = _finished_run(model_dir, adapter, four_bit)
-    engine = CompareEngine(update_interval_s=0.0)
+    engine = engines(precision="4bit" if four_bit else "16bit")
     updates = list(engine.compare(run_id, QUESTION, GenerationSettings(max_new_tokens=32, greedy=True)))
     mid = [u for u in updates if u.phase == "generating" and u.base.tokens and u.tuned.tokens
            and not (u.base.finished or u.tuned.finished)]
@@ -78,20 +102,22 @@ def test_both_panes_stream_on_the_gpu_with_the_adapter_on_in_the_tuned_pane_only
     final = updates[-1]
     assert final.phase == "done" and final.base.tokens == final.tuned.tokens == 32
     assert final.base.token_ids != final.tuned.token_ids, "the adapter must change the tuned pane"
+    assert engine._loaded.quantised is four_bit and ("4-bit" in final.device) is four_bit
 
     loaded = engine._loaded
     prompt_ids = loaded.tokenizer(final.prompt)["input_ids"]
-    assert _greedy_consistent(loaded.model, prompt_ids, final.tuned.token_ids, f"run-{run_id}") >= 0.9
-    assert _greedy_consistent(loaded.model, prompt_ids, final.base.token_ids, None) >= 0.9
-    engine.unload()
+    gaps = {(pane, ref): _worst_gap(loaded.model, prompt_ids, getattr(final, pane).token_ids, adapter)
+            for pane in ("base", "tuned") for ref, adapter in (("base", None), ("tuned", f"run-{run_id}"))}
+    assert gaps[("tuned", "tuned")] < NOISE and gaps[("base", "base")] < NOISE, gaps
+    assert gaps[("tuned", "base")] > NOISE and gaps[("base", "tuned")] > NOISE, gaps
 
 
 def test_a_second_runs_adapter_is_applied_after_the_decode_step_was_compiled_for_the_first(
-        random_8b: tuple[Path, Path], home: Path, tmp_path: Path) -> None:
+        random_8b: tuple[Path, Path], home: Path, tmp_path: Path, engines: Any) -> None:
     from compare_gpu import QUESTION
     from safetensors.torch import load_file, save_file
 
-    from medcot_ui.chat import CompareEngine, GenerationSettings
+    from medcot_ui.chat import GenerationSettings
 
     model_dir, adapter = random_8b
     negated = tmp_path / "negated"
@@ -100,13 +126,13 @@ def test_a_second_runs_adapter_is_applied_after_the_decode_step_was_compiled_for
     save_file({k: -v if "lora_B" in k else v for k, v in weights.items()}, negated / "adapter_model.safetensors")
     first, second = _finished_run(model_dir, adapter, False), _finished_run(model_dir, negated, False)
 
-    engine = CompareEngine(update_interval_s=0.0)
+    engine = engines(precision="16bit")
     settings = GenerationSettings(max_new_tokens=24, greedy=True)
     one = list(engine.compare(first, QUESTION, settings))[-1]
     two = list(engine.compare(second, QUESTION, settings))[-1]
     assert engine._loaded.compiled_for == f"run-{second}"
     assert one.tuned.token_ids != two.tuned.token_ids
-    prompt_ids = engine._loaded.tokenizer(two.prompt)["input_ids"]
-    assert _greedy_consistent(engine._loaded.model, prompt_ids, two.tuned.token_ids, f"run-{second}") >= 0.9
-    assert two.base.token_ids == one.base.token_ids, "the base pane is the same base model for both runs"
-    engine.unload()
+    model, prompt_ids = engine._loaded.model, engine._loaded.tokenizer(two.prompt)["input_ids"]
+    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, f"run-{second}") < NOISE
+    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, f"run-{first}") > NOISE, "run 1's graph was reused"
+    assert _worst_gap(model, prompt_ids, two.base.token_ids, None) < NOISE

@@ -11,7 +11,7 @@ from medcot_ui import comparisons
 from medcot_ui.chat import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, Pane, comparable_runs,
                             held_out_rows, pane_messages)
 from medcot_ui.context import AppContext
-from medcot_ui.tabs.guard import guard
+from medcot_ui.tabs.guard import guard, may
 
 ENGINE_KEY = "compare_engine"
 PREFERENCE_LABELS = {"Base is better": "base", "Tuned is better": "tuned", "Tie": "tie"}
@@ -26,8 +26,16 @@ def engine_of(ctx: AppContext) -> CompareEngine:
     return ctx.services.setdefault(ENGINE_KEY, CompareEngine())
 
 
-def _run_choices() -> list[tuple[str, int]]:
+def _run_choices(request: gr.Request | None) -> list[tuple[str, int]]:
+    """The runs this caller may compare (listed when the menu opens: nothing stored is baked into the page)."""
+    if not may(request, "compare"):
+        return []
     return [(f"run {r.id} · {r.name} · {r.status}", r.id) for r in comparable_runs()]
+
+
+def _saved(request: gr.Request | None, run_id: int | None) -> list[list[Any]]:
+    """The saved-comparisons list for callers who may see stored work (empty for the others)."""
+    return comparisons.table(run_id) if may(request, "view_runs") else []
 
 
 def _short(text: str, n: int = 90) -> str:
@@ -53,13 +61,11 @@ def build(ctx: AppContext) -> dict[str, Any]:
     ui: dict[str, Any] = {}
     gr.Markdown(INTRO)
     with gr.Row(equal_height=False):
-        choices = _run_choices()
-        ui["run"] = gr.Dropdown(choices=choices, value=None, label="Tuned run",
+        ui["run"] = gr.Dropdown(choices=[], value=None, label="Tuned run",
                                 info="A finished run (or a cancelled one that saved its adapter). The base model "
                                      "is the one the run was trained from.", scale=4)
         ui["refresh"] = gr.Button("Refresh runs", scale=0, size="sm")
-    ui["run_info"] = gr.Markdown("" if choices else "*No finished run with an adapter yet: train one (the Quick "
-                                                    "demo preset takes about a minute on a CPU), then come back.*")
+    ui["run_info"] = gr.Markdown()
     ui["sample"] = gr.Dropdown(choices=[], value=None, label="Held-out question from this run",
                                info="Rows the run never trained on (same split, same seed). Or type your own below.")
     with gr.Accordion("Reference reasoning and answer (from the data)", open=False):
@@ -109,12 +115,16 @@ def build(ctx: AppContext) -> dict[str, Any]:
 def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
     engine = engine_of(ctx)
 
-    def refresh_runs(current: int | None) -> dict[str, Any]:
-        choices = _run_choices()
+    def refresh_runs(current: int | None, request: gr.Request) -> tuple[Any, Any]:
+        choices = _run_choices(request)
         ids = [v for _, v in choices]
-        return gr.update(choices=choices, value=current if current in ids else None)
+        return gr.update(choices=choices, value=current if current in ids else None), _empty_note(choices, request)
 
-    def on_run(run_id: int | None) -> tuple[Any, ...]:
+    def list_runs(request: gr.Request) -> tuple[Any, Any]:
+        choices = _run_choices(request)
+        return gr.update(choices=choices), _empty_note(choices, request)
+
+    def on_run(run_id: int | None, request: gr.Request) -> tuple[Any, ...]:
         if run_id is None:
             return gr.update(choices=[], value=None), "", "*Pick a held-out question to see its reference.*", []
         try:
@@ -125,7 +135,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             rows, info = [], f"Held-out questions are unavailable ({exc}); type a question."
         choices = [(f"{i + 1}. {_short(r.question)}", i) for i, r in enumerate(rows)]
         return (gr.update(choices=choices, value=None), info, "*Pick a held-out question to see its reference.*",
-                comparisons.table(int(run_id)))
+                _saved(request, int(run_id)))
 
     def on_sample(run_id: int | None, index: int | None) -> tuple[Any, Any]:
         if run_id is None or index is None:
@@ -157,7 +167,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             return
         saved = comparisons.record(last, reference)
         yield (_status(last, saved.id), gr.skip(), gr.skip(), saved.id,
-               comparisons.table(int(run_id) if only_run else None))
+               _saved(request, int(run_id) if only_run else None))
 
     def stop(request: gr.Request) -> str:
         guard(request, "compare")
@@ -172,9 +182,11 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             raise gr.Error(str(exc)) from None
         said = f"**{label}**" if row.preferred else "no preference"
         return (f"Saved {said} for comparison #{row.id}.",
-                comparisons.table(int(run_id) if only_run and run_id is not None else None))
+                _saved(request, int(run_id) if only_run and run_id is not None else None))
 
-    def show_saved(table: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+    def show_saved(table: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+        if not may(request, "view_runs"):
+            return (gr.skip(),) * 6
         row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         try:
             comparison_id = int(table.iloc[row_index, 0]) if hasattr(table, "iloc") else int(table[row_index][0])
@@ -188,18 +200,19 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
         return (pane_messages(row.question, base), pane_messages(row.question, tuned), row.id, label,
                 row.note or "", f"Showing saved comparison #{row.id} (run {row.run_id}).")
 
-    def saved_table(run_id: int | None, only_run: bool) -> list[list[Any]]:
-        return comparisons.table(int(run_id) if only_run and run_id is not None else None)
+    def saved_table(run_id: int | None, only_run: bool, request: gr.Request) -> list[list[Any]]:
+        return _saved(request, int(run_id) if only_run and run_id is not None else None)
 
-    def download(kind: str, run_id: int | None, only_run: bool) -> str:
+    def download(kind: str, run_id: int | None, only_run: bool, request: gr.Request) -> str:
+        guard(request, "view_runs")  # a bulk read of everything compared
         scope = int(run_id) if only_run and run_id is not None else None
         path = comparisons.export_jsonl(scope) if kind == "jsonl" else comparisons.export_csv(scope)
         return str(path)
 
-    ui["refresh"].click(refresh_runs, ui["run"], ui["run"], api_name=False)
+    ui["refresh"].click(refresh_runs, ui["run"], [ui["run"], ui["run_info"]], api_name=False)
     # Opening the menu lists runs finished since the page loaded (choices only: the value the user is picking
     # right now must not be overwritten by this event's reply).
-    ui["run"].focus(lambda: gr.update(choices=_run_choices()), None, ui["run"], api_name=False, queue=False)
+    ui["run"].focus(list_runs, None, [ui["run"], ui["run_info"]], api_name=False, queue=False)
     ui["run"].change(on_run, ui["run"], [ui["sample"], ui["run_info"], ui["reference"], ui["saved"]],
                      api_name=False)
     ui["sample"].change(on_sample, [ui["run"], ui["sample"]], [ui["question"], ui["reference"]], api_name=False)
@@ -221,10 +234,25 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
     ui["saved"].select(show_saved, ui["saved"], [ui["base_chat"], ui["tuned_chat"], ui["current"], ui["preferred"],
                                                  ui["note"], ui["preference_status"]], api_name=False)
     ui["only_run"].change(saved_table, [ui["run"], ui["only_run"]], ui["saved"], api_name=False)
-    ui["download_jsonl"].click(lambda r, o: download("jsonl", r, o), [ui["run"], ui["only_run"]], ui["download"],
+    def download_jsonl(run_id: int | None, only_run: bool, request: gr.Request) -> str:
+        return download("jsonl", run_id, only_run, request)
+
+    def download_csv(run_id: int | None, only_run: bool, request: gr.Request) -> str:
+        return download("csv", run_id, only_run, request)
+
+    ui["download_jsonl"].click(download_jsonl, [ui["run"], ui["only_run"]], ui["download"],
                                api_name="download_comparisons_jsonl")
-    ui["download_csv"].click(lambda r, o: download("csv", r, o), [ui["run"], ui["only_run"]], ui["download"],
+    ui["download_csv"].click(download_csv, [ui["run"], ui["only_run"]], ui["download"],
                              api_name="download_comparisons_csv")
+
+
+def _empty_note(choices: list[Any], request: gr.Request | None) -> str:
+    if choices:
+        return ""
+    if not may(request, "compare"):
+        return "*Sign in with an allowed account to compare models.*"
+    return ("*No finished run with an adapter yet: train one (the Quick demo preset takes about a minute on a CPU), "
+            "then come back.*")
 
 
 def _session(request: gr.Request | None) -> str:
@@ -249,8 +277,8 @@ def wire(ui: dict[str, Any], runs_ui: dict[str, Any] | None = None, *others: Any
     if selected is None:
         return
 
-    def preselect(run_id: int | None) -> Any:
-        choices = _run_choices()
+    def preselect(run_id: int | None, request: gr.Request) -> Any:
+        choices = _run_choices(request)
         if run_id is None or run_id not in [v for _, v in choices]:
             return gr.skip()
         return gr.update(choices=choices, value=run_id)
