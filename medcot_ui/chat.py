@@ -568,10 +568,14 @@ class CompareEngine:
             streamer=streamer, stopping_criteria=_stop_criteria(stop), adapter_names=[BASE_ADAPTER, name],
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0],
             eos_token_id=eos, use_cache=True, **settings.generate_kwargs())
+        working = "Generating both answers…"
         if self._use_fast_decode(loaded, device):
             # A static KV cache makes transformers compile the decode step with CUDA graphs (mode
             # "reduce-overhead"): an eager step is host-bound, hundreds of small launches per token.
             gen_kwargs["cache_implementation"] = "static"
+            if loaded.compiled_for != name:
+                working = ("Generating both answers… (the first comparison with this run compiles the decoding "
+                           "step for fast streaming: expect a pause of up to a minute after the first token)")
             self._guard_compiled_graph(loaded, name)
 
         def generate() -> None:
@@ -587,7 +591,7 @@ class CompareEngine:
         start = time.perf_counter()
         job = self.model_thread.submit(generate)
         common = dict(prompt=prompt, device=loaded.device)
-        yield update("generating", "Generating both answers…", base=base, tuned=tuned, **common)
+        yield update("generating", working, base=base, tuned=tuned, **common)
         last_yield = 0.0
         completed = False
         try:
@@ -612,7 +616,7 @@ class CompareEngine:
                 if changed and now - last_yield >= self.update_interval_s:
                     _refresh_text(tokenizer, (base, tuned))
                     last_yield = now
-                    yield update("generating", "Generating both answers…", base=base, tuned=tuned, **common)
+                    yield update("generating", working, base=base, tuned=tuned, **common)
             completed = True
         finally:
             if not completed:  # the page went away mid-stream: end the generation too

@@ -51,7 +51,7 @@ def _status(update: CompareUpdate, saved_id: int | None = None) -> str:
         rate = f", {pane.tokens_per_s:.0f} tokens/s" if pane.tokens_per_s else ""
         ttft = f", first token {pane.first_token_s:.2f} s" if pane.first_token_s is not None else ""
         parts.append(f"{pane.label}: {pane.tokens} tokens{ttft}{rate}")
-    head = "**Generating both answers**" if update.phase == "generating" else f"**{update.message}**"
+    head = f"**{update.message.removesuffix('…')}**"
     saved = f" Saved as comparison #{saved_id}." if saved_id is not None else ""
     return f"{head} · {' · '.join(parts)} · {update.device}.{saved}"
 
