@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import delete, select
@@ -143,12 +144,17 @@ def finish(run_id: int, status: RunStatus, error: str | None = None, only_if_run
         return True
 
 
+def _existing(session: Any, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise QueueError(f"run {run_id} does not exist")
+    return run
+
+
 def request_cancel(run_id: int) -> str:
     """Cancel: a queued run is cancelled at once; a running one stops at its next step and saves its adapter."""
     with write_session() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise QueueError(f"run {run_id} does not exist")
+        run = _existing(s, run_id)
         if run.status == RunStatus.queued.value:
             run.status, run.finished_at = RunStatus.cancelled.value, time.time()
             s.add(RunEvent(run_id=run_id, message="cancelled while queued"))
@@ -163,9 +169,7 @@ def request_cancel(run_id: int) -> str:
 def resume(run_id: int) -> Run:
     """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
     with write_session() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise QueueError(f"run {run_id} does not exist")
+        run = _existing(s, run_id)
         if run.status not in {r.value for r in RESUMABLE}:
             raise QueueError(f"run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed")
         run.status, run.resume, run.cancel_requested = RunStatus.queued.value, True, False
@@ -177,9 +181,7 @@ def resume(run_id: int) -> Run:
 def delete_run(run_id: int) -> None:
     """Delete a finished or queued run, its metrics, events and files. A running run must be cancelled first."""
     with write_session() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise QueueError(f"run {run_id} does not exist")
+        run = _existing(s, run_id)
         if run.status == RunStatus.running.value:
             raise QueueError(f"run {run_id} is running; cancel it before deleting it")
         out = run.output_dir

@@ -19,7 +19,7 @@ from typing import Any
 
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.data import DataError, Prepared, prepare
-from medcot_ui.models import LoadedModel, ModelLoadError, load_for_training
+from medcot_ui.models import LoadedModel, ModelLoadError, installed_versions, load_for_training
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.store import Run, RunStatus, add_event, get_run, run_metrics, write_session
 from medcot_ui.tracking import tracking_problems
@@ -29,15 +29,9 @@ OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise '
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "bitsandbytes"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
+    versions = installed_versions(["torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth",
+                                   "bitsandbytes"])
+    return {"python": sys.version.split()[0], **versions}
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:

@@ -119,18 +119,10 @@ def pick_examples(rows: list[Comparison], n: int = MAX_EXAMPLES) -> list[Compari
 
 
 def publish_versions(kind: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from medcot_ui.models import installed_versions
 
     names = ["peft", "transformers", "huggingface_hub", "medcot-studio"]
-    if kind == "gguf":
-        names.append("llama_cpp_python")
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
+    return installed_versions(names + (["llama_cpp_python"] if kind == "gguf" else []))
 
 
 # ---- pieces ---------------------------------------------------------------------------------------------

@@ -161,6 +161,19 @@ def choose_backend(requested: str) -> str:
     return "unsloth" if cuda_available() and has_unsloth else "transformers"
 
 
+def installed_versions(names: list[str]) -> dict[str, str]:
+    """Versions of the named packages that are installed (missing ones left out), for run and card records."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def device_description() -> str:
     import torch
 
