@@ -18,7 +18,8 @@ from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
 
 POLL_SECONDS = 1.0
-EMPTY_HEADER = "Select a run in the table to see its charts, progress, log and files."
+EMPTY_HEADER = ("Select a run in the table to see its charts, progress, log and files. No runs yet? Launch one "
+                "from the **Train** tab: the *Quick demo (CPU)* preset trains in seconds, offline.")
 NOT_ALLOWED = "Sign in with an allowed account to see the runs."
 CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", "Learning rate"), ("grad_norm", "Grad norm"),
           ("tokens_per_s", "Tokens/s"))
