@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from jobs.queue import LeaseKeeper, claim, finish, reap_expired
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.settings import PROJECT_DIR, get_settings
@@ -55,15 +57,24 @@ class Worker:
         done = 0
         self.reap()
         while not self._stop.is_set() and (max_runs is None or done < max_runs):
-            if time.time() >= self._next_reap:
-                self.reap()
-            run_id = claim(self.worker_id)
+            try:
+                if time.time() >= self._next_reap:
+                    self.reap()
+                run_id = claim(self.worker_id)
+            except OperationalError as exc:  # e.g. the disk is full or the database is briefly unavailable
+                print(f"[worker {self.worker_id}] database error, retrying: {exc.orig}", flush=True)
+                self._stop.wait(max(self.settings.poll_seconds, 2.0))
+                continue
             if run_id is None:
                 if exit_when_idle:
                     break
                 self._stop.wait(self.settings.poll_seconds)
                 continue
-            self.run_one(run_id)
+            try:
+                self.run_one(run_id)
+            except Exception as exc:  # noqa: BLE001 - one run's trouble must not stop the worker
+                print(f"[worker {self.worker_id}] run {run_id}: could not be run: {exc!r}", flush=True)
+                finish(run_id, RunStatus.failed, f"The worker could not start this run: {exc}")
             done += 1
         return done
 

@@ -191,3 +191,17 @@ def test_training_directly_from_a_config_file_records_the_run_like_any_other(hom
     assert "run 1: succeeded" in out.stdout
     assert [m.step for m in run_metrics(1)] == [1, 2, 3, 4]
     assert get_run(1).worker_id.startswith("cli-")
+
+
+def test_a_run_the_worker_cannot_even_start_fails_alone_and_the_worker_goes_on(
+        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    blocked = enqueue(tmp_path, name="blocked", **{"training.max_steps": 3})
+    good = enqueue(tmp_path, name="good", **{"training.max_steps": 3})
+    # Something already sits where the run's folder must go: the worker cannot prepare that run.
+    (home / "runs").mkdir(parents=True, exist_ok=True)
+    Path(get_run(blocked).output_dir).write_text("not a folder")
+    worker = processes.worker()
+    wait_for(lambda: status(good) in {"succeeded", "failed"}, timeout=120, what="the second run")
+    assert status(blocked) == "failed" and "could not start this run" in get_run(blocked).error
+    assert status(good) == "succeeded"
+    assert worker.poll() is None, "the worker is still serving"

@@ -134,9 +134,9 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
         if not may(request, "view_runs"):
             return [*_empty_detail(NOT_ALLOWED), *_empty_charts(), None, None, gr.Row(visible=False),
                     gr.Row(visible=False), ""]
+        sigs = [runs_view.run_signature(run_id), runs_view.metric_signature(run_id)]  # before rendering, as above
         values, charts = _render(run_id, with_charts=True)
-        return [*values, *charts, runs_view.run_signature(run_id), runs_view.metric_signature(run_id),
-                gr.Row(visible=False), gr.Row(visible=False), ""]
+        return [*values, *charts, *sigs, gr.Row(visible=False), gr.Row(visible=False), ""]
 
     ui["selected_run"].change(show, ui["selected_run"],
                               [*detail_outputs, *chart_outputs, *sig_outputs, ui["confirm_cancel_row"],
@@ -175,9 +175,12 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
                            show_progress="hidden", api_name="close_erase_prompt")
 
     def refreshed(run_id: int | None, message: str) -> list[Any]:
+        # Signatures before rendering: a change that lands in between is then seen by the next poll, instead of
+        # a stale render being stored under the newer signature and never redrawn.
+        sigs = [runs_view.run_signature(run_id), runs_view.metric_signature(run_id)]
+        table_sig = runs_view.table_signature()
         values, charts = _render(run_id, with_charts=True)
-        return [*values, *charts, runs_view.run_signature(run_id), runs_view.metric_signature(run_id),
-                runs_view.table_frame(), runs_view.table_signature(), message]
+        return [*values, *charts, *sigs, runs_view.table_frame(), table_sig, message]
 
     after_action = [*detail_outputs, *chart_outputs, *sig_outputs, ui["table"], ui["table_sig"], ui["action_msg"]]
 
