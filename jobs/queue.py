@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import delete, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import delete
 
 from medcot_ui.config import RunConfig
 from medcot_ui.settings import get_settings
 from medcot_ui.store import (RESUMABLE, Comparison, Metric, Publish, Run, RunEvent, RunStatus, get_engine,
-                             read_session, write_session)
+                             write_session)
 
 
 class QueueError(ValueError):
@@ -101,7 +102,11 @@ class LeaseKeeper(threading.Thread):
     def run(self) -> None:
         interval = get_settings().lease_seconds / 3
         while not self._stop_event.wait(interval):
-            if not renew_lease(self.run_id, self.worker_id, self.pid):
+            try:
+                renewed = renew_lease(self.run_id, self.worker_id, self.pid)
+            except OperationalError:  # briefly unavailable: try again next interval, within the lease
+                continue
+            if not renewed:
                 self.lost = True
                 return
 
@@ -192,10 +197,3 @@ def delete_run(run_id: int) -> None:
     # Only ever remove folders inside our own runs directory, whatever the row says.
     if out and Path(out).resolve().is_relative_to(runs_root) and Path(out).exists():
         shutil.rmtree(out, ignore_errors=True)
-
-
-def queue_position(run_id: int) -> int | None:
-    """1-based position among queued runs (None when not queued)."""
-    with read_session() as s:
-        ids = list(s.exec(select(Run.id).where(Run.status == RunStatus.queued.value).order_by(Run.id)))
-    return ids.index(run_id) + 1 if run_id in ids else None

@@ -62,7 +62,7 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
     fp16 = cuda and not bf16 and t.precision in {"auto", "fp16"}
     evaluate = t.eval_steps > 0 and bool(prepared.eval_texts)
     if config.tracking.report_to == "wandb":
-        os.environ.setdefault("WANDB_PROJECT", config.tracking.wandb_project)
+        os.environ["WANDB_PROJECT"] = config.tracking.wandb_project  # the run's own setting wins
         os.environ["WANDB_MODE"] = config.tracking.wandb_mode
         os.environ.setdefault("WANDB_DIR", str(output_dir))  # offline runs land in the run's own folder
     args = SFTConfig(

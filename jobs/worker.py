@@ -112,7 +112,10 @@ class Worker:
                     finish(run_id, RunStatus.interrupted, "The app was stopped while this run was training. "
                                                           "Resume to continue from the last checkpoint.")
                     break
-                row = get_run(run_id)
+                try:
+                    row = get_run(run_id)
+                except OperationalError:  # the database is briefly unavailable: the lease keeper retries too
+                    continue
                 if row is not None and row.cancel_requested:
                     cancel_seen_at = cancel_seen_at or time.time()
                     if time.time() - cancel_seen_at > CANCEL_GRACE_SECONDS:

@@ -460,6 +460,8 @@ class CompareEngine:
             loaded.adapters.remove(name)
             loaded.adapters.append(name)
             return
+        run_prefix = name.rsplit("-", 1)[0] + "-"
+        stale = [a for a in loaded.adapters if a.startswith(run_prefix)]  # older saves of this run
         if not loaded.adapters:
             loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name=name,
                                                      is_trainable=False)
@@ -467,6 +469,9 @@ class CompareEngine:
             loaded.model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
         loaded.model.eval()
         loaded.adapters.append(name)
+        for old in stale:
+            loaded.model.delete_adapter(old)
+            loaded.adapters.remove(old)
         while len(loaded.adapters) > self.max_adapters:
             loaded.model.delete_adapter(loaded.adapters.pop(0))
 
@@ -547,7 +552,8 @@ class CompareEngine:
             yield update("loading", f"Loading the base model {config.model.base_model} (once; later comparisons "
                                     "reuse it)…")
         loaded = self.load_base(config)
-        name = f"run-{run_id}"
+        # The adapter file's mtime is part of the name: a resumed and retrained run gets its new weights.
+        name = f"run-{run_id}-{(adapter_dir / 'adapter_model.safetensors').stat().st_mtime_ns}"
         if name not in loaded.adapters:
             yield update("loading", f"Attaching the LoRA adapter of run {run_id} to the loaded base…")
         self._attach_adapter(loaded, name, adapter_dir)

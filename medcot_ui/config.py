@@ -229,11 +229,6 @@ def _bounds(info: Any) -> str:
     return " and ".join(b for b in (lo, hi) if b)
 
 
-def field_bounds(section: str, name: str) -> str:
-    """Human text of a field's allowed range, e.g. '>= 1 and <= 256' (empty when unbounded)."""
-    return _bounds(RunConfig.model_fields[section].annotation.model_fields[name])
-
-
 def parse_config(data: dict[str, Any]) -> RunConfig:
     """Validate a plain dict into a RunConfig or raise ConfigError naming every bad field."""
     try:

@@ -189,12 +189,6 @@ def load(data: Any) -> Loaded:
     return Loaded(records, source, content, source_key(data))
 
 
-def load_records(data: Any) -> tuple[list[dict[str, Any]], str, str]:
-    """Records for a DataSettings, a description of the source, and a content hash or revision."""
-    loaded = load(data)
-    return loaded.records, loaded.source, loaded.content
-
-
 class HubUnreachable(DataError):
     """The Hub could not be reached (no network); the demo data and uploads still work."""
 
@@ -352,12 +346,6 @@ def held_out_indices(n: int, eval_size: int, seed: int) -> list[int]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return sorted(order[:eval_size])
-
-
-def split_rows(rows: list[Row], eval_size: int, seed: int) -> tuple[list[Row], list[Row]]:
-    """A seeded train / held-out split; the held-out rows are Compare's sample questions."""
-    held = set(held_out_indices(len(rows), eval_size, seed))
-    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
 def fingerprint(data: Any, content: str) -> str:

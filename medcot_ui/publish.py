@@ -27,7 +27,7 @@ from typing import Any
 
 from medcot_ui import gguf, model_card
 from medcot_ui.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
-from medcot_ui.redact import REDACTED, scrub
+from medcot_ui.redact import REDACTED, scrub, secret_values
 from medcot_ui.settings import get_settings
 from medcot_ui.store import FINISHED, Publish, Run, RunStatus, get_run, read_session, write_session
 
@@ -118,17 +118,6 @@ def export_root(run_id: int) -> Path:
     return get_settings().exports_dir / f"run-{run_id}"
 
 
-def expected_files(kind: str, run: Run, adapter_files: list[str] | None = None, weights: list[str] | None = None,
-                   with_curve: bool = True) -> set[str]:
-    """The exact file set of an export folder (what the Hub receives)."""
-    card = CARD_FILES if with_curve else CARD_FILES - {model_card.LOSS_CURVE}
-    if kind == "adapter":
-        return card | set(adapter_files or [])
-    if kind == "gguf":
-        return card | {gguf.file_name(stem(run), q) for q in gguf.QUANTS}
-    return card | set(weights or [])
-
-
 # ---- records --------------------------------------------------------------------------------------------
 
 def start_record(run_id: int, kind: str, destination: str, target: str, private: bool | None = None) -> int:
@@ -179,11 +168,13 @@ def last_failed(run_id: int) -> Publish | None:
 
 def _merge_in_child(adapter: Path, out_dir: Path, log_file: Path) -> str:
     cmd = [sys.executable, "-m", "medcot_ui.merge", str(adapter), str(out_dir)]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep
-               + os.environ.get("PYTHONPATH", ""))
+    # The merge needs no credentials but HF_TOKEN (a gated base model): keep the others out of its environment.
+    secrets = set(secret_values()) - {os.environ.get("HF_TOKEN")}
+    env = {k: v for k, v in os.environ.items() if v not in secrets}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     with open(log_file, "a", encoding="utf-8") as fh:
-        fh.write(f"$ merge\n{proc.stdout}{proc.stderr}\n")
+        fh.write(f"$ merge\n{scrub(proc.stdout + proc.stderr)}\n")
     if proc.returncode != 0:
         tail = "\n".join(scrub(proc.stderr or proc.stdout or "").strip().splitlines()[-4:])
         if proc.returncode in (-9, 137):

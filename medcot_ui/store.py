@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from enum import Enum
 from typing import Any, Optional
 
-from sqlalchemy import Column, Index, Text, event, func
+from sqlalchemy import Column, Index, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -37,7 +37,8 @@ RESUMABLE = (RunStatus.interrupted, RunStatus.cancelled)
 
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_id", "status", "id"),)
+    # AUTOINCREMENT: a deleted run's id is never handed to a new run (adapters and exports are keyed by it).
+    __table_args__ = (Index("ix_runs_status_id", "status", "id"), {"sqlite_autoincrement": True})
 
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = ""
@@ -279,11 +280,3 @@ def run_events(run_id: int, limit: int = 200) -> list[RunEvent]:
 def add_event(run_id: int, message: str, level: str = "info") -> None:
     with write_session() as s:
         s.add(RunEvent(run_id=run_id, message=message, level=level))
-
-
-def progress_signature() -> tuple[int, int, float]:
-    """A cheap fingerprint of 'anything changed?' for the UI's poll: (run count, sum of steps, last update)."""
-    with read_session() as s:
-        row = s.exec(select(func.count(Run.id), func.coalesce(func.sum(Run.last_step), 0),
-                            func.coalesce(func.max(Run.heartbeat_at), 0.0))).one()
-        return int(row[0]), int(row[1]), float(row[2])

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medcot_ui.columns import columns_of
 from medcot_ui.data import FILE_TYPES, DataError, read_file
@@ -108,6 +109,14 @@ def is_stored_upload(path: str | Path) -> bool:
     folder = get_settings().uploads_dir.resolve()
     resolved = Path(path).resolve()
     return resolved.parent == folder and resolved.is_file()
+
+
+def data_file_problems(data: Any) -> list[str]:
+    """On a shared server a browser may train only on files it uploaded: any other path would let a caller read
+    the server's files through training and Compare. Locally (one person, their own machine) any path is fine."""
+    if data.source != "file" or get_settings().auth_mode == "local" or is_stored_upload(data.file_path):
+        return []
+    return ["data.file_path: on a shared server only files uploaded in the Dataset tab can be trained on"]
 
 
 def _store(path: Path, suffix: str) -> Path:

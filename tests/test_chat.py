@@ -149,9 +149,17 @@ def test_a_second_runs_adapter_swaps_in_without_reloading_the_base(demo: Any) ->
     n = 12
     final = _drain(engine.compare(run2.id, _question(demo), GenerationSettings(max_new_tokens=n, greedy=True)))[-1]
     assert engine._loaded.model.get_base_model().model.embed_tokens.weight is base_weights, "base was reloaded"
-    assert {f"run-{demo.run_id}", f"run-{run2.id}"} <= set(engine.loaded_adapters)
+    runs_loaded = {name.rsplit("-", 1)[0] for name in engine.loaded_adapters}
+    assert {f"run-{demo.run_id}", f"run-{run2.id}"} <= runs_loaded
     assert final.tuned.token_ids == _reference_ids(demo, run2.id, final.prompt, n, with_adapter=True)
     assert final.base.token_ids == _reference_ids(demo, run2.id, final.prompt, n, with_adapter=False)
+
+    # The run is resumed and saves new weights: the next comparison uses them, and the old copy is dropped.
+    save_file(weights, adapter2 / "adapter_model.safetensors")
+    again = _drain(engine.compare(run2.id, _question(demo), GenerationSettings(max_new_tokens=n, greedy=True)))[-1]
+    assert again.tuned.token_ids == _reference_ids(demo, run2.id, again.prompt, n, with_adapter=True)
+    assert again.tuned.token_ids != final.tuned.token_ids
+    assert sum(name.startswith(f"run-{run2.id}-") for name in engine.loaded_adapters) == 1
 
 
 @pytest.mark.parametrize("text, state, shown", [

@@ -103,3 +103,21 @@ def test_limits_come_from_the_environment_with_sensible_defaults(monkeypatch: py
     monkeypatch.setenv("MEDCOT_UPLOAD_MAX_MB", "5")
     monkeypatch.setenv("MEDCOT_UPLOAD_MAX_ROWS", "250")
     assert UploadLimits.from_env().describe() == "up to 5.0 MB and 250 rows"
+
+
+def test_on_a_shared_server_a_run_may_train_only_on_uploaded_files(home, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from medcot_ui.config import parse_config
+    from medcot_ui.uploads import data_file_problems
+
+    elsewhere = tmp_path / "server-file.jsonl"
+    elsewhere.write_text('{"Question": "q", "Complex_CoT": "c", "Response": "r"}\n')
+    data = parse_config({"data": {"source": "file", "file_path": str(elsewhere)}}).data
+    assert data_file_problems(data) == []  # local mode: one person, their own machine
+    monkeypatch.setenv("MEDCOT_AUTH_MODE", "password")
+    monkeypatch.setenv("MEDCOT_USERS", "alice:a-long-password")
+    assert data_file_problems(data) == [
+        "data.file_path: on a shared server only files uploaded in the Dataset tab can be trained on"]
+    stored = home / "uploads" / "abc.jsonl"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(elsewhere.read_text())
+    assert data_file_problems(data.model_copy(update={"file_path": str(stored)})) == []

@@ -11,7 +11,9 @@ from medcot_ui import comparisons
 from medcot_ui.chat import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, Pane, comparable_runs,
                             held_out_rows, pane_messages)
 from medcot_ui.context import AppContext
+from medcot_ui.data import DataError
 from medcot_ui.tabs.guard import guard, may
+from medcot_ui.tabs.inputs import run_id_of
 
 ENGINE_KEY = "compare_engine"
 PREFERENCE_LABELS = {"Base is better": "base", "Tuned is better": "tuned", "Tie": "tie"}
@@ -128,19 +130,22 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
         if run_id is None:
             return gr.update(choices=[], value=None), "", "*Pick a held-out question to see its reference.*", []
         try:
-            rows = held_out_rows(int(run_id))
+            rows = held_out_rows(run_id_of(run_id))
             info = (f"{len(rows)} held-out questions from this run's data." if rows else
                     "This run kept no held-out rows (its 'Held-out rows' setting was 0): type a question.")
         except Exception as exc:  # noqa: BLE001 - e.g. a Hub dataset without a network: free text still works
             rows, info = [], f"Held-out questions are unavailable ({exc}); type a question."
         choices = [(f"{i + 1}. {_short(r.question)}", i) for i, r in enumerate(rows)]
         return (gr.update(choices=choices, value=None), info, "*Pick a held-out question to see its reference.*",
-                _saved(request, int(run_id)))
+                _saved(request, run_id_of(run_id)))
 
     def on_sample(run_id: int | None, index: int | None) -> tuple[Any, Any]:
         if run_id is None or index is None:
             return gr.skip(), gr.skip()
-        row = held_out_rows(int(run_id))[int(index)]
+        try:
+            row = held_out_rows(run_id_of(run_id))[int(index)]
+        except (CompareError, DataError, IndexError) as exc:  # run deleted, data unreachable, stale choice
+            raise gr.Error(f"Held-out question: {exc}") from None
         reference = f"**Reference reasoning**\n\n{row.reasoning}\n\n**Reference answer**\n\n{row.answer}"
         return row.question, reference
 
@@ -154,10 +159,10 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             settings = GenerationSettings.from_values(max_new_tokens, temperature, top_p, seed, greedy)
             reference = None
             if sample is not None:
-                row = held_out_rows(int(run_id))[int(sample)]
+                row = held_out_rows(run_id_of(run_id))[int(sample)]
                 reference = row if row.question.strip() == (question or "").strip() else None
             last: CompareUpdate | None = None
-            for update in engine.compare(int(run_id), question, settings, session=_session(request)):
+            for update in engine.compare(run_id_of(run_id), question, settings, session=_session(request)):
                 last = update
                 yield (_status(update), pane_messages(update.question, update.base),
                        pane_messages(update.question, update.tuned), gr.skip(), gr.skip())
@@ -167,7 +172,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             return
         saved = comparisons.record(last, reference)
         yield (_status(last, saved.id), gr.skip(), gr.skip(), saved.id,
-               _saved(request, int(run_id) if only_run else None))
+               _saved(request, run_id_of(run_id) if only_run else None))
 
     def stop(request: gr.Request) -> str:
         guard(request, "compare")
@@ -182,7 +187,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             raise gr.Error(str(exc)) from None
         said = f"**{label}**" if row.preferred else "no preference"
         return (f"Saved {said} for comparison #{row.id}.",
-                _saved(request, int(run_id) if only_run and run_id is not None else None))
+                _saved(request, run_id_of(run_id) if only_run and run_id is not None else None))
 
     def show_saved(table: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
         if not may(request, "view_runs"):
@@ -201,11 +206,11 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
                 row.note or "", f"Showing saved comparison #{row.id} (run {row.run_id}).")
 
     def saved_table(run_id: int | None, only_run: bool, request: gr.Request) -> list[list[Any]]:
-        return _saved(request, int(run_id) if only_run and run_id is not None else None)
+        return _saved(request, run_id_of(run_id) if only_run and run_id is not None else None)
 
     def download(kind: str, run_id: int | None, only_run: bool, request: gr.Request) -> str:
         guard(request, "view_runs")  # a bulk read of everything compared
-        scope = int(run_id) if only_run and run_id is not None else None
+        scope = run_id_of(run_id) if only_run and run_id is not None else None
         path = comparisons.export_jsonl(scope) if kind == "jsonl" else comparisons.export_csv(scope)
         return str(path)
 

@@ -18,6 +18,7 @@ from medcot_ui.hub import HubError
 from medcot_ui.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
+from medcot_ui.tabs.inputs import run_id_of
 
 INTRO = ("Share a finished run. **Export** writes the chosen files to this machine (the adapter also as a zip); "
          "**Publish** uploads exactly the same files to a Hugging Face repository, with a model card built from "
@@ -81,7 +82,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
 
 
 def _retry_visible(run_id: int | None) -> Any:
-    return gr.update(visible=run_id is not None and publish.last_failed(int(run_id)) is not None)
+    return gr.update(visible=run_id is not None and publish.last_failed(run_id_of(run_id)) is not None)
 
 
 def _bind(ui: dict[str, Any]) -> None:
@@ -95,14 +96,14 @@ def _bind(ui: dict[str, Any]) -> None:
         return gr.update(choices=choices, value=value), (gr.skip() if choices else NO_RUNS)
 
     def on_run(run_id: int | None, kind: str) -> tuple[Any, ...]:
-        run = get_run(int(run_id)) if run_id is not None else None
+        run = get_run(run_id_of(run_id)) if run_id is not None else None
         if run is None:
             return NO_RUNS, "", [], gr.update(visible=False)
         return (publish_view.run_summary(run), publish.default_repo_name(run, kind or "adapter"),
                 publish_view.history_table(run.id), _retry_visible(run.id))
 
     def on_kind(run_id: int | None, kind: str, repo: str) -> Any:
-        run = get_run(int(run_id)) if run_id is not None else None
+        run = get_run(run_id_of(run_id)) if run_id is not None else None
         if run is None:
             return gr.skip()
         account = repo.split("/", 1)[0] + "/" if "/" in (repo or "") else ""
@@ -130,14 +131,14 @@ def _bind(ui: dict[str, Any]) -> None:
         if run_id is None:
             raise gr.Error("Run: choose a finished run first.")
         try:
-            outcome = publish.publish_to_hub(int(run_id), kind, repo, secret, private=bool(private),
+            outcome = publish.publish_to_hub(run_id_of(run_id), kind, repo, secret, private=bool(private),
                                              update_existing=bool(update),
                                              progress=lambda f, d: progress(f, desc=d))
             text, repo_value = publish_view.success_text(outcome), outcome.repo_id
         except (HubError, publish.PublishError) as exc:
             text = publish_view.failure_text(exc, " Recorded as a failed publish: fix the cause and press Retry.")
             repo_value = gr.skip()
-        return text, publish_view.history_table(int(run_id)), _retry_visible(int(run_id)), repo_value
+        return text, publish_view.history_table(run_id_of(run_id)), _retry_visible(run_id_of(run_id)), repo_value
 
     def publish_to_hub(run_id: int | None, kind: str, repo: str, private: bool, update: bool, token: str,
                        request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
@@ -146,7 +147,7 @@ def _bind(ui: dict[str, Any]) -> None:
     def retry_publish(run_id: int | None, update: bool, token: str, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         guard(request, "publish")
-        failed = publish.last_failed(int(run_id)) if run_id is not None else None
+        failed = publish.last_failed(run_id_of(run_id)) if run_id is not None else None
         if failed is None or failed.destination != "hub":
             if failed is not None:  # a failed local export: run it again
                 return export_locally(run_id, failed.kind, request, progress)[:3] + (gr.skip(),)
@@ -161,14 +162,14 @@ def _bind(ui: dict[str, Any]) -> None:
         if run_id is None:
             raise gr.Error("Run: choose a finished run first.")
         try:
-            outcome = publish.export_local(int(run_id), kind, progress=lambda f, d: progress(f, desc=d))
+            outcome = publish.export_local(run_id_of(run_id), kind, progress=lambda f, d: progress(f, desc=d))
         except publish.PublishError as exc:
-            return (publish_view.failure_text(exc), publish_view.history_table(int(run_id)),
-                    _retry_visible(int(run_id)), gr.update(visible=False, value=None))
+            return (publish_view.failure_text(exc), publish_view.history_table(run_id_of(run_id)),
+                    _retry_visible(run_id_of(run_id)), gr.update(visible=False, value=None))
         zip_update = (gr.update(visible=True, value=str(outcome.zip_path)) if outcome.zip_path
                       else gr.update(visible=False, value=None))
-        return (publish_view.success_text(outcome), publish_view.history_table(int(run_id)),
-                _retry_visible(int(run_id)), zip_update)
+        return (publish_view.success_text(outcome), publish_view.history_table(run_id_of(run_id)),
+                _retry_visible(run_id_of(run_id)), zip_update)
 
     run_outputs = [ui["run_info"], ui["repo"], ui["history"], ui["retry"]]
     result = [ui["status"], ui["history"], ui["retry"]]
@@ -199,8 +200,8 @@ def wire(ui: dict[str, Any], runs_ui: dict[str, Any] | None = None, *others: Any
         if run_id is None or not may(request, "view_runs"):
             return gr.skip()
         choices = publish_view.run_choices()
-        if int(run_id) not in [v for _, v in choices]:
+        if run_id_of(run_id) not in [v for _, v in choices]:
             return gr.update(choices=choices)
-        return gr.update(choices=choices, value=int(run_id))
+        return gr.update(choices=choices, value=run_id_of(run_id))
 
     selected.change(preselect, selected, ui["run"], api_name=False)

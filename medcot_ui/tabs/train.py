@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from jobs.queue import enqueue
-from medcot_ui import estimate, form, tracking
+from medcot_ui import estimate, form, tracking, uploads
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.context import AppContext
 from medcot_ui.models import cuda_available
@@ -166,6 +166,8 @@ def wire(train_ui: dict[str, Any], runs_ui: dict[str, Any], tabs: gr.Tabs) -> No
     def launch(data: dict[Any, Any], request: gr.Request) -> tuple[Any, ...]:
         guard(request, "train")
         config, problems = _validate(collect(data))
+        if config is not None:
+            problems += uploads.data_file_problems(config.data)
         boxes, summary = _error_updates(paths, problems)
         if config is None or problems:
             return (*boxes, summary, "Not launched: fix the settings marked above.", gr.skip(), gr.skip())
