@@ -13,7 +13,7 @@ from medcot_ui.chat import (CompareEngine, CompareError, CompareUpdate, Generati
 from medcot_ui.context import AppContext
 from medcot_ui.data import DataError
 from medcot_ui.tabs.guard import guard, may
-from medcot_ui.tabs.inputs import run_id_of
+from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
 
 ENGINE_KEY = "compare_engine"
 PREFERENCE_LABELS = {"Base is better": "base", "Tuned is better": "tuned", "Tie": "tie"}
@@ -278,14 +278,4 @@ def _stored_pane(row: Any, side: str) -> Pane:
 
 def wire(ui: dict[str, Any], runs_ui: dict[str, Any] | None = None, *others: Any) -> None:
     """Follow the Runs tab's selection: a comparable run selected there is preselected here."""
-    selected = (runs_ui or {}).get("selected_run")
-    if selected is None:
-        return
-
-    def preselect(run_id: int | None, request: gr.Request) -> Any:
-        choices = _run_choices(request)
-        if run_id is None or run_id not in [v for _, v in choices]:
-            return gr.skip()
-        return gr.update(choices=choices, value=run_id)
-
-    selected.change(preselect, selected, ui["run"], api_name=False)
+    follow_selected_run(runs_ui, ui["run"], _run_choices)

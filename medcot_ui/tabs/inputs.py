@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -13,3 +14,24 @@ def run_id_of(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise gr.Error(f"Run: pick a run from the list ({value!r} is not one).") from None
+
+
+def follow_selected_run(runs_ui: dict[str, Any] | None, dropdown: gr.Dropdown,
+                        choices_for: Callable[[gr.Request], list[tuple[str, int]] | None]) -> None:
+    """Preselect in ``dropdown`` the run selected in the Runs tab, when it is one of this tab's choices.
+
+    ``choices_for`` returns the caller's choices, or None when the caller may not see runs.
+    """
+    selected = (runs_ui or {}).get("selected_run")
+    if selected is None:
+        return
+
+    def preselect(run_id: int | None, request: gr.Request) -> Any:
+        choices = choices_for(request)
+        if run_id is None or choices is None:
+            return gr.skip()
+        if run_id not in [v for _, v in choices]:
+            return gr.update(choices=choices)
+        return gr.update(choices=choices, value=run_id)
+
+    selected.change(preselect, selected, dropdown, api_name=False)

@@ -18,7 +18,7 @@ from medcot_ui.hub import HubError
 from medcot_ui.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
-from medcot_ui.tabs.inputs import run_id_of
+from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
 
 INTRO = ("Share a finished run. **Export** writes the chosen files to this machine (the adapter also as a zip); "
          "**Publish** uploads exactly the same files to a Hugging Face repository, with a model card built from "
@@ -192,16 +192,5 @@ def _bind(ui: dict[str, Any]) -> None:
 
 def wire(ui: dict[str, Any], runs_ui: dict[str, Any] | None = None, *others: Any) -> None:
     """Follow the Runs tab's selection: a publishable run selected there is preselected here."""
-    selected = (runs_ui or {}).get("selected_run")
-    if selected is None or "run" not in ui:
-        return
-
-    def preselect(run_id: int | None, request: gr.Request) -> Any:
-        if run_id is None or not may(request, "view_runs"):
-            return gr.skip()
-        choices = publish_view.run_choices()
-        if run_id_of(run_id) not in [v for _, v in choices]:
-            return gr.update(choices=choices)
-        return gr.update(choices=choices, value=run_id_of(run_id))
-
-    selected.change(preselect, selected, ui["run"], api_name=False)
+    follow_selected_run(runs_ui, ui["run"],
+                        lambda request: publish_view.run_choices() if may(request, "view_runs") else None)
