@@ -184,14 +184,18 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
 
     after_action = [*detail_outputs, *chart_outputs, *sig_outputs, ui["table"], ui["table_sig"], ui["action_msg"]]
 
-    def cancel_run(run_id: int | None, request: gr.Request) -> list[Any]:
-        guard(request, "cancel")
+    def act(request: gr.Request, action: str, run_id: int | None, step: Any) -> Any:
+        """Check the caller, then run one queue action on the selected run; refusals become plain messages."""
+        guard(request, action)
         if run_id is None:
             raise gr.Error("Select a run first.")
         try:
-            state = queue.request_cancel(run_id)
+            return step(run_id)
         except queue.QueueError as exc:
             raise gr.Error(str(exc)) from None
+
+    def cancel_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        state = act(request, "cancel", run_id, queue.request_cancel)
         message = (f"Run {run_id} cancelled." if state == "cancelled" else
                    f"Cancelling run {run_id}: it stops at its next step and saves its adapter.")
         return [gr.Row(visible=False), *refreshed(run_id, message)]
@@ -200,26 +204,14 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
                                api_name="cancel_run")
 
     def delete_run(run_id: int | None, request: gr.Request) -> list[Any]:
-        guard(request, "delete")
-        if run_id is None:
-            raise gr.Error("Select a run first.")
-        try:
-            queue.delete_run(run_id)
-        except queue.QueueError as exc:
-            raise gr.Error(str(exc)) from None
+        act(request, "delete", run_id, queue.delete_run)
         return [gr.Row(visible=False), None, *refreshed(None, f"Run {run_id} and its files were deleted.")]
 
     ui["confirm_delete"].click(delete_run, ui["selected_run"],
                                [ui["confirm_delete_row"], ui["selected_run"], *after_action], api_name="delete_run")
 
     def resume_run(run_id: int | None, request: gr.Request) -> list[Any]:
-        guard(request, "resume")
-        if run_id is None:
-            raise gr.Error("Select a run first.")
-        try:
-            queue.resume(run_id)
-        except queue.QueueError as exc:
-            raise gr.Error(str(exc)) from None
+        act(request, "resume", run_id, queue.resume)
         return refreshed(run_id, f"Run {run_id} is queued again; it continues from its last checkpoint.")
 
     ui["resume"].click(resume_run, ui["selected_run"], after_action, api_name="resume_run")
