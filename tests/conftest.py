@@ -35,6 +35,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def fake_hf_token(tag: str) -> str:
+    """A Hub-token-shaped test value, assembled at run time so that no token-like string is committed."""
+    return "hf_" + (tag + "0" * 34)[:34]
+
+
+def fake_wandb_key(tag: str) -> str:
+    """A W&B-key-shaped test value (40 hex digits), assembled at run time for the same reason."""
+    import hashlib
+
+    return hashlib.sha1(tag.encode()).hexdigest()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ import gradio as gr
 import pytest
 from starlette.requests import Request
 
+from conftest import fake_hf_token
 from medcot_ui import hosting
 from medcot_ui.access import (ACTIONS, MUTATING_ACTIONS, VIEW_ACTIONS, AccessDenied, Caller, action_for_endpoint,
                               allowed, caller_from_oauth, check, parse_users, password_auth, publish_token)
@@ -171,8 +172,8 @@ def test_guard_in_password_mode_uses_gradios_logged_in_user(env):
 
 
 def test_publishing_uses_the_callers_own_token_never_the_servers(env):
-    env(HF_TOKEN="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1234")
-    owner_token = "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1234"
+    owner_token = fake_hf_token("ServerOwnersToken")
+    env(HF_TOKEN=owner_token)
     env(MEDCOT_AUTH_MODE="space", MEDCOT_ALLOWED_USERS="alice")
     alice = caller_from_oauth(oauth_info("alice"))
     assert publish_token(alice, typed_token="hf_typedSomethingElse") == "hf_oauth_alice_token"

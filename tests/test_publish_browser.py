@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port, start_app
+from conftest import fake_hf_token, free_port, start_app
 from medcot_ui import gguf
 
 pytestmark = pytest.mark.browser
-CANARY = "hf_CANARYbrowserTOKENneverSHOWN0123"
+CANARY = fake_hf_token("CANARYbrowserTOKENneverSHOWN")
 
 
 def test_a_user_exports_the_adapter_zip_and_sees_an_unreachable_hub_recorded_for_retry(

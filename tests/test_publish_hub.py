@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, start_app
+from conftest import fake_hf_token, free_port, start_app
 from hub_stub import HubStub, RunningStub, user
 from medcot_ui import publish
 from medcot_ui.hub import HubError
 
-CANARY = "hf_CANARYtokenNEVERtoBEseen0123456789"
+CANARY = fake_hf_token("CANARYtokenNEVERtoBEseen")
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_offline_mode_is_named_as_the_reason_the_hub_cannot_be_reached(demo_run:
 
 def test_an_invalid_token_is_rejected_by_name_before_anything_is_exported(demo_run: int, hub: HubStub) -> None:
     with pytest.raises(HubError) as err:
-        publish.publish_to_hub(demo_run, "adapter", "quick-demo", "hf_notARealToken000000000000000",
+        publish.publish_to_hub(demo_run, "adapter", "quick-demo", fake_hf_token("notARealToken"),
                                endpoint=hub.url)
     assert err.value.kind == "invalid_token"
     assert "rejected" in str(err.value) and "settings/tokens" in str(err.value)
@@ -132,9 +132,9 @@ def test_an_invalid_token_is_rejected_by_name_before_anything_is_exported(demo_r
 
 
 def test_a_read_only_token_has_no_write_access_and_nothing_is_created(demo_run: int, hub: HubStub) -> None:
-    hub.tokens["hf_readOnlyToken00000000000000000"] = user("bob", role="read")
+    hub.tokens[fake_hf_token("readOnlyToken")] = user("bob", role="read")
     with pytest.raises(HubError, match="The token of bob is read-only") as err:
-        publish.publish_to_hub(demo_run, "adapter", "quick-demo", "hf_readOnlyToken00000000000000000",
+        publish.publish_to_hub(demo_run, "adapter", "quick-demo", fake_hf_token("readOnlyToken"),
                                endpoint=hub.url)
     assert err.value.kind == "no_write_access"
     assert hub.repos == {} and not any(path.startswith("/api/repos/create") for _, path in hub.requests)

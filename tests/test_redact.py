@@ -11,10 +11,11 @@ import pytest
 
 from medcot_ui.redact import REDACTED, RedactingFilter, scrub, secret_values
 
-from conftest import ROOT, child_env
+from conftest import ROOT, child_env, fake_hf_token, fake_wandb_key
 
-HF_CANARY = "hf_CanaryTokenAbcdefghijklmnopqrstuvwx"
-WANDB_CANARY = "0123456789abcdef0123456789abcdef01234567"
+HF_CANARY = fake_hf_token("CanaryToken")
+WANDB_CANARY = fake_wandb_key("canary")
+OTHER_HF, OTHER_WANDB = fake_hf_token("other"), fake_wandb_key("other")
 
 
 @pytest.fixture
@@ -37,13 +38,13 @@ def test_exact_secret_values_from_the_environment_are_redacted_wherever_they_app
 
 def test_token_shapes_and_secret_keys_are_redacted_even_when_not_in_the_environment():
     cases = {
-        "use hf_abcdefghijklmnopqrstuvwxyz0123456789 please": "use [REDACTED] please",
-        "org token api_org_abcdefghijklmnopqrstuvwxyz": "org token [REDACTED]",
-        "WANDB_API_KEY=fedcba9876543210fedcba9876543210fedcba98": "WANDB_API_KEY=[REDACTED]",
+        f"use {OTHER_HF} please": "use [REDACTED] please",
+        "org token api_org_" + "x" * 26: "org token [REDACTED]",
+        f"WANDB_API_KEY={OTHER_WANDB}": "WANDB_API_KEY=[REDACTED]",
         '{"api_key": "sk-live-1234567890"}': '{"api_key": "[REDACTED]"}',
         "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.abc": "Authorization: Bearer [REDACTED]",
-        "$ wandb login --relogin fedcba9876543210fedcba9876543210fedcba98": "$ wandb login --relogin [REDACTED]",
-        "machine api.wandb.ai\n  login user\n  password fedcba9876543210fedcba9876543210fedcba98":
+        f"$ wandb login --relogin {OTHER_WANDB}": "$ wandb login --relogin [REDACTED]",
+        f"machine api.wandb.ai\n  login user\n  password {OTHER_WANDB}":
             "machine api.wandb.ai\n  login user\n  password [REDACTED]",
         "OAuthToken(token='opaque-oauth-value', scope='openid')": "OAuthToken(token='[REDACTED]', scope='openid')",
     }
@@ -53,7 +54,7 @@ def test_token_shapes_and_secret_keys_are_redacted_even_when_not_in_the_environm
 
 def test_ordinary_text_is_left_alone():
     for text in ['{"pad_token": "<|finetune_right_pad_id|>", "eos_token": "</s>", "max_new_tokens": 1200}',
-                 "Hub commit 0123456789abcdef0123456789abcdef01234568 pushed",  # a commit id is not a key
+                 f"Hub commit {fake_wandb_key('commit')} pushed",  # a commit id is not a key
                  "password required: sign in first", "tokens/s 312.5, loss 1.93", "hf_hub_download failed", ""]:
         assert scrub(text) == text
 

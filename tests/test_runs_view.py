@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import jobs.queue as queue
+from conftest import fake_hf_token
 from medcot_ui import runs_view
 from medcot_ui.presets import quick_demo
 from medcot_ui.store import Metric, Run, RunStatus, write_session
@@ -128,7 +129,7 @@ def test_log_tail_shows_events_and_the_end_of_train_log_without_secrets(home):
     run = _queue("logs")
     out = Path(run.output_dir)
     out.mkdir(parents=True)
-    lines = [f"line {i}" for i in range(500)] + ["token hf_abcdefghijklmnopqrstuvwxyz0123 leaked"]
+    lines = [f"line {i}" for i in range(500)] + [f"token {fake_hf_token('leaked')} leaked"]
     (out / "train.log").write_text("\n".join(lines) + "\n")
     text = runs_view.log_tail(runs_view.run_detail(run.id).run, lines=10)
     assert "queued" in text.split("# train.log")[0]

@@ -18,12 +18,12 @@ from gradio_client import Client
 from medcot_ui.access import action_for_endpoint
 from medcot_ui.store import get_run, list_runs
 
-from conftest import cli, demo_config_file, start_app, wait_for
+from conftest import cli, demo_config_file, fake_hf_token, fake_wandb_key, start_app, wait_for
 from test_hosting_api import endpoint_args
 
-CANARIES = {"HF_TOKEN": "hf_CanaryQ7rT2vX9wZ4kM6pN8sL1dF3gH5jB",
-            "HUGGING_FACE_HUB_TOKEN": "hf_CanaryHubAlt2wE4rT6yU8iO0pA1sD3fG",
-            "WANDB_API_KEY": "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"}
+CANARIES = {"HF_TOKEN": fake_hf_token("CanaryQ7rT2vX9wZ4kM6pN8sL1"),
+            "HUGGING_FACE_HUB_TOKEN": fake_hf_token("CanaryHubAlt2wE4rT6yU8"),
+            "WANDB_API_KEY": fake_wandb_key("canary")}
 
 
 def our_processes(home: Path) -> dict[int, tuple[bytes, bytes]]:
