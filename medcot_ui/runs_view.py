@@ -22,6 +22,7 @@ from sqlmodel import select
 
 from medcot_ui.redact import scrub
 from medcot_ui.store import FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, read_session
+from medcot_ui.units import human_size
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
 TABLE_LIMIT = 200          # most recent runs shown (active runs are always shown)
@@ -48,13 +49,6 @@ def duration(seconds: float | None) -> str:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def _config_summary(config_json: str) -> tuple[str, str]:
@@ -323,7 +317,7 @@ def artifacts(run: Run) -> list[tuple[str, str, str]]:
         size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
         what = meaning.get(p.name) or ("checkpoint (resume continues from the latest)"
                                        if p.name.startswith("checkpoint-") else "")
-        out.append((p.name + ("/" if p.is_dir() else ""), what, _size(size)))
+        out.append((p.name + ("/" if p.is_dir() else ""), what, human_size(size)))
     return out
 
 

@@ -87,7 +87,6 @@ class Settings:
     allowed_orgs: tuple[str, ...] = ()
     public_chat: bool = False
     space_id: str | None = None
-    persistent_storage: bool = True
     auto_resume: bool = False
     max_upload_mb: float = 200.0  # the same variable and default as uploads.UploadLimits
     queue_max_size: int = 32
@@ -97,6 +96,14 @@ class Settings:
     @property
     def on_space(self) -> bool:
         return self.space_id is not None
+
+    @property
+    def persistent_storage(self) -> bool:
+        """Will the data directory survive a restart? Worked out when asked (the start-up banner), not in every
+        get_settings(): that runs on every database call, and this may read the mount table."""
+        if os.environ.get("MEDCOT_PERSISTENT") not in (None, ""):
+            return _flag("MEDCOT_PERSISTENT")
+        return storage_is_persistent(self.home, self.on_space, _flag("MEDCOT_CONTAINER"))
 
     @property
     def runs_dir(self) -> Path:
@@ -129,16 +136,15 @@ def get_settings() -> Settings:
         start_worker=not _flag("MEDCOT_NO_WORKER"),
         lease_seconds=float(os.environ.get("MEDCOT_LEASE_SECONDS", "30")),
         poll_seconds=float(os.environ.get("MEDCOT_POLL_SECONDS", "1.0")),
-        **_hosting_settings(home),
+        **_hosting_settings(),
     )
 
 
-def _hosting_settings(home: Path) -> dict:
+def _hosting_settings() -> dict:
     space_id = os.environ.get("SPACE_ID") or None
     mode = (os.environ.get("MEDCOT_AUTH_MODE") or ("space" if space_id else "local")).strip().lower()
     if mode not in AUTH_MODES:
         raise ValueError(f"MEDCOT_AUTH_MODE={mode!r} is not a mode: use one of {', '.join(AUTH_MODES)}")
-    persistent = os.environ.get("MEDCOT_PERSISTENT")
     return dict(
         auth_mode=mode,
         # Without a login the app only listens on this machine; with one it serves the network (a Space needs it).
@@ -147,8 +153,6 @@ def _hosting_settings(home: Path) -> dict:
         allowed_orgs=_names("MEDCOT_ALLOWED_ORGS"),
         public_chat=_flag("MEDCOT_PUBLIC_CHAT"),
         space_id=space_id,
-        persistent_storage=(_flag("MEDCOT_PERSISTENT") if persistent not in (None, "")
-                            else storage_is_persistent(home, space_id is not None, _flag("MEDCOT_CONTAINER"))),
         auto_resume=_flag("MEDCOT_AUTO_RESUME", default=space_id is not None),
         max_upload_mb=float(os.environ.get("MEDCOT_UPLOAD_MAX_MB") or 200),
         queue_max_size=int(os.environ.get("MEDCOT_QUEUE_MAX_SIZE", "32")),

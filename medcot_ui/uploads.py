@@ -18,6 +18,7 @@ from typing import Any
 from medcot_ui.columns import columns_of
 from medcot_ui.data import FILE_TYPES, DataError, read_file
 from medcot_ui.settings import get_settings
+from medcot_ui.units import human_size
 
 DEFAULT_MAX_ROWS = 100_000
 
@@ -42,7 +43,7 @@ class UploadLimits:
         return cls(int(get_settings().max_upload_mb * 2**20), rows)
 
     def describe(self) -> str:
-        return f"up to {_size(self.max_bytes)} and {self.max_rows:,} rows"
+        return f"up to {human_size(self.max_bytes)} and {self.max_rows:,} rows"
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,6 @@ class AcceptedUpload:
     rows: int
     columns: list[str]
 
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def _discard(path: Path) -> None:
@@ -86,8 +80,8 @@ def accept_upload(path: str | Path, original_name: str | None = None,
             raise UploadRejected(f"{name}: unsupported file type '{suffix}' (use .json, .jsonl, .csv or .parquet)")
         size = path.stat().st_size
         if size > limits.max_bytes:  # checked before reading a byte of it
-            raise UploadRejected(f"{name}: {_size(size)} is over the upload limit of {_size(limits.max_bytes)} "
-                                 "(MEDCOT_UPLOAD_MAX_MB)")
+            raise UploadRejected(f"{name}: {human_size(size)} is over the upload limit of "
+                                 f"{human_size(limits.max_bytes)} (MEDCOT_UPLOAD_MAX_MB)")
         records = read_file(path, name)
         if not records:
             raise UploadRejected(f"{name}: the file has no rows")

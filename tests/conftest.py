@@ -61,19 +61,26 @@ def built_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo_model(tmp_path_factory.mktemp("demo-model") / "demo-tiny-llama")
 
 
+def use_home(mp: pytest.MonkeyPatch, home: Path, demo_model: Path) -> Path:
+    """Make ``home`` the data directory (with a copy of the demo model) for this process and its children."""
+    from medcot_ui.store import dispose_engines
+
+    shutil.copytree(demo_model, home / "models" / "demo-tiny-llama")
+    mp.setenv("MEDCOT_HOME", str(home))
+    mp.delenv("MEDCOT_DATABASE_URL", raising=False)
+    mp.setenv("MEDCOT_LEASE_SECONDS", "3")
+    mp.setenv("MEDCOT_POLL_SECONDS", "0.2")
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    dispose_engines()
+    return home
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built_demo_model: Path) -> Iterator[Path]:
     """A fresh MEDCOT_HOME (runs.db, runs/, models/) for this test, with the demo model in place."""
     from medcot_ui.store import dispose_engines
 
-    home = tmp_path / "home"
-    shutil.copytree(built_demo_model, home / "models" / "demo-tiny-llama")
-    monkeypatch.setenv("MEDCOT_HOME", str(home))
-    monkeypatch.delenv("MEDCOT_DATABASE_URL", raising=False)
-    monkeypatch.setenv("MEDCOT_LEASE_SECONDS", "3")
-    monkeypatch.setenv("MEDCOT_POLL_SECONDS", "0.2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    dispose_engines()
+    home = use_home(monkeypatch, tmp_path / "home", built_demo_model)
     yield home
     dispose_engines()
 
@@ -232,13 +239,8 @@ def trained_demo_home(tmp_path_factory: pytest.TempPathFactory, built_demo_model
     from medcot_ui.presets import quick_demo
     from medcot_ui.store import dispose_engines
 
-    home = tmp_path_factory.mktemp("trained") / "home"
-    shutil.copytree(built_demo_model, home / "models" / "demo-tiny-llama")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDCOT_HOME", str(home))
-        mp.delenv("MEDCOT_DATABASE_URL", raising=False)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        dispose_engines()
+        home = use_home(mp, tmp_path_factory.mktemp("trained") / "home", built_demo_model)
         run_id, status = train_direct(quick_demo().with_overrides({"training.eval_steps": 10}))
         dispose_engines()  # closes the last connection: SQLite folds the WAL into runs.db
     assert (run_id, status) == (1, "succeeded"), f"demo run {run_id} ended {status}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import train_demo_run
+from conftest import train_demo_run, use_home
 from medcot_ui.chat import (CompareEngine, CompareError, GenerationSettings, GpuMemory, Pane, comparable_run,
                             held_out_rows, pane_messages)
 
@@ -23,13 +23,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory, built_demo_model: Path) -> An
     """A data directory holding one finished demo run (trained once for this file)."""
     from medcot_ui.store import dispose_engines
 
-    home = tmp_path_factory.mktemp("compare") / "home"
-    shutil.copytree(built_demo_model, home / "models" / "demo-tiny-llama")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDCOT_HOME", str(home))
-        mp.delenv("MEDCOT_DATABASE_URL", raising=False)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        dispose_engines()
+        home = use_home(mp, tmp_path_factory.mktemp("compare") / "home", built_demo_model)
         run_id = train_demo_run()
         yield SimpleNamespace(home=home, run_id=run_id, engine=CompareEngine(update_interval_s=0.0))
         dispose_engines()
