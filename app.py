@@ -14,7 +14,6 @@ from starlette.middleware import Middleware
 
 from jobs import recovery
 from medcot_ui import hosting
-from medcot_ui.access import action_for_endpoint
 from medcot_ui.context import AppContext
 from medcot_ui.models import ensure_demo_model
 from medcot_ui.redact import install as install_redaction
@@ -89,9 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         resumer.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit handlers on `kill`
     demo = build_app(AppContext(settings))
-    for fn in demo.fns.values():  # GPU work shares one lane, unless its tab chose a lane itself
-        if action_for_endpoint(fn.api_name) in hosting.GPU_ACTIONS and str(fn.concurrency_id).isdigit():
-            fn.concurrency_id, fn.concurrency_limit = hosting.GPU_LANE, settings.gpu_concurrency
     demo.queue(**hosting.queue_options(settings)).launch(
         **hosting.launch_options(settings), app_kwargs={"middleware": [Middleware(HostingGate)]})
 

@@ -15,9 +15,9 @@ from medcot_ui.access import parse_users, password_auth
 from medcot_ui.settings import PROJECT_DIR, Settings
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-# Events doing these actions share one concurrency lane sized for the GPU (training runs in the worker instead).
-GPU_ACTIONS = ("compare", "publish")
-GPU_LANE = "gpu"
+# Exports and uploads (merging may load the whole base model) share one lane of MEDCOT_GPU_CONCURRENCY events.
+# Comparisons take turns inside the Compare engine, which owns the one loaded model; training runs in the worker.
+EXPORT_LANE = "exports"
 # The variables Hugging Face sets on a Space with `hf_oauth: true`.
 OAUTH_ENV = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")
 

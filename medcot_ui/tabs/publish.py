@@ -14,6 +14,7 @@ import gradio as gr
 from medcot_ui import publish, publish_view
 from medcot_ui.access import AccessDenied, publish_token
 from medcot_ui.context import AppContext
+from medcot_ui.hosting import EXPORT_LANE
 from medcot_ui.hub import HubError
 from medcot_ui.settings import get_settings
 from medcot_ui.store import get_run
@@ -182,12 +183,13 @@ def _bind(ui: dict[str, Any]) -> None:
     ui["kind"].change(on_kind, [ui["run"], ui["kind"], ui["repo"]], ui["repo"], api_name=False)
     ui["check"].click(check_target, [ui["run"], ui["repo"], ui["token"]], [ui["status"], ui["repo"]],
                       api_name="check_publish_target")
+    lane = {"concurrency_id": EXPORT_LANE, "concurrency_limit": get_settings().gpu_concurrency}
     ui["publish"].click(publish_to_hub, [ui["run"], ui["kind"], ui["repo"], ui["private"], ui["update"],
-                                         ui["token"]], result + [ui["repo"]], api_name="publish_to_hub")
+                                         ui["token"]], result + [ui["repo"]], api_name="publish_to_hub", **lane)
     ui["retry"].click(retry_publish, [ui["run"], ui["update"], ui["token"]], result + [ui["repo"]],
-                      api_name="retry_publish")
+                      api_name="retry_publish", **lane)
     ui["export"].click(export_locally, [ui["run"], ui["kind"]], result + [ui["export_file"]],
-                       api_name="export_locally")
+                       api_name="export_locally", **lane)
 
 
 def wire(ui: dict[str, Any], runs_ui: dict[str, Any] | None = None, *others: Any) -> None:
