@@ -3,6 +3,8 @@ deliberate stops are left alone, and a run that keeps dying without progress wai
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import time
 
@@ -21,6 +23,11 @@ def make_run(status: str, last_step: int = 10, finished_at: float | None = None,
         row.status, row.last_step, row.finished_at = status, last_step, finished_at
         row.worker_id, row.lease_expires_at = "gone-worker", time.time() - 1 if lease_expired else time.time() + 60
     return run_id
+
+
+def training_pid(run_id: int) -> int:
+    started = [e.message for e in run_events(run_id) if e.message.startswith("training process started")]
+    return int(re.search(r"pid (\d+)", started[-1]).group(1))
 
 
 def resumer(previous: dict) -> recovery.AutoResumer:
@@ -81,12 +88,15 @@ def test_the_app_notes_its_start_and_its_shutdown(home):
 
 def test_a_restart_mid_training_leaves_the_run_interrupted_and_the_app_resumes_it_from_its_checkpoint(
         home, processes, tmp_path):
-    config = demo_config_file(tmp_path / "demo.yaml", **{"training.max_steps": 14, "training.save_steps": 5,
+    config = demo_config_file(tmp_path / "demo.yaml", **{"training.max_steps": 20, "training.save_steps": 5,
                                                         "name": "restart-me"})
     cli("enqueue", str(config))
     app = start_app(processes, home, MEDCOT_AUTO_RESUME="1")
     wait_for(lambda: (r := get_run(1)) is not None and r.last_step >= 6, timeout=240,
              what="the run to pass its step-5 checkpoint")
+    # Freeze the trainer mid-run: on a fast machine the remaining steps could otherwise finish before the
+    # restart reaches the worker, and the run would rightly succeed instead of being interrupted.
+    os.kill(training_pid(1), signal.SIGSTOP)
     app.proc.send_signal(signal.SIGTERM)  # what a Space restart (or `docker stop`) sends the app
     app.proc.wait(timeout=60)
     interrupted = get_run(1)
@@ -97,6 +107,6 @@ def test_a_restart_mid_training_leaves_the_run_interrupted_and_the_app_resumes_i
     run = get_run(1)
     messages = [e.message for e in run_events(1)]
     assert run.status == "succeeded", (run.error, messages[-5:])
-    assert run.attempt == 2 and run.last_step == 14
+    assert run.attempt == 2 and run.last_step == 20
     assert any(m.startswith(recovery.AUTO_RESUME_EVENT) for m in messages)
     assert any(m.startswith("resuming from checkpoint-") for m in messages), messages
