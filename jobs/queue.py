@@ -1,4 +1,4 @@
-"""The run queue: enqueue, atomic claim, lease and heartbeat, reap, cancel, resume, delete.
+"""The run queue: enqueue, atomic claim, lease and heartbeat, reap, cancel, resume, delete and restore.
 
 A job is one ``runs`` row. Claiming is a single ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``
 inside ``BEGIN IMMEDIATE``, so two workers can never claim the same run and nobody sees "database is locked".
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from sqlmodel import delete
+from sqlmodel import delete, select
 
 from medcot_ui.config import RunConfig
 from medcot_ui.settings import get_settings
@@ -54,7 +54,8 @@ def claim(worker_id: str, lease_seconds: float | None = None) -> int | None:
         "UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
         "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
         "finished_at = NULL, error = NULL "
-        f"WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1{lock}) "
+        "WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND deleted_at IS NULL "
+        f"ORDER BY id LIMIT 1{lock}) "
         "AND status = 'queued' RETURNING id")
     with write_session() as s:
         row = s.connection().execute(sql, {"worker": worker_id, "lease": now + lease, "now": now}).first()
@@ -72,9 +73,10 @@ def claim_specific(run_id: int, worker_id: str, lease_seconds: float | None = No
         res = s.connection().execute(
             text("UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
                  "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now) "
-                 "WHERE id = :id AND status = 'queued'"),
+                 "WHERE id = :id AND status = 'queued' AND deleted_at IS NULL"),
             {"worker": worker_id, "lease": now + lease, "now": now, "id": run_id})
         if res.rowcount != 1:
+            _existing(s, run_id)  # says so when it does not exist or was deleted
             raise QueueError(f"run {run_id} is not queued; it cannot be claimed")
 
 
@@ -153,6 +155,8 @@ def _existing(session: Any, run_id: int) -> Run:
     run = session.get(Run, run_id)
     if run is None:
         raise QueueError(f"run {run_id} does not exist")
+    if run.deleted:
+        raise QueueError(f"run {run_id} was deleted; restore it first")
     return run
 
 
@@ -184,16 +188,46 @@ def resume(run_id: int) -> Run:
 
 
 def delete_run(run_id: int) -> None:
-    """Delete a finished or queued run, its metrics, events and files. A running run must be cancelled first."""
+    """Delete a finished or queued run: it leaves every list (and the queue) at once, and stays restorable with
+    :func:`restore_run` for ``settings.undo_seconds``; then :func:`purge_deleted` removes it with its files.
+    A running run must be cancelled first."""
     with write_session() as s:
         run = _existing(s, run_id)
         if run.status == RunStatus.running.value:
             raise QueueError(f"run {run_id} is running; cancel it before deleting it")
-        out = run.output_dir
-        for table in (Metric, RunEvent, Comparison, Publish):
-            s.exec(delete(table).where(table.run_id == run_id))
-        s.delete(run)
-    runs_root = get_settings().runs_dir.resolve()
-    # Only ever remove folders inside our own runs directory, whatever the row says.
-    if out and Path(out).resolve().is_relative_to(runs_root) and Path(out).exists():
-        shutil.rmtree(out, ignore_errors=True)
+        run.deleted_at = time.time()
+        s.add(RunEvent(run_id=run_id, message="deleted (restorable until it is purged)"))
+
+
+def restore_run(run_id: int) -> Run:
+    """Undo a delete: the run comes back as it was (a queued run is queued again)."""
+    with write_session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise QueueError(f"run {run_id} does not exist (deleted runs are removed for good after "
+                             f"{get_settings().undo_seconds / 60:.0f} minutes)")
+        if not run.deleted:
+            raise QueueError(f"run {run_id} is not deleted")
+        run.deleted_at = None
+        s.add(RunEvent(run_id=run_id, message="restored"))
+        return run
+
+
+def purge_deleted(older_than_s: float | None = None) -> list[int]:
+    """Remove for good the runs deleted more than ``older_than_s`` ago (default settings.undo_seconds): their
+    rows, metrics, events, comparisons, publish records and files. Returns their ids."""
+    settings = get_settings()
+    cutoff = time.time() - (settings.undo_seconds if older_than_s is None else older_than_s)
+    with write_session() as s:
+        runs = list(s.exec(select(Run).where(Run.deleted_at.is_not(None), Run.deleted_at <= cutoff)))
+        purged = [(r.id, r.output_dir) for r in runs]
+        for run in runs:
+            for table in (Metric, RunEvent, Comparison, Publish):
+                s.exec(delete(table).where(table.run_id == run.id))
+            s.delete(run)
+    runs_root = settings.runs_dir.resolve()
+    for _, out in purged:
+        # Only ever remove folders inside our own runs directory, whatever the row says.
+        if out and Path(out).resolve().is_relative_to(runs_root) and Path(out).exists():
+            shutil.rmtree(out, ignore_errors=True)
+    return [run_id for run_id, _ in purged]

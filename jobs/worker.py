@@ -1,8 +1,9 @@
 """``python -m jobs.worker``: claim queued runs one at a time and train each in its own process.
 
 The worker holds the lease of the run it is training (renewing it on a timer), turns runs whose lease
-expired into ``interrupted`` at start and on a timer, and records the outcome when the training process
-exits: whatever happens in training, the worker and the other runs carry on.
+expired into ``interrupted`` and removes runs deleted longer ago than the undo period, at start and on a timer,
+and records the outcome when the training process exits: whatever happens in training, the worker and the other
+runs carry on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from jobs.queue import LeaseKeeper, claim, finish, reap_expired
+from jobs.queue import LeaseKeeper, claim, finish, purge_deleted, reap_expired
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import RunStatus, add_event, dispose_engines, get_run
@@ -50,6 +51,9 @@ class Worker:
     def reap(self) -> None:
         for run_id in reap_expired():
             print(f"[worker {self.worker_id}] run {run_id}: lease expired, marked interrupted", flush=True)
+        for run_id in purge_deleted():
+            print(f"[worker {self.worker_id}] run {run_id}: deleted over the undo period ago, removed for good",
+                  flush=True)
         self._next_reap = time.time() + self.settings.lease_seconds / 2
 
     def serve(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:

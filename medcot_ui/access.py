@@ -29,16 +29,16 @@ VIEW_ACTIONS = ("view_runs", "view_uploads")
 ACTIONS = MUTATING_ACTIONS + VIEW_ACTIONS
 
 # How each action reads in a refusal ("Sign in with Hugging Face to <verb>.").
-_VERBS = {"train": "start training", "cancel": "cancel runs", "resume": "resume runs", "delete": "delete runs",
-          "publish": "publish models", "upload": "upload data", "compare": "chat with the models",
-          "view_runs": "see the runs", "view_uploads": "see uploaded data"}
+_VERBS = {"train": "start training", "cancel": "cancel runs", "resume": "resume runs",
+          "delete": "delete or restore runs", "publish": "publish models", "upload": "upload data",
+          "compare": "chat with the models", "view_runs": "see the runs", "view_uploads": "see uploaded data"}
 
 # Words that start a part of an event's api_name ("launch_training", "delete_run") and so name its action. The app
 # uses this to put GPU events on one concurrency lane, and the hosting tests to find every mutating endpoint.
 ACTION_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("publish", ("publish", "export")),
     ("upload", ("upload",)),
-    ("delete", ("delete", "remove")),
+    ("delete", ("delete", "remove", "restore", "undo")),
     ("resume", ("resume",)),
     ("cancel", ("cancel",)),
     ("compare", ("compare", "chat", "ask", "generate")),

@@ -744,8 +744,8 @@ def comparable_run(run_id: int) -> tuple[Any, RunConfig, Path]:
     from medcot_ui.store import RunStatus, get_run
 
     run = get_run(int(run_id))
-    if run is None:
-        raise CompareError(f"run {run_id} does not exist")
+    if run is None or run.deleted:
+        raise CompareError(f"run {run_id} does not exist" + (" (it was deleted)" if run is not None else ""))
     adapter = Path(run.output_dir) / "adapter"
     if run.status not in (RunStatus.succeeded.value, RunStatus.cancelled.value):
         raise CompareError(f"run {run_id} is {run.status}: only a finished run (or a cancelled one that saved its "

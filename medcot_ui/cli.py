@@ -7,7 +7,7 @@ Examples::
     medcot enqueue demo.yaml --set lora.r=32     # queue it for the worker
     medcot list                                  # what is queued, running, finished
     medcot show 3                                # one run: status, config, last metrics, log tail
-    medcot cancel 3 / medcot resume 3 / medcot delete 3
+    medcot cancel 3 / medcot resume 3 / medcot delete 3 / medcot restore 3
     medcot worker                                # train queued runs (the app starts one for you)
     medcot build-demo-model                      # the tiny offline model (built on first use anyway)
 """
@@ -92,6 +92,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             "created": _when(run.created_at), "started": _when(run.started_at), "finished": _when(run.finished_at),
             "steps": f"{run.last_step}/{run.total_steps or '?'}", "device": run.device,
             "output_dir": run.output_dir, "dataset_fingerprint": run.dataset_fingerprint, "error": run.error}
+    if run.deleted:
+        info["deleted"] = f"{_when(run.deleted_at)} (`medcot restore {run.id}` brings it back until it is purged)"
     print(yaml.safe_dump(info, sort_keys=False, allow_unicode=True), end="")
     metrics = run_metrics(run.id)
     if metrics:
@@ -161,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, done, help_text in (
             ("cancel", "request_cancel", "cancel requested", "stop a run at its next step (adapter is saved)"),
             ("resume", "resume", "queued to resume", "continue an interrupted or cancelled run from its checkpoint"),
-            ("delete", "delete_run", "deleted", "delete a finished run with its metrics and files")):
+            ("delete", "delete_run", "deleted (`medcot restore` brings it back within the undo period)",
+             "delete a finished run with its metrics and files"),
+            ("restore", "restore_run", "restored", "undo a delete (within MEDCOT_UNDO_SECONDS, default 1 hour)")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("run_id", type=int)
         p.set_defaults(fn=_action(fn, done))

@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import select
 
-from medcot_ui.chat import CompareUpdate
+from medcot_ui.chat import CompareUpdate, Pane
 from medcot_ui.settings import get_settings
-from medcot_ui.store import Comparison, read_session, write_session
+from medcot_ui.store import Comparison, Run, live_runs, read_session, write_session
 
 PREFERENCES = ("base", "tuned", "tie")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -63,10 +64,24 @@ def record(update: CompareUpdate, reference: Any | None = None) -> Comparison:
 def list_comparisons(run_id: int | None = None, limit: int = 500) -> list[Comparison]:
     """Stored comparisons, newest first (of one run, or all)."""
     with read_session() as s:
-        q = select(Comparison).order_by(Comparison.id.desc()).limit(limit)
+        # A deleted run's comparisons leave the list with it (and come back if it is restored).
+        of_live_run = or_(Comparison.run_id.is_(None), Comparison.run_id.in_(select(Run.id).where(live_runs())))
+        q = select(Comparison).where(of_live_run).order_by(Comparison.id.desc()).limit(limit)
         if run_id is not None:
             q = q.where(Comparison.run_id == run_id)
         return list(s.exec(q))
+
+
+def stored_pane(row: Comparison, side: str) -> Pane:
+    """A saved comparison's pane, rebuilt for display (text re-joined the way the model wrote it)."""
+    reasoning, answer, state = (getattr(row, f"{side}_{k}") for k in ("reasoning", "answer", "state"))
+    text = f"{reasoning}\n</think>\n{answer}" if state == "closed" else (reasoning if state == "unclosed" else answer)
+    pane = Pane("Base model" if side == "base" else "Tuned", prompt_opened_think=state != "none", text=text or "",
+                finish_reason=getattr(row, f"{side}_finish") or "eos")
+    pane.tokens = getattr(row, f"{side}_tokens") or 0
+    pane.seconds = getattr(row, f"{side}_seconds")
+    pane.first_token_s = getattr(row, f"{side}_first_token_s")
+    return pane
 
 
 def get_comparison(comparison_id: int) -> Comparison | None:

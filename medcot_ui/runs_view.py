@@ -21,7 +21,8 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from medcot_ui.redact import scrub
-from medcot_ui.store import FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, read_session
+from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
+                             read_session)
 from medcot_ui.units import human_size
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
@@ -88,7 +89,7 @@ class QueueInfo:
 
 def _queue_infos(s: Any, now: float) -> dict[int, QueueInfo]:
     """Why each queued run waits: which runs are training, or that no worker seems to be there."""
-    queued = list(s.exec(select(Run.id, Run.created_at).where(Run.status == RunStatus.queued.value)
+    queued = list(s.exec(select(Run.id, Run.created_at).where(Run.status == RunStatus.queued.value, live_runs())
                          .order_by(Run.id)))
     if not queued:
         return {}
@@ -127,9 +128,9 @@ def table_rows(limit: int = TABLE_LIMIT, now: float | None = None) -> list[list[
     cols = (Run.id, Run.name, Run.status, Run.config_json, Run.started_at, Run.finished_at, Run.last_step,
             Run.total_steps, Run.last_loss, Run.cancel_requested)
     with read_session() as s:
-        recent = list(s.exec(select(*cols).order_by(Run.id.desc()).limit(limit)))
+        recent = list(s.exec(select(*cols).where(live_runs()).order_by(Run.id.desc()).limit(limit)))
         oldest_shown = recent[-1][0] if recent else 0
-        active = list(s.exec(select(*cols).where(Run.status.in_(ACTIVE), Run.id < oldest_shown)
+        active = list(s.exec(select(*cols).where(Run.status.in_(ACTIVE), Run.id < oldest_shown, live_runs())
                              .order_by(Run.id.desc())))
         queue = _queue_infos(s, now)
     rows = []
@@ -151,7 +152,7 @@ def table_signature() -> tuple[Any, ...]:
     with read_session() as s:
         rows = s.exec(select(Run.status, func.count(Run.id), func.max(Run.id), func.sum(Run.last_step),
                              func.max(Run.heartbeat_at), func.max(Run.finished_at), func.max(Run.started_at),
-                             func.sum(Run.cancel_requested)).group_by(Run.status)).all()
+                             func.sum(Run.cancel_requested)).where(live_runs()).group_by(Run.status)).all()
     # A 5-second clock: running durations and "waiting for a worker" also change with time alone.
     return tuple(sorted(tuple(r) for r in rows)) + (int(time.time() // 5),)
 
@@ -164,7 +165,7 @@ def run_signature(run_id: int | None) -> tuple[Any, ...] | None:
         return None
     with read_session() as s:
         run = s.exec(select(Run.status, Run.last_step, Run.heartbeat_at, Run.finished_at, Run.cancel_requested,
-                            Run.attempt, Run.error, Run.output_dir).where(Run.id == run_id)).first()
+                            Run.attempt, Run.error, Run.output_dir).where(Run.id == run_id, live_runs())).first()
         if run is None:
             return ("gone",)
         last_event = s.exec(select(func.max(RunEvent.id)).where(RunEvent.run_id == run_id)).one()
@@ -376,7 +377,7 @@ def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) 
     now = now or time.time()
     with read_session() as s:
         run = s.get(Run, run_id)
-        if run is None:
+        if run is None or run.deleted:
             return None
         queue = _queue_infos(s, now).get(run_id) if run.status == RunStatus.queued.value else None
     perf = performance(run_id)
@@ -408,3 +409,30 @@ def progress_html(p: Progress) -> str:
             f'<div style="background:var(--neutral-200,#e5e7eb);border-radius:6px;height:14px;overflow:hidden">'
             f'<div style="width:{pct:.1f}%;height:100%;background:var(--color-accent,#f97316)"></div></div>'
             f'<div class="run-progress-text" style="margin-top:4px">{p.text}</div></div>')
+
+
+# ---- confirmations and undo -------------------------------------------------------------------------------
+
+def confirm_text(kind: str, run: Run, undo_seconds: float) -> str:
+    """What the confirmation row asks before a cancel or a delete."""
+    if kind == "cancel":
+        return (f"Cancel run {run.id} ({run.name})? A running run stops at its next step and keeps its adapter; "
+                "you can resume it later.")
+    return (f"Delete run {run.id} ({run.name}), its metrics and its folder `{run.output_dir}`? You can undo this "
+            f"for {duration(undo_seconds)}; then its files are removed for good.")
+
+
+def deleted_message(run_id: int, undo_seconds: float) -> str:
+    return f"Run {run_id} was deleted. **Undo** brings it back within {duration(undo_seconds)}."
+
+
+def restored_message(run: Run) -> str:
+    return f"Run {run.id} ({run.name}) is back, as it was" + (" (queued again)." if run.status == "queued" else ".")
+
+
+def deleted_choices(now: float | None = None) -> list[tuple[str, int]]:
+    """Deleted runs that can still be restored, for the "Recently deleted" list."""
+    now = now or time.time()
+    return [(f"run {r.id} · {r.name or 'unnamed'} · {r.status} · deleted "
+             f"{duration(now - (r.deleted_at or now))} ago", int(r.id)) for r in deleted_runs()]
+

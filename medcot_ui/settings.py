@@ -80,6 +80,7 @@ class Settings:
     start_worker: bool
     lease_seconds: float
     poll_seconds: float
+    undo_seconds: float = 3600.0  # how long a deleted run can be restored before its files are removed
     # Hosting (all defaulted, so code that builds Settings by hand keeps working).
     auth_mode: str = "local"
     bind_host: str = "127.0.0.1"
@@ -136,6 +137,7 @@ def get_settings() -> Settings:
         start_worker=not _flag("MEDCOT_NO_WORKER"),
         lease_seconds=float(os.environ.get("MEDCOT_LEASE_SECONDS", "30")),
         poll_seconds=float(os.environ.get("MEDCOT_POLL_SECONDS", "1.0")),
+        undo_seconds=float(os.environ.get("MEDCOT_UNDO_SECONDS", "3600")),
         **_hosting_settings(),
     )
 

@@ -62,6 +62,13 @@ class Run(SQLModel, table=True):
     total_steps: Optional[int] = None
     last_step: int = 0
     last_loss: Optional[float] = None
+    # Deleting hides a run at once and keeps its rows and files for settings.undo_seconds, so it can be
+    # restored; queue.purge_deleted removes it for good after that.
+    deleted_at: Optional[float] = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -260,9 +267,21 @@ def get_run(run_id: int) -> Run | None:
         return s.get(Run, run_id)
 
 
+def live_runs() -> Any:
+    """The condition that leaves out deleted runs (waiting for undo or purge): every list of runs uses it."""
+    return Run.deleted_at.is_(None)
+
+
 def list_runs(limit: int = 200) -> list[Run]:
     with read_session() as s:
-        return list(s.exec(select(Run).order_by(Run.id.desc()).limit(limit)))
+        return list(s.exec(select(Run).where(live_runs()).order_by(Run.id.desc()).limit(limit)))
+
+
+def deleted_runs(limit: int = 200) -> list[Run]:
+    """Deleted runs that can still be restored, most recently deleted first."""
+    with read_session() as s:
+        return list(s.exec(select(Run).where(Run.deleted_at.is_not(None)).order_by(Run.deleted_at.desc())
+                           .limit(limit)))
 
 
 def run_metrics(run_id: int, after_step: int = -1) -> list[Metric]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import start_app, wait_for
+from jobs.queue import purge_deleted
 from medcot_ui.config import RunConfig
 
 pytestmark = pytest.mark.browser
@@ -197,15 +198,30 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
              what="'first' to resume from its checkpoint")
     assert status_of(page, "first") == "running" and "attempt 2" in page.locator("#run-header").inner_text()
 
-    # Stop it again, then delete it and its files (asking first).
+    # Stop it again, then delete it (asking first), change our mind with Undo, and delete it for real.
     page.locator("#run-cancel").click()
     page.locator("#confirm-cancel").click()
     wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' cancelled again")
-    page.locator("#run-delete").click()
-    wait_for(lambda: "Delete run 1 (first)" in page.locator("#confirm-delete-row").inner_text(), 20,
-             what="the delete confirmation")
-    assert (home / "runs" / "run-1").exists()
-    page.locator("#confirm-delete").click()
-    wait_for(lambda: "first" not in runs_table(page), 20, what="'first' to leave the table")
+
+    def delete_selected() -> None:
+        page.locator("#run-delete").click()
+        wait_for(lambda: "Delete run 1 (first)" in page.locator("#confirm-delete-row").inner_text(), 20,
+                 what="the delete confirmation")
+        assert "You can undo this" in page.locator("#confirm-delete-row").inner_text()
+        page.locator("#confirm-delete").click()
+        wait_for(lambda: "first" not in runs_table(page), 20, what="'first' to leave the table")
+
+    delete_selected()
+    assert (home / "runs" / "run-1").exists(), "a deleted run's files wait for the undo period"
+    page.locator("#run-undo-delete").click()
+    wait_for(lambda: status_of(page, "first") == "cancelled", 20, what="'first' back in the table after Undo")
+    assert "Run 1 (first) is back" in page.locator("#run-action-msg").inner_text()
+    assert ": first" in page.locator("#run-header").inner_text()
+    delete_selected()
+    page.locator("#runs-deleted").get_by_text("Recently deleted runs").click()
+    page.locator("#runs-deleted-list input").click()
+    assert page.get_by_role("option").filter(has_text="run 1 · first · cancelled").count() == 1
+    page.keyboard.press("Escape")
+    assert purge_deleted(0) == [1]  # what the worker does once the undo period is over
     assert not (home / "runs" / "run-1").exists()
     assert "second" in runs_table(page)

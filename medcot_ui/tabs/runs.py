@@ -14,6 +14,7 @@ import jobs.queue as queue
 from medcot_ui import form, runs_view
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.context import AppContext
+from medcot_ui.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
 
@@ -52,7 +53,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
         ui["confirm_delete_text"] = gr.Markdown()
         ui["confirm_delete"] = gr.Button("Yes, delete it", variant="stop", elem_id="confirm-delete")
         ui["keep_files"] = gr.Button("No, keep it", elem_id="confirm-delete-no")
-    ui["action_msg"] = gr.Markdown(elem_id="run-action-msg")
+    with gr.Row():
+        ui["action_msg"] = gr.Markdown(elem_id="run-action-msg")
+        ui["undo_delete"] = gr.Button("Undo", visible=False, size="sm", scale=0, elem_id="run-undo-delete")
+    ui["last_deleted"] = gr.State(None)
     for i in range(0, len(CHARTS), 2):
         with gr.Row():
             for key, title in CHARTS[i:i + 2]:
@@ -66,6 +70,12 @@ def build(ctx: AppContext) -> dict[str, Any]:
         ui["config"] = gr.Code(language="yaml", max_lines=40, interactive=False, elem_id="run-config")
     with gr.Accordion("Files on disk", open=False):
         ui["artifacts"] = gr.Markdown(elem_id="run-artifacts")
+    with gr.Accordion("Recently deleted runs", open=False, elem_id="runs-deleted") as ui["deleted_box"]:
+        gr.Markdown(f"Deleted runs stay restorable for {runs_view.duration(ctx.settings.undo_seconds)}; "
+                    "after that the worker removes their files for good.")
+        with gr.Row():
+            ui["deleted_list"] = gr.Dropdown(choices=[], label="Deleted run", scale=4, elem_id="runs-deleted-list")
+            ui["restore"] = gr.Button("Restore", scale=1, elem_id="runs-restore")
     return ui
 
 
@@ -158,10 +168,7 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
             run = get_run(run_id) if run_id is not None and may(request, "view_runs") else None
             if run is None:
                 return [gr.Row(visible=False), ""]
-            text = (f"Cancel run {run.id} ({run.name})? A running run stops at its next step and keeps its "
-                    "adapter; you can resume it later." if kind == "cancel" else
-                    f"Delete run {run.id} ({run.name}), its metrics and its folder `{run.output_dir}`? "
-                    "This cannot be undone.")
+            text = runs_view.confirm_text(kind, run, get_settings().undo_seconds)
             return [gr.Row(visible=True), f"**{text}**"]
         return prompt
 
@@ -205,10 +212,25 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
 
     def delete_run(run_id: int | None, request: gr.Request) -> list[Any]:
         act(request, "delete", run_id, queue.delete_run)
-        return [gr.Row(visible=False), None, *refreshed(None, f"Run {run_id} and its files were deleted.")]
+        message = runs_view.deleted_message(run_id, get_settings().undo_seconds)
+        return [gr.Row(visible=False), None, run_id, gr.Button(visible=True),
+                gr.Dropdown(choices=runs_view.deleted_choices(), value=None), *refreshed(None, message)]
 
+    undo_outputs = [ui["last_deleted"], ui["undo_delete"], ui["deleted_list"]]
     ui["confirm_delete"].click(delete_run, ui["selected_run"],
-                               [ui["confirm_delete_row"], ui["selected_run"], *after_action], api_name="delete_run")
+                               [ui["confirm_delete_row"], ui["selected_run"], *undo_outputs, *after_action],
+                               api_name="delete_run")
+
+    def restore_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        run = act(request, "delete", run_id, queue.restore_run)
+        return [run_id, None, gr.Button(visible=False), gr.Dropdown(choices=runs_view.deleted_choices(), value=None),
+                *refreshed(run_id, runs_view.restored_message(run))]
+
+    for button, source in ((ui["undo_delete"], ui["last_deleted"]), (ui["restore"], ui["deleted_list"])):
+        button.click(restore_run, source, [ui["selected_run"], *undo_outputs, *after_action],
+                     api_name="restore_run" if button is ui["restore"] else "undo_delete")
+    ui["deleted_box"].expand(lambda: gr.Dropdown(choices=runs_view.deleted_choices()), None, ui["deleted_list"],
+                             show_progress="hidden", api_name=False)
 
     def resume_run(run_id: int | None, request: gr.Request) -> list[Any]:
         act(request, "resume", run_id, queue.resume)
