@@ -33,30 +33,36 @@ def merged_dtype_name(base_path: str, requested: str = "auto") -> str:
 def merge_adapter(adapter: Path, out_dir: Path, dtype: str = "auto") -> str:
     """Merge the LoRA adapter into its base model and save it (safetensors + tokenizer); returns the dtype.
 
-    With CUDA and Unsloth installed, Unsloth's ``save_pretrained_merged(..., "merged_16bit")``; otherwise PEFT's
-    ``merge_and_unload`` on the base loaded in the target dtype.
+    Always on the CPU, with PEFT's ``merge_and_unload`` on the 16-bit base: the GPU belongs to training and the
+    Compare tab (a 16-bit 8B would take 16 GB of it while a run trains), and merging into the 16-bit weights is
+    exact, whereas merging into a 4-bit base would round the adapter away.
     """
-    from medcot_ui.models import choose_backend, resolve_model
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medcot_ui.models import resolve_model
 
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     base_path = resolve_model(config["base_model_name_or_path"])
     name = merged_dtype_name(base_path, dtype)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if choose_backend("auto") == "unsloth" and name != "float32":
-        from unsloth import FastLanguageModel  # noqa: I001 - unsloth patches transformers on import
-
-        model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(adapter), load_in_4bit=False)
-        model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
-        return name
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, name))
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, name), device_map="cpu")
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged.save_pretrained(out_dir, max_shard_size="5GB")
     AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(out_dir)
     return name
+
+
+def memory_needed(base_model: str, dtype: str = "float16") -> int | None:
+    """Bytes of RAM a merge needs: the base model's weights in ``dtype`` plus a quarter for loading and saving
+    (shards are written one at a time). None when the model's shape is not known on this machine."""
+    from medcot_ui.estimate import model_shape
+
+    shape, _ = model_shape(base_model)
+    if shape is None:
+        return None
+    return int(shape.params * (4 if dtype == "float32" else 2) * 1.25)
 
 
 def main(argv: list[str] | None = None) -> int:

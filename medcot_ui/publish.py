@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui import gguf, model_card
+from medcot_ui import gguf, merge, model_card
 from medcot_ui.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
 from medcot_ui.redact import REDACTED, scrub, secret_values
 from medcot_ui.settings import get_settings
-from medcot_ui.store import FINISHED, Publish, Run, RunStatus, get_run, read_session, write_session
+from medcot_ui.store import (FINISHED, Publish, Run, RunStatus, get_run, live_runs, read_session,
+                             write_session)
+from medcot_ui.units import human_size
 
 KINDS = ("adapter", "merged", "gguf")
 KIND_LABELS = {"adapter": "LoRA adapter + tokenizer (small; needs the base model)",
@@ -79,6 +81,8 @@ def publishable(run: Run | None) -> str | None:
     """None when ``run`` can be exported, else the reason it cannot (shown to the user)."""
     if run is None:
         return "Choose a run first."
+    if run.deleted:
+        return f"Run {run.id} was deleted. Restore it in the Runs tab to publish it."
     if run.status not in {s.value for s in FINISHED}:
         return f"Run {run.id} is {run.status}: wait until it has finished."
     if not (adapter_dir(run) / "adapter_config.json").exists():
@@ -91,7 +95,7 @@ def publishable_runs(limit: int = 200) -> list[Run]:
     from sqlmodel import select
 
     with read_session() as s:
-        runs = list(s.exec(select(Run).where(Run.status.in_([x.value for x in FINISHED]))
+        runs = list(s.exec(select(Run).where(Run.status.in_([x.value for x in FINISHED]), live_runs())
                            .order_by(Run.id.desc()).limit(limit)))
     return [r for r in runs if publishable(r) is None]
 
@@ -166,12 +170,27 @@ def last_failed(run_id: int) -> Publish | None:
     return rows[0] if rows and rows[0].status == "failed" else None
 
 
+def check_memory_for_merge(run: Run, available: int | None = None) -> None:
+    """Refuse a merge this machine's free RAM cannot hold, before it starts (rather than being killed halfway)."""
+    base = json.loads(run.config_json).get("model", {}).get("base_model", "")
+    need = merge.memory_needed(base)
+    if available is None:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    if need is not None and need > available:
+        raise PublishError(f"Merging needs about {human_size(need)} of free RAM to hold `{base}` in 16 bits, and "
+                           f"this machine has {human_size(available)} free. Export the adapter instead (it loads "
+                           "on top of the base model anywhere), or merge on a machine with more memory.")
+
+
 def _merge_in_child(adapter: Path, out_dir: Path, log_file: Path) -> str:
     cmd = [sys.executable, "-m", "medcot_ui.merge", str(adapter), str(out_dir)]
     # The merge needs no credentials but HF_TOKEN (a gated base model): keep the others out of its environment.
     secrets = set(secret_values()) - {os.environ.get("HF_TOKEN")}
     env = {k: v for k, v in os.environ.items() if v not in secrets}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env["CUDA_VISIBLE_DEVICES"] = ""  # merging runs on the CPU: the GPU stays with training and Compare
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     with open(log_file, "a", encoding="utf-8") as fh:
         fh.write(f"$ merge\n{scrub(proc.stdout + proc.stderr)}\n")
@@ -219,7 +238,8 @@ def _merged_export(run: Run, progress: ProgressFn, log_file: Path) -> tuple[Path
         if recorded.get("signature") == _signature(run):
             progress(0.45, "Merged model already exported from this adapter: reusing it")
             return final, recorded.get("dtype", "float16")
-    progress(0.1, "Merging the adapter into the base model (this loads the full base model)...")
+    check_memory_for_merge(run)
+    progress(0.1, "Merging the adapter into the base model on the CPU (this loads the full 16-bit base model)...")
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-merged-", dir=root))
     try:
         dtype = _merge_in_child(adapter_dir(run), tmp, log_file)
