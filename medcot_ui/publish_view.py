@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any
 
-from medcot_ui import gguf
-from medcot_ui.hub import HubError
+from medcot_ui import gguf, publish
+from medcot_ui.hub import HubError, Identity
 from medcot_ui.publish import KIND_LABELS, KINDS, Outcome, publishable_runs, publishes_for_run
 from medcot_ui.store import Run
 
@@ -17,6 +17,31 @@ HISTORY_HEADERS = ["#", "when", "what", "where", "status", "account", "commit", 
 HEADLINES = {"invalid_token": "Invalid token", "no_write_access": "No write access", "name_taken": "Name taken",
              "unreachable": "Cannot reach the Hub", "upload_incomplete": "Upload did not finish",
              "invalid_name": "Invalid repository name", "hub_error": "The Hub refused"}
+
+
+def token_help(auth_mode: str) -> str:
+    """Whose token a publish uses, in the words of the app's sign-in mode."""
+    if auth_mode == "space":
+        return "Publishing uses **your Hugging Face login** (sign in above); the repository goes to your account."
+    if auth_mode == "password":
+        return "Paste **your own** Hugging Face token with write access. It is used for this upload only: never " \
+               "stored, logged or shown."
+    return ("Uses the token in the field below if you paste one, else `HF_TOKEN` / your `hf auth login`. The token "
+            "is used for this upload only: never stored, logged or shown.")
+
+
+def target_text(identity: Identity, repo_id: str) -> str:
+    """What a successful token check tells the user: who publishes, and who will own the repository."""
+    owner = repo_id.split("/")[0]
+    whose = "you" if owner.lower() == identity.name.lower() else owner
+    return f"✅ The token belongs to **{identity.name}**: **{repo_id}** will be owned by {whose} " \
+           f"(published as {identity.name})."
+
+
+def repo_for_kind(run: Run, kind: str, current_repo: str | None) -> str:
+    """The default repository name for ``kind``, keeping the account (or organisation) the user already typed."""
+    account = current_repo.split("/", 1)[0] + "/" if "/" in (current_repo or "") else ""
+    return account + publish.default_repo_name(run, kind)
 
 
 def run_choices() -> list[tuple[str, int]]:

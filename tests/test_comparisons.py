@@ -127,3 +127,25 @@ def test_two_exports_in_the_same_second_keep_both_files(run_id: int) -> None:
 def test_exporting_with_no_comparisons_gives_a_header_only_file(home: Path) -> None:
     path: Any = comparisons.export_csv()
     assert path.read_text(encoding="utf-8-sig").splitlines() == [",".join(comparisons.EXPORT_FIELDS)]
+
+
+@pytest.mark.parametrize("text, state", [("weighing\n</think>\nA", "closed"), ("unfinished thought", "unclosed")])
+def test_a_saved_comparison_reopens_with_the_same_reasoning_answer_split_and_timings(run_id: int, text: str,
+                                                                                    state: str) -> None:
+    saved = comparisons.record(_update(run_id, base_text=text, tuned_text=text))
+    for side in ("base", "tuned"):
+        pane = comparisons.stored_pane(comparisons.get_comparison(saved.id), side)
+        original = _pane("x", text, 12).completion
+        assert pane.completion.state == state
+        assert (pane.completion.reasoning, pane.completion.answer) == (original.reasoning, original.answer)
+        assert pane.seconds == 2.5 and pane.first_token_s == 0.2
+    assert comparisons.stored_pane(saved, "tuned").finish_reason == "length"
+
+
+def test_a_saved_answer_without_any_reasoning_reopens_as_answer_only(run_id: int) -> None:
+    update = _update(run_id)
+    update.base.prompt_opened_think = False
+    update.base.text = "Just the answer."
+    pane = comparisons.stored_pane(comparisons.record(update), "base")
+    completion = pane.completion
+    assert (completion.state, completion.reasoning, completion.answer) == ("none", "", "Just the answer.")

@@ -64,6 +64,24 @@ def test_a_merged_model_gives_the_logits_of_base_plus_adapter(demo_run: int, tmp
     assert "saved as float16" in (outcome.folder / "README.md").read_text()
 
 
+def test_a_merge_this_machine_has_no_room_for_is_refused_before_it_starts_naming_what_it_needs(
+        demo_run: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe_8b = get_run(demo_run).model_copy(update={"config_json": json.dumps(
+        {"model": {"base_model": "unsloth/DeepSeek-R1-Distill-Llama-8B"}})})
+    with pytest.raises(publish.PublishError, match=r"about 18\.7 GB of free RAM .* has 15\.0 GB free"):
+        publish.check_memory_for_merge(recipe_8b, available=15 * 2**30)  # a GPU Space's small tier
+    publish.check_memory_for_merge(recipe_8b, available=32 * 2**30)
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("vm", (), {"available": 1024})())
+    with pytest.raises(publish.PublishError, match="Export the adapter instead"):
+        publish.export_local(demo_run, "merged")
+    assert not (publish.export_root(demo_run) / "merged").exists()
+    (row,) = publish.publishes_for_run(demo_run)
+    assert row.status == "failed" and "free RAM" in row.error
+
+
 needs_llama_cpp = pytest.mark.skipif(not gguf.availability().ok, reason=gguf.availability().reason)
 
 
@@ -147,3 +165,18 @@ def test_a_publish_left_pending_by_a_stopped_app_is_marked_failed_and_retryable(
     failed = publish.last_failed(demo_run)
     assert failed is not None and failed.error.startswith("Interrupted: the app stopped")
     assert publish_view.history_table(demo_run)[0][4] == "failed"
+
+
+def test_the_publish_form_says_whose_token_is_used_and_who_will_own_the_repository(demo_run: int) -> None:
+    from medcot_ui.hub import Identity
+
+    assert "your Hugging Face login" in publish_view.token_help("space")
+    assert "your own" in publish_view.token_help("password")
+    assert "HF_TOKEN" in publish_view.token_help("local")
+    alice = Identity(name="Alice", role="write", writable_orgs=("med-lab",))
+    assert "will be owned by you (published as Alice)" in publish_view.target_text(alice, "alice/quick-demo")
+    assert "will be owned by med-lab (published as Alice)" in publish_view.target_text(alice, "med-lab/quick-demo")
+    run = get_run(demo_run)
+    # Switching the export kind keeps the account the user typed and changes only the repository's name.
+    assert publish_view.repo_for_kind(run, "gguf", "med-lab/whatever") == "med-lab/quick-demo-GGUF"
+    assert publish_view.repo_for_kind(run, "merged", "") == "quick-demo-merged"

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from medcot_ui import comparisons
-from medcot_ui.chat import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, Pane, comparable_runs,
+from medcot_ui.chat import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, comparable_runs,
                             held_out_rows, pane_messages)
 from medcot_ui.context import AppContext
 from medcot_ui.data import DataError
@@ -200,7 +200,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
         row = comparisons.get_comparison(comparison_id)
         if row is None:
             return (gr.skip(),) * 6
-        base, tuned = _stored_pane(row, "base"), _stored_pane(row, "tuned")
+        base, tuned = comparisons.stored_pane(row, "base"), comparisons.stored_pane(row, "tuned")
         label = next((k for k, v in PREFERENCE_LABELS.items() if v == row.preferred), None)
         return (pane_messages(row.question, base), pane_messages(row.question, tuned), row.id, label,
                 row.note or "", f"Showing saved comparison #{row.id} (run {row.run_id}).")
@@ -262,18 +262,6 @@ def _empty_note(choices: list[Any], request: gr.Request | None) -> str:
 
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "default"
-
-
-def _stored_pane(row: Any, side: str) -> Pane:
-    """A saved comparison's pane, rebuilt for display (text re-joined the way the model wrote it)."""
-    reasoning, answer, state = (getattr(row, f"{side}_{k}") for k in ("reasoning", "answer", "state"))
-    text = f"{reasoning}\n</think>\n{answer}" if state == "closed" else (reasoning if state == "unclosed" else answer)
-    pane = Pane("Base model" if side == "base" else "Tuned", prompt_opened_think=state != "none", text=text or "",
-                finish_reason=getattr(row, f"{side}_finish") or "eos")
-    pane.tokens = getattr(row, f"{side}_tokens") or 0
-    pane.seconds = getattr(row, f"{side}_seconds")
-    pane.first_token_s = getattr(row, f"{side}_first_token_s")
-    return pane
 
 
 def wire(ui: dict[str, Any], runs_ui: dict[str, Any] | None = None, *others: Any) -> None:

@@ -29,17 +29,6 @@ NO_RUNS = "*No finished run with a saved adapter yet: train one (the Quick demo 
           "then come back.*"
 
 
-def _token_help() -> str:
-    mode = get_settings().auth_mode
-    if mode == "space":
-        return "Publishing uses **your Hugging Face login** (sign in above); the repository goes to your account."
-    if mode == "password":
-        return "Paste **your own** Hugging Face token with write access. It is used for this upload only: never " \
-               "stored, logged or shown."
-    return ("Uses the token in the field below if you paste one, else `HF_TOKEN` / your `hf auth login`. The token "
-            "is used for this upload only: never stored, logged or shown.")
-
-
 def build(ctx: AppContext) -> dict[str, Any]:
     ui: dict[str, Any] = {}
     gr.Markdown(INTRO)
@@ -59,7 +48,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         ui["export_file"] = gr.File(label="Adapter zip", interactive=False, visible=False, elem_id="publish-zip")
     with gr.Group():
         gr.Markdown("### Publish to the Hugging Face Hub")
-        ui["token_help"] = gr.Markdown(_token_help())
+        ui["token_help"] = gr.Markdown(publish_view.token_help(get_settings().auth_mode))
         ui["token"] = gr.Textbox(label="Hugging Face token (write access)", type="password", value="",
                                  placeholder="hf_…", visible=get_settings().auth_mode != "space",
                                  elem_id="publish-token")
@@ -107,8 +96,7 @@ def _bind(ui: dict[str, Any]) -> None:
         run = get_run(run_id_of(run_id)) if run_id is not None else None
         if run is None:
             return gr.skip()
-        account = repo.split("/", 1)[0] + "/" if "/" in (repo or "") else ""
-        return account + publish.default_repo_name(run, kind)
+        return publish_view.repo_for_kind(run, kind, repo)
 
     def _token(request: gr.Request, typed: str) -> str:
         try:
@@ -122,9 +110,7 @@ def _bind(ui: dict[str, Any]) -> None:
             identity, repo_id = publish.check_token(secret, repo)
         except HubError as exc:
             return publish_view.failure_text(exc), gr.skip()
-        return (f"✅ The token belongs to **{identity.name}**: **{repo_id}** will be owned by "
-                f"{'you' if repo_id.split('/')[0].lower() == identity.name.lower() else repo_id.split('/')[0]} "
-                f"(published as {identity.name}).", repo_id)
+        return publish_view.target_text(identity, repo_id), repo_id
 
     def _publish(run_id: int | None, kind: str, repo: str, private: bool, update: bool, token: str,
                  request: gr.Request, progress: gr.Progress) -> tuple[Any, ...]:
