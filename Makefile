@@ -7,7 +7,7 @@ VENV ?= .venv
 REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
-.PHONY: run test install install-dev browser worker bench-cpu test-gpu clean
+.PHONY: run test install install-dev browser worker bench-cpu test-gpu migration clean
 
 $(VENV)/.installed: $(REQUIREMENTS) requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ bench-cpu: install-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# After changing a table in medcot_ui/store.py: write its Alembic migration (then read it before committing).
+migration: install
+	$(PY) scripts/new-migration.py "$(m)"

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 from sqlalchemy import Column, Index, Text, event
@@ -183,59 +184,57 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The engine for ``url`` (default: settings), created once per process, tables created on first use."""
+    """The engine for ``url`` (default: settings), created once per process, migrated to the newest schema."""
     url = url or get_settings().database_url
     if url not in _ENGINES:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                from pathlib import Path
-
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        SQLModel.metadata.create_all(engine)
-        add_missing_columns(engine)
+        migrate(engine)
         _ENGINES[url] = engine
     return _ENGINES[url]
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Add columns that a table gained after its database was created (additive changes only; returns them).
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The schema as the first release created it with create_all, before migrations existed.
+BASELINE_REVISION = "0001"
 
-    ``create_all`` never alters an existing table, so without this a database from an earlier version fails
-    with "no such column" as soon as a tab reads a newly added field.
+
+def alembic_config(connection: Any = None) -> Any:
+    """Alembic's config for our migrations, bound to ``connection`` (no alembic.ini: one source of truth)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (creating it when empty) with Alembic.
+
+    All in one transaction that starts with BEGIN IMMEDIATE on SQLite (an advisory lock on PostgreSQL), so the
+    app, its worker and the training processes starting at once migrate one after the other, and a failed
+    migration leaves the database as it was. A database from before migrations existed has our tables but no
+    ``alembic_version``: it is stamped at the baseline first, then upgraded like any other.
     """
-    from sqlalchemy import inspect, literal
-    from sqlalchemy.exc import OperationalError
+    from alembic import command
+    from sqlalchemy import inspect
 
-    inspector = inspect(engine)
-    added = []
-    for table in SQLModel.metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        have = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            ddl = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
-            default = column.default.arg if column.default is not None and column.default.is_scalar else None
-            if default is not None:
-                ddl += " DEFAULT " + str(literal(default).compile(dialect=engine.dialect,
-                                                                   compile_kwargs={"literal_binds": True}))
-            if not column.nullable and default is not None:
-                ddl += " NOT NULL"
-            try:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(ddl)
-                added.append(f"{table.name}.{column.name}")
-            except OperationalError as exc:  # another process added it first
-                if "duplicate column" not in str(exc).lower():
-                    raise
-    return added
+    with engine.execution_options(immediate=True).connect() as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7860)")
+        cfg = alembic_config(conn)
+        tables = set(inspect(conn).get_table_names())
+        if "runs" in tables and "alembic_version" not in tables:
+            command.stamp(cfg, BASELINE_REVISION)
+        command.upgrade(cfg, "head")
 
 
 def dispose_engines() -> None:

@@ -1,0 +1,76 @@
+"""The run database's schema is managed by Alembic: new data directories get the newest schema, databases of the
+first release are upgraded in place without losing a run, and processes starting together migrate once."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlmodel import SQLModel
+
+from conftest import child_env, wait_for
+from medcot_ui import store
+from medcot_ui.settings import PROJECT_DIR
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(store.alembic_config()).get_current_head()
+
+
+def version(db: Path) -> list[tuple[str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def test_a_new_data_directory_gets_the_newest_schema_and_the_migrations_match_the_models(home: Path) -> None:
+    engine = store.get_engine()
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert differences == [], "a model changed without a migration: write its migration with `make migration m=...`"
+    assert version(home / "runs.db") == [(head(),)]
+
+
+def test_a_database_of_the_first_release_is_upgraded_in_place_keeping_its_runs(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    # The first release made its tables with create_all: the baseline schema, and no alembic_version table.
+    with create_engine(f"sqlite:///{db}").connect() as conn, conn.begin():
+        command.upgrade(store.alembic_config(conn), store.BASELINE_REVISION)
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+        conn.exec_driver_sql("INSERT INTO runs (name, status, config_json, created_at, attempt, cancel_requested, "
+                             "resume, output_dir, last_step) VALUES ('kept', 'succeeded', '{}', 1.0, 1, 0, 0, "
+                             "'/x', 60)")
+        conn.exec_driver_sql("INSERT INTO metrics (run_id, step, loss, created_at) VALUES (1, 60, 1.25, 1.0)")
+
+    url = f"sqlite:///{db}"
+    store.get_engine(url)
+    with store.read_session(url) as s:
+        run = s.get(store.Run, 1)
+        assert (run.name, run.status, run.last_step, run.deleted_at) == ("kept", "succeeded", 60, None)
+        assert [m.loss for m in s.exec(store.select(store.Metric))] == [1.25]
+    assert version(db) == [(head(),)]
+    store.dispose_engines()
+
+
+def test_processes_starting_together_on_an_empty_data_directory_migrate_once_without_errors(
+        home: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    # Each process imports everything first, says it is ready, then waits for the same starting signal.
+    script = ("import sys, time, pathlib; from medcot_ui.store import get_engine, list_runs; "
+              "pathlib.Path(sys.argv[1]).touch(); go = pathlib.Path(sys.argv[2]); "
+              "[time.sleep(0.001) for _ in iter(lambda: go.exists(), True)]; get_engine(); print(len(list_runs()))")
+    ready = [tmp_path / f"ready-{i}" for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(r), str(go)], cwd=PROJECT_DIR, env=child_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in ready]
+    wait_for(lambda: all(r.exists() for r in ready), timeout=120, interval=0.05, what="all four to be ready")
+    go.touch()
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in results]
+    assert [out.strip() for out, _ in results] == ["0"] * 4
+    assert version(home / "runs.db") == [(head(),)]
