@@ -3,6 +3,9 @@ validate, format with the training code (``data.prepare``), count tokens and sca
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +103,48 @@ def analyse(data: DataSettings, model_id: str, max_seq_length: int, *, loaded: L
                                "identifiers (see the identifier scan below)")
     step(1.0, "Done")
     return report
+
+
+class CheckedReports:
+    """The last few checked datasets, kept on the server and shared by every browser session.
+
+    A session keeps only its report's key, so an open tab holds no copy of the rows (a 20,000-row dataset is
+    ~500 MB in Python), memory stays bounded however many people check data, and records one session read are
+    re-mapped by another without reading them again. Past ``capacity`` the least recently used report is dropped;
+    a session whose report was dropped is asked to check again.
+    """
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = max(1, capacity)
+        self._reports: OrderedDict[str, DatasetReport] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, report: DatasetReport) -> str:
+        key = uuid.uuid4().hex
+        with self._lock:
+            self._reports[key] = report
+            while len(self._reports) > self.capacity:
+                self._reports.popitem(last=False)
+        return key
+
+    def get(self, key: str | None) -> DatasetReport | None:
+        with self._lock:
+            report = self._reports.get(key) if key else None
+            if report is not None:
+                self._reports.move_to_end(key)
+            return report
+
+    def loaded_for(self, data: DataSettings) -> Loaded | None:
+        """Records already read for this source (by any session), or None."""
+        wanted = source_key(data)
+        with self._lock:
+            for report in reversed(self._reports.values()):
+                if report.loaded is not None and report.loaded.key == wanted:
+                    return report.loaded
+        return None
+
+    def __len__(self) -> int:
+        return len(self._reports)
 
 
 # ---- what the tab displays (plain text and tables, so they are tested without a browser) ----------------

@@ -93,6 +93,7 @@ class Settings:
     queue_max_size: int = 32
     concurrency_limit: int = 4
     gpu_concurrency: int = 1
+    checked_datasets: int = 4  # checked datasets the Dataset tab keeps in memory for all sessions together
 
     @property
     def on_space(self) -> bool:
@@ -160,4 +161,5 @@ def _hosting_settings() -> dict:
         queue_max_size=int(os.environ.get("MEDCOT_QUEUE_MAX_SIZE", "32")),
         concurrency_limit=int(os.environ.get("MEDCOT_CONCURRENCY_LIMIT", "4")),
         gpu_concurrency=int(os.environ.get("MEDCOT_GPU_CONCURRENCY", "1")),
+        checked_datasets=int(os.environ.get("MEDCOT_CHECKED_DATASETS", "4")),
     )

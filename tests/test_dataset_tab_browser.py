@@ -21,8 +21,9 @@ def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numb
         home: Path, processes: Any, browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    first_question = json.loads(Path("data/demo/medical_demo.jsonl").read_text(encoding="utf-8")
-                                .splitlines()[0])["Question"]
+    questions = [json.loads(line)["Question"] for line in
+                 Path("data/demo/medical_demo.jsonl").read_text(encoding="utf-8").splitlines()]
+    first_question = questions[0]
     app = start_app(processes, home, "--no-worker")
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     page.goto(app.url)
@@ -48,6 +49,11 @@ def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numb
     expect(training_text).to_have_value(re.compile("^" + re.escape(BOS) + "Below is an instruction"))
     assert "<think>\n" in training_text.input_value() and "</think>" in training_text.input_value()
     expect(page.locator("#dataset-prompt textarea")).to_have_value(re.compile(r"### Response:\n<think>\n$"))
+    # Any row can be previewed (the checked rows are kept on the server; the page holds only their key).
+    page.get_by_label("Row to preview").fill("3")
+    page.get_by_label("Row to preview").press("Enter")
+    expect(page.locator("#dataset-row-info")).to_contain_text("Row 3 of 120")
+    expect(training_text).to_have_value(re.compile(re.escape(questions[2][:60])))
     page.get_by_label("Max sequence length").first.fill("4096")
     page.get_by_label("Max sequence length").first.press("Enter")
     expect(page.locator("#dataset-summary")).to_contain_text("Truncated at 4096 tokens", timeout=60_000)

@@ -12,7 +12,7 @@ import pandas as pd
 from medcot_ui import dataset_report as dr
 from medcot_ui.config import ConfigError, DataSettings, ModelSettings
 from medcot_ui.context import AppContext
-from medcot_ui.data import FILE_TYPES, Loaded
+from medcot_ui.data import FILE_TYPES
 from medcot_ui.preview import RowPreview, preview_row
 from medcot_ui.tabs.guard import guard
 from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
@@ -104,7 +104,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                                 label="Tokens per part")
     with gr.Accordion("Preview: one row exactly as the model sees it", open=True):
         row_no = gr.Number(1, precision=0, minimum=1, label="Row to preview")
-        row_info = gr.Markdown()
+        row_info = gr.Markdown(elem_id="dataset-row-info")
         training_view = gr.Textbox(label="Training text as tokenised (special tokens visible)", lines=14,
                                    max_lines=40, interactive=False, buttons=["copy"], elem_id="dataset-training-text")
         prompt_view = gr.Textbox(label="Inference prompt the Compare tab sends for this question", lines=8,
@@ -112,14 +112,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
     with gr.Accordion("Identifier scan", open=False):
         phi_md = gr.Markdown()
         phi_df = gr.Dataframe(headers=dr.PHI_HEADERS, interactive=False, wrap=True, max_height=300)
-    report_state = gr.State(None)
-    loaded_state = gr.State(None)
+    report_state = gr.State(None)  # the key of this session's report in ``checked``, never the rows themselves
     upload_ok = gr.State(False)
     return {"form": form, "hub_box": hub_box, "file_box": file_box, "upload": upload, "load": load_btn,
             "demo": demo_btn, "status": status, "summary": summary, "push": push_btn, "push_status": push_status,
             "rows": rows_df, "hist": hist, "parts": parts_df, "row_no": row_no, "row_info": row_info,
             "training_text": training_view, "prompt": prompt_view, "phi_md": phi_md, "phi": phi_df,
-            "report": report_state, "loaded": loaded_state, "upload_ok": upload_ok}
+            "report": report_state, "upload_ok": upload_ok,
+            "checked": dr.CheckedReports(ctx.settings.checked_datasets)}
 
 
 # ---- handlers -------------------------------------------------------------------------------------------
@@ -147,11 +147,11 @@ def _preview_outputs(report: dr.DatasetReport | None, number: Any) -> tuple[str,
     return info, text, p.inference_prompt
 
 
-N_OUTPUTS = 16  # status, summary, 3 mapping menus, rows, histogram, parts, row number, row info, training text,
-# prompt, identifier note, identifier table, report, loaded records (the order wire() lists them in)
+N_OUTPUTS = 15  # status, summary, 3 mapping menus, rows, histogram, parts, row number, row info, training text,
+# prompt, identifier note, identifier table, report key (the order wire() lists them in)
 
 
-def _analysis_outputs(report: dr.DatasetReport) -> list[Any]:
+def _analysis_outputs(report: dr.DatasetReport, key: str) -> list[Any]:
     d = report.data
     columns = report.columns or [d.question_column, d.reasoning_column, d.answer_column]
     dropdowns = [gr.Dropdown(choices=columns, value=getattr(d, f"{role}_column"))
@@ -168,7 +168,7 @@ def _analysis_outputs(report: dr.DatasetReport) -> list[Any]:
             gr.Dataframe(value=dr.rows_table(report) if report.error is None else None,
                          label=_rows_label(report)),
             hist, parts, gr.Number(value=1, maximum=len(report.prepared.rows) if report.prepared else None),
-            info, text, prompt, dr.phi_markdown(report), dr.phi_table(report) or None, report, report.loaded]
+            info, text, prompt, dr.phi_markdown(report), dr.phi_table(report) or None, key]
 
 
 def _rows_label(report: dr.DatasetReport) -> str:
@@ -192,10 +192,10 @@ def check(ui: dict[str, Any], values: dict[Any, Any], request: gr.Request | None
         if not is_stored_upload(settings.file_path):  # the path comes from the client: never any server file
             return ["### ❌ Upload a file first\nOnly files uploaded here can be checked in this tab.",
                     *[gr.skip()] * (N_OUTPUTS - 1)]
-    loaded = values[ui["loaded"]]
-    report = dr.analyse(settings, model_id, max_len, loaded=loaded if isinstance(loaded, Loaded) else None,
+    checked: dr.CheckedReports = ui["checked"]
+    report = dr.analyse(settings, model_id, max_len, loaded=checked.loaded_for(settings),
                         progress=lambda f, what: progress(f, desc=what))
-    return _analysis_outputs(report)
+    return _analysis_outputs(report, checked.put(report))
 
 
 def on_upload(path: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -221,7 +221,7 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
     inputs = [form[p] for p in FORM_PATHS]
     outputs = [ui["status"], ui["summary"], form["data.question_column"], form["data.reasoning_column"],
                form["data.answer_column"], ui["rows"], ui["hist"], ui["parts"], ui["row_no"], ui["row_info"],
-               ui["training_text"], ui["prompt"], ui["phi_md"], ui["phi"], ui["report"], ui["loaded"]]
+               ui["training_text"], ui["prompt"], ui["phi_md"], ui["phi"], ui["report"]]
     assert len(outputs) == N_OUTPUTS
 
     # Set inputs: the handler gets one {component: value} dict, and Gradio still injects request and progress.
@@ -234,7 +234,7 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
         """After an upload: check the stored copy, unless it was rejected (its error stays on screen)."""
         return check(ui, values, request, progress) if values[ui["upload_ok"]] else [gr.skip()] * N_OUTPUTS
 
-    checking = {"inputs": {*inputs, ui["loaded"]}, "outputs": outputs, "show_progress_on": [ui["status"]]}
+    checking = {"inputs": set(inputs), "outputs": outputs, "show_progress_on": [ui["status"]]}
 
     form["data.source"].change(lambda s: (gr.Group(visible=s == "hub"), gr.Group(visible=s == "file")),
                                inputs=form["data.source"], outputs=[ui["hub_box"], ui["file_box"]])
@@ -252,7 +252,14 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
         form[path].input(load_and_check, **checking)
     for path in ("model.max_seq_length", "data.eval_size", "data.split_seed", "model.base_model"):
         form[path].submit(load_and_check, **checking)
-    ui["row_no"].change(_preview_outputs, inputs=[ui["report"], ui["row_no"]],
+    def preview(key: str | None, number: Any) -> tuple[str, str, str]:
+        report = ui["checked"].get(key)
+        if report is None and key is not None:
+            return (f"This check is no longer kept (the server keeps the last {ui['checked'].capacity} checked "
+                    "datasets of all users): press **Load and check** again.", "", "")
+        return _preview_outputs(report, number)
+
+    ui["row_no"].change(preview, inputs=[ui["report"], ui["row_no"]],
                         outputs=[ui["row_info"], ui["training_text"], ui["prompt"]])
     _wire_train(ui, (train_ui or {}).get("fields") or {})
 
