@@ -56,7 +56,7 @@ def claim(worker_id: str, lease_seconds: float | None = None) -> int | None:
         "finished_at = NULL, error = NULL "
         "WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND deleted_at IS NULL "
         f"ORDER BY id LIMIT 1{lock}) "
-        "AND status = 'queued' RETURNING id")
+        "AND status = 'queued' AND deleted_at IS NULL RETURNING id")
     with write_session() as s:
         row = s.connection().execute(sql, {"worker": worker_id, "lease": now + lease, "now": now}).first()
         if row is None:
@@ -152,7 +152,7 @@ def finish(run_id: int, status: RunStatus, error: str | None = None, only_if_run
 
 
 def _existing(session: Any, run_id: int) -> Run:
-    run = session.get(Run, run_id)
+    run = session.get(Run, run_id, with_for_update=True)  # row lock on PostgreSQL; SQLite has BEGIN IMMEDIATE
     if run is None:
         raise QueueError(f"run {run_id} does not exist")
     if run.deleted:
@@ -202,7 +202,7 @@ def delete_run(run_id: int) -> None:
 def restore_run(run_id: int) -> Run:
     """Undo a delete: the run comes back as it was (a queued run is queued again)."""
     with write_session() as s:
-        run = s.get(Run, run_id)
+        run = s.get(Run, run_id, with_for_update=True)
         if run is None:
             raise QueueError(f"run {run_id} does not exist (deleted runs are removed for good after "
                              f"{get_settings().undo_seconds / 60:.0f} minutes)")
@@ -215,19 +215,22 @@ def restore_run(run_id: int) -> Run:
 
 def purge_deleted(older_than_s: float | None = None) -> list[int]:
     """Remove for good the runs deleted more than ``older_than_s`` ago (default settings.undo_seconds): their
-    rows, metrics, events, comparisons, publish records and files. Returns their ids."""
+    rows, metrics, events, comparisons, publish records, files and local exports. Returns their ids."""
     settings = get_settings()
     cutoff = time.time() - (settings.undo_seconds if older_than_s is None else older_than_s)
     with write_session() as s:
-        runs = list(s.exec(select(Run).where(Run.deleted_at.is_not(None), Run.deleted_at <= cutoff)))
+        # A running run is never deleted; the status test only guards against a claim that raced a delete.
+        runs = list(s.exec(select(Run).where(Run.deleted_at.is_not(None), Run.deleted_at <= cutoff,
+                                             Run.status != RunStatus.running.value).with_for_update()))
         purged = [(r.id, r.output_dir) for r in runs]
         for run in runs:
             for table in (Metric, RunEvent, Comparison, Publish):
                 s.exec(delete(table).where(table.run_id == run.id))
             s.delete(run)
     runs_root = settings.runs_dir.resolve()
-    for _, out in purged:
+    for run_id, out in purged:
         # Only ever remove folders inside our own runs directory, whatever the row says.
         if out and Path(out).resolve().is_relative_to(runs_root) and Path(out).exists():
             shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(settings.run_exports_dir(run_id), ignore_errors=True)  # its local exports too
     return [run_id for run_id, _ in purged]

@@ -56,6 +56,13 @@ class Worker:
                   flush=True)
         self._next_reap = time.time() + self.settings.lease_seconds / 2
 
+    def _reap_quietly(self) -> None:
+        try:
+            self.reap()
+        except OperationalError as exc:  # the database is briefly unavailable: the next round retries
+            print(f"[worker {self.worker_id}] database error while reaping, retrying: {exc.orig}", flush=True)
+            self._next_reap = time.time() + self.settings.lease_seconds / 2
+
     def serve(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
         """Loop until stopped; returns how many runs this worker trained."""
         done = 0
@@ -108,6 +115,8 @@ class Worker:
                     child.wait(timeout=1.0)
                 except subprocess.TimeoutExpired:
                     pass
+                if time.time() >= self._next_reap:  # other workers' dead runs and expired deletions, also
+                    self._reap_quietly()              # during a training run that lasts hours
                 if keeper.lost:  # the run was reaped or taken over: its training must not go on
                     self._kill(child)
                     break

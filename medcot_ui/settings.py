@@ -127,6 +127,9 @@ class Settings:
     def exports_dir(self) -> Path:
         return self.home / "exports"
 
+    def run_exports_dir(self, run_id: int) -> Path:
+        return self.exports_dir / f"run-{run_id}"
+
 
 def get_settings() -> Settings:
     home = Path(os.environ.get("MEDCOT_HOME") or PROJECT_DIR).expanduser().resolve()

@@ -12,6 +12,7 @@ import jobs.queue as queue
 from conftest import cli, wait_for
 from medcot_ui import chat, comparisons, publish, runs_view
 from medcot_ui.presets import quick_demo
+from medcot_ui.settings import get_settings
 from medcot_ui.store import Comparison, Run, get_run, list_runs, run_metrics, write_session
 
 
@@ -77,6 +78,8 @@ def test_the_worker_removes_runs_deleted_longer_ago_than_the_undo_period_with_th
     recent = queue.enqueue(quick_demo()).id
     add_comparison(demo_run)
     old_folder = Path(get_run(demo_run).output_dir)
+    exports = get_settings().run_exports_dir(demo_run)
+    (exports / "adapter").mkdir(parents=True)
     queue.delete_run(demo_run)
     deleted_long_ago(demo_run)
     queue.delete_run(recent)
@@ -84,7 +87,7 @@ def test_the_worker_removes_runs_deleted_longer_ago_than_the_undo_period_with_th
     worker = processes.worker("--exit-when-idle")  # purges at start, then finds the queue empty
     worker.wait(timeout=60)
     assert get_run(demo_run) is None and run_metrics(demo_run) == []
-    assert not old_folder.exists()
+    assert not old_folder.exists() and not exports.exists()
     assert f"run {demo_run}: deleted over the undo period ago, removed for good" in processes.output(worker)
     assert get_run(recent).deleted, "a run deleted just now stays restorable"
     assert comparisons.list_comparisons() == [] and comparisons.get_comparison(1) is None

@@ -143,30 +143,32 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
     def show(run_id: int | None, request: gr.Request) -> list[Any]:
         if not may(request, "view_runs"):
             return [*_empty_detail(NOT_ALLOWED), *_empty_charts(), None, None, gr.Row(visible=False),
-                    gr.Row(visible=False), ""]
+                    gr.Row(visible=False)]
         sigs = [runs_view.run_signature(run_id), runs_view.metric_signature(run_id)]  # before rendering, as above
         values, charts = _render(run_id, with_charts=True)
-        return [*values, *charts, *sigs, gr.Row(visible=False), gr.Row(visible=False), ""]
+        return [*values, *charts, *sigs, gr.Row(visible=False), gr.Row(visible=False)]
 
+    # The action message is left alone here: delete and restore change the selection and say what they did.
     ui["selected_run"].change(show, ui["selected_run"],
                               [*detail_outputs, *chart_outputs, *sig_outputs, ui["confirm_cancel_row"],
-                               ui["confirm_delete_row"], ui["action_msg"]],
+                               ui["confirm_delete_row"]],
                               show_progress="hidden", api_name="show_run")
 
     def select(evt: gr.SelectData) -> Any:
         row = evt.row_value or []
         try:
-            return int(row[0])
+            return int(row[0]), ""  # a click on another run clears the last action's message
         except (IndexError, TypeError, ValueError):
-            return gr.skip()
+            return gr.skip(), gr.skip()
 
-    ui["table"].select(select, None, ui["selected_run"], show_progress="hidden", api_name="select_run")
+    ui["table"].select(select, None, [ui["selected_run"], ui["action_msg"]], show_progress="hidden",
+                       api_name="select_run")
 
     # -- cancel and delete ask first; the confirming click is the guarded action --
     def ask(kind: str) -> Any:
         def prompt(run_id: int | None, request: gr.Request) -> list[Any]:
             run = get_run(run_id) if run_id is not None and may(request, "view_runs") else None
-            if run is None:
+            if run is None or run.deleted:
                 return [gr.Row(visible=False), ""]
             text = runs_view.confirm_text(kind, run, get_settings().undo_seconds)
             return [gr.Row(visible=True), f"**{text}**"]
@@ -229,8 +231,10 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
     for button, source in ((ui["undo_delete"], ui["last_deleted"]), (ui["restore"], ui["deleted_list"])):
         button.click(restore_run, source, [ui["selected_run"], *undo_outputs, *after_action],
                      api_name="restore_run" if button is ui["restore"] else "undo_delete")
-    ui["deleted_box"].expand(lambda: gr.Dropdown(choices=runs_view.deleted_choices()), None, ui["deleted_list"],
-                             show_progress="hidden", api_name=False)
+    def list_deleted(request: gr.Request) -> Any:
+        return gr.Dropdown(choices=runs_view.deleted_choices() if may(request, "view_runs") else [], value=None)
+
+    ui["deleted_box"].expand(list_deleted, None, ui["deleted_list"], show_progress="hidden", api_name=False)
 
     def resume_run(run_id: int | None, request: gr.Request) -> list[Any]:
         act(request, "resume", run_id, queue.resume)
@@ -244,7 +248,7 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
     def clone(run_id: int | None, request: gr.Request) -> list[Any]:
         guard(request, "view_runs")  # read-only, but it shows the run's settings
         run = get_run(run_id) if run_id is not None else None
-        if run is None:
+        if run is None or run.deleted:
             raise gr.Error("Select a run first.")
         try:
             config = RunConfig.from_json(run.config_json).with_overrides({"name": f"{run.name}-copy"[:100]})
