@@ -119,7 +119,7 @@ def resolve_repo_id(text: str, identity: Identity) -> str:
 
 
 def export_root(run_id: int) -> Path:
-    return get_settings().exports_dir / f"run-{run_id}"
+    return get_settings().run_exports_dir(run_id)
 
 
 # ---- records --------------------------------------------------------------------------------------------
@@ -170,22 +170,42 @@ def last_failed(run_id: int) -> Publish | None:
     return rows[0] if rows and rows[0].status == "failed" else None
 
 
+def available_ram(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Bytes of RAM this process can still use: the machine's free memory, or less when a container limit
+    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) leaves less, as on a Space or under Docker."""
+    import psutil
+
+    free = psutil.virtual_memory().available
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (cgroup / limit_file).read_text().strip()
+            usage = int((cgroup / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
+            return min(free, max(int(limit) - usage, 0))
+    return free
+
+
+def _base_model(run: Run) -> str:
+    return json.loads(run.config_json).get("model", {}).get("base_model", "")
+
+
 def check_memory_for_merge(run: Run, available: int | None = None) -> None:
     """Refuse a merge this machine's free RAM cannot hold, before it starts (rather than being killed halfway)."""
-    base = json.loads(run.config_json).get("model", {}).get("base_model", "")
+    base = _base_model(run)
     need = merge.memory_needed(base)
     if available is None:
-        import psutil
-
-        available = psutil.virtual_memory().available
+        available = available_ram()
     if need is not None and need > available:
         raise PublishError(f"Merging needs about {human_size(need)} of free RAM to hold `{base}` in 16 bits, and "
                            f"this machine has {human_size(available)} free. Export the adapter instead (it loads "
                            "on top of the base model anywhere), or merge on a machine with more memory.")
 
 
-def _merge_in_child(adapter: Path, out_dir: Path, log_file: Path) -> str:
-    cmd = [sys.executable, "-m", "medcot_ui.merge", str(adapter), str(out_dir)]
+def _merge_in_child(adapter: Path, out_dir: Path, base: str, log_file: Path) -> str:
+    cmd = [sys.executable, "-m", "medcot_ui.merge", str(adapter), str(out_dir), "--base", base]
     # The merge needs no credentials but HF_TOKEN (a gated base model): keep the others out of its environment.
     secrets = set(secret_values()) - {os.environ.get("HF_TOKEN")}
     env = {k: v for k, v in os.environ.items() if v not in secrets}
@@ -242,7 +262,7 @@ def _merged_export(run: Run, progress: ProgressFn, log_file: Path) -> tuple[Path
     progress(0.1, "Merging the adapter into the base model on the CPU (this loads the full 16-bit base model)...")
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-merged-", dir=root))
     try:
-        dtype = _merge_in_child(adapter_dir(run), tmp, log_file)
+        dtype = _merge_in_child(adapter_dir(run), tmp, _base_model(run), log_file)
         _swap_in(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

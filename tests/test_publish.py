@@ -180,3 +180,37 @@ def test_the_publish_form_says_whose_token_is_used_and_who_will_own_the_reposito
     # Switching the export kind keeps the account the user typed and changes only the repository's name.
     assert publish_view.repo_for_kind(run, "gguf", "med-lab/whatever") == "med-lab/quick-demo-GGUF"
     assert publish_view.repo_for_kind(run, "merged", "") == "quick-demo-merged"
+
+
+def test_a_container_memory_limit_counts_as_less_free_ram(tmp_path: Path) -> None:
+    import psutil
+
+    free = psutil.virtual_memory().available
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text(f"{2 * 2**30}\n")
+    (v2 / "memory.current").write_text(f"{2**30}\n")
+    assert publish.available_ram(v2) == min(free, 2**30)  # a 2 GiB container with 1 GiB in use
+    (v2 / "memory.max").write_text("max\n")
+    assert publish.available_ram(v2) == free
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{3 * 2**30}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{4 * 2**30}\n")
+    assert publish.available_ram(tmp_path / "v1") == 0
+    assert publish.available_ram(tmp_path / "none") == free
+
+
+def test_a_pre_quantized_base_is_refused_by_the_merge_with_what_to_do_instead(demo_run: int, home: Path,
+                                                                               tmp_path: Path) -> None:
+    import shutil
+
+    quantized = tmp_path / "demo-bnb-4bit"
+    shutil.copytree(home / "models" / "demo-tiny-llama", quantized)
+    config = json.loads((quantized / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    (quantized / "config.json").write_text(json.dumps(config))
+    adapter = publish.adapter_dir(get_run(demo_run))
+    with pytest.raises(merge.MergeRefused, match="is a quantized checkpoint: merging needs its 16-bit weights"):
+        merge.merge_adapter(adapter, tmp_path / "out", base=str(quantized))
+    assert not (tmp_path / "out").exists()
