@@ -206,17 +206,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BASELINE_REVISION = "0001"
 
 
-def alembic_config(connection: Any = None) -> Any:
+def alembic_config(connection: Any = None, script_location: Path = MIGRATIONS_DIR) -> Any:
     """Alembic's config for our migrations, bound to ``connection`` (no alembic.ini: one source of truth)."""
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(script_location))
     cfg.attributes["connection"] = connection
     return cfg
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, script_location: Path = MIGRATIONS_DIR) -> None:
     """Bring the database to the newest schema (creating it when empty) with Alembic.
 
     All in one transaction that starts with BEGIN IMMEDIATE on SQLite (an advisory lock on PostgreSQL), so the
@@ -227,14 +227,28 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from sqlalchemy import inspect
 
-    with engine.execution_options(immediate=True).connect() as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7860)")
-        cfg = alembic_config(conn)
-        tables = set(inspect(conn).get_table_names())
-        if "runs" in tables and "alembic_version" not in tables:
-            command.stamp(cfg, BASELINE_REVISION)
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.execution_options(immediate=True).connect() as conn:
+        # SQLite alters a table by copying it (Alembic's batch mode); with foreign keys enforced, dropping the old
+        # copy of a referenced table fails. The pragma is ignored inside a transaction, so it is set on the raw
+        # connection before BEGIN, and the keys are checked before COMMIT instead.
+        raw = conn.connection.driver_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7860)")
+                cfg = alembic_config(conn, script_location)
+                tables = set(inspect(conn).get_table_names())
+                if "runs" in tables and "alembic_version" not in tables:
+                    command.stamp(cfg, BASELINE_REVISION)
+                command.upgrade(cfg, "head")
+                if raw is not None and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise RuntimeError(f"a migration left rows whose foreign keys point nowhere: {broken[:5]}")
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def dispose_engines() -> None:

@@ -3,16 +3,15 @@ first release are upgraded in place without losing a run, and processes starting
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 from conftest import child_env, wait_for
@@ -39,14 +38,12 @@ def test_a_new_data_directory_gets_the_newest_schema_and_the_migrations_match_th
 
 def test_a_database_of_the_first_release_is_upgraded_in_place_keeping_its_runs(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
-    # The first release made its tables with create_all: the baseline schema, and no alembic_version table.
-    with create_engine(f"sqlite:///{db}").connect() as conn, conn.begin():
-        command.upgrade(store.alembic_config(conn), store.BASELINE_REVISION)
-        conn.exec_driver_sql("DROP TABLE alembic_version")
-        conn.exec_driver_sql("INSERT INTO runs (name, status, config_json, created_at, attempt, cancel_requested, "
-                             "resume, output_dir, last_step) VALUES ('kept', 'succeeded', '{}', 1.0, 1, 0, 0, "
-                             "'/x', 60)")
-        conn.exec_driver_sql("INSERT INTO metrics (run_id, step, loss, created_at) VALUES (1, 60, 1.25, 1.0)")
+    # The first release made its tables with create_all (its DDL, frozen), and had no alembic_version table.
+    with sqlite3.connect(db) as conn:
+        conn.executescript((Path(__file__).parent / "first_release_schema.sql").read_text())
+        conn.execute("INSERT INTO runs (name, status, config_json, created_at, attempt, cancel_requested, resume, "
+                     "output_dir, last_step) VALUES ('kept', 'succeeded', '{}', 1.0, 1, 0, 0, '/x', 60)")
+        conn.execute("INSERT INTO metrics (run_id, step, loss, created_at) VALUES (1, 60, 1.25, 1.0)")
 
     url = f"sqlite:///{db}"
     store.get_engine(url)
@@ -56,6 +53,32 @@ def test_a_database_of_the_first_release_is_upgraded_in_place_keeping_its_runs(t
         assert [m.loss for m in s.exec(store.select(store.Metric))] == [1.25]
     assert version(db) == [(head(),)]
     store.dispose_engines()
+
+
+def test_a_migration_that_rebuilds_a_referenced_table_keeps_every_row_and_the_foreign_keys(
+        home: Path, tmp_path: Path) -> None:
+    """SQLite changes a column by copying the table; with its foreign keys enforced the copy of `runs` (which
+    metrics and events point at) could not be dropped. Such a migration, the kind `make migration` writes for a
+    changed column, must go through and leave the keys enforced afterwards."""
+    from jobs.queue import enqueue
+    from medcot_ui.presets import quick_demo
+
+    run_id = enqueue(quick_demo()).id
+    with store.write_session() as s:
+        s.add(store.Metric(run_id=run_id, step=1, loss=2.0))
+    scripts = tmp_path / "migrations"
+    shutil.copytree(store.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "9999_rebuild_runs.py").write_text(
+        f"from alembic import op\nimport sqlmodel\nrevision = '9999'\ndown_revision = {head()!r}\n"
+        "def upgrade():\n"
+        "    with op.batch_alter_table('runs', recreate='always') as batch_op:\n"
+        "        batch_op.alter_column('name', existing_type=sqlmodel.AutoString(), nullable=True)\n")
+    engine = store.get_engine()
+    store.migrate(engine, scripts)
+    assert version(home / "runs.db") == [("9999",)]
+    assert [m.loss for m in store.run_metrics(run_id)] == [2.0] and store.get_run(run_id).name
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def test_processes_starting_together_on_an_empty_data_directory_migrate_once_without_errors(
