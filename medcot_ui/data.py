@@ -72,6 +72,7 @@ class Loaded:
 # ---- loading -------------------------------------------------------------------------------------------
 
 FILE_TYPES = (".json", ".jsonl", ".csv", ".parquet")
+_EXTRA_CELLS, _MISSING_CELL = "\0extra", object()  # markers for a CSV row that does not fit its header
 # Reasoning cells are long; the csv module's default 128 KiB cell limit would reject real rows.
 csv.field_size_limit(64 * 2**20)
 
@@ -112,11 +113,21 @@ def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]
         if not isinstance(data, list):
             raise DataError(f"{name}: expected a JSON array of row objects")
         return data
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # restkey/restval: DictReader files extra cells under None and fills missing ones with None; we name the line.
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS, restval=_MISSING_CELL)
+    records = []
     try:
-        return list(reader)
+        for row in reader:
+            extra = row.pop(_EXTRA_CELLS, [])
+            missing = sum(value is _MISSING_CELL for value in row.values())
+            if extra or missing:
+                columns = len(reader.fieldnames or [])
+                raise DataError(f"{name}: line {reader.line_num} has {columns - missing + len(extra)} cells but the "
+                                f"header names {columns} columns (a missing or extra comma, or a quote left open?)")
+            records.append(row)
     except csv.Error as exc:
         raise DataError(f"{name}: line {reader.line_num} is not valid CSV ({exc})") from None
+    return records
 
 
 def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:

@@ -79,6 +79,15 @@ def test_a_csv_with_only_a_header_has_no_rows_to_train_on(tmp_path: Path) -> Non
     assert "the dataset is empty: no rows to train on" in error_of(path)
 
 
+@pytest.mark.parametrize("bad_line, cells", [("q2,r2,a2,stray", 4), ("q2,r2", 2)])
+def test_a_csv_row_with_more_or_fewer_cells_than_its_header_is_named_by_line(tmp_path: Path, bad_line: str,
+                                                                           cells: int) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text(f"Question,Complex_CoT,Response\nq1,r1,a1\n{bad_line}\nq3,r3,a3\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"notes\.csv: line 3 has {cells} cells but the header names 3 columns"):
+        read_file(path)
+
+
 def test_an_unsupported_file_type_says_which_types_work(tmp_path: Path) -> None:
     path = tmp_path / "rows.xlsx"
     path.write_bytes(b"PK\x03\x04")
