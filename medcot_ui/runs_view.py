@@ -8,6 +8,7 @@ query each) and only runs the heavier queries when a signature changed.
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import time
@@ -207,21 +208,28 @@ def metric_rows(run_id: int, max_points: int = CHART_MAX_POINTS) -> list[tuple[A
         return [tuple(r) for r in s.connection().execute(_THINNED, {"run_id": run_id, "stride": stride})]
 
 
+TRAIN_LOSS, EVAL_LOSS = "train loss", "eval loss"  # the loss chart's two series
+
+
 def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
     """Data for the four charts: loss (train + eval series), learning rate, grad norm, tokens/s.
 
     Column types are fixed (int step, float value, text series) even when there is no data yet: the plot infers
-    its axis types from the first frame it gets, and an empty untyped frame would make them categorical.
+    its axis types from the first frame it gets, and an empty untyped frame would make them categorical. For the
+    same reason every series has a row from the start (a missing one gets a single empty point, which the plot
+    skips): the plot takes its colours from the series in its first frame and would draw a later one invisibly.
     """
     index = {c: i for i, c in enumerate(CHART_COLUMNS)}
 
     def points(*series: tuple[str, str]) -> pd.DataFrame:
         picked = [(r[0], r[index[col]], label) for col, label in series for r in rows if r[index[col]] is not None]
+        first_step = picked[0][0] if picked else 0
+        picked += [(first_step, math.nan, label) for _, label in series if label not in {p[2] for p in picked}]
         return pd.DataFrame({"step": pd.Series([p[0] for p in picked], dtype="int64"),
                              "value": pd.Series([p[1] for p in picked], dtype="float64"),
                              "series": pd.Series([p[2] for p in picked], dtype="str")})
 
-    return {"loss": points(("loss", "train loss"), ("eval_loss", "eval loss")),
+    return {"loss": points(("loss", TRAIN_LOSS), ("eval_loss", EVAL_LOSS)),
             "learning_rate": points(("learning_rate", "learning rate")),
             "grad_norm": points(("grad_norm", "grad norm")), "tokens_per_s": points(("tokens_per_s", "tokens/s"))}
 

@@ -30,7 +30,10 @@ TABLE_JS = """() => {
 LOSS_POINTS_JS = """() => {
   const line = [...document.querySelectorAll('#chart-loss path[aria-roledescription="line mark"]')]
     .find(p => (p.getAttribute('aria-label') || '').includes('train loss'));
-  return line ? line.getAttribute('d').split('L').length : 0;
+  // a line drawn without a colour is invisible to the user: it does not count
+  const stroke = line && getComputedStyle(line).stroke;
+  const d = line && line.getAttribute('d');  // null while the series has no point yet
+  return d && stroke && stroke !== 'none' && stroke !== 'transparent' ? d.split('L').length : 0;
 }"""
 
 

@@ -24,6 +24,13 @@ EMPTY_HEADER = ("Select a run in the table to see its charts, progress, log and 
 NOT_ALLOWED = "Sign in with an allowed account to see the runs."
 CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", "Learning rate"), ("grad_norm", "Grad norm"),
           ("tokens_per_s", "Tokens/s"))
+# Fixed colours for the two loss series. Short axis labels: the plots clip labels longer than about four
+# characters, so learning rates read "2e-4" and tokens/s "12k".
+CHART_OPTIONS: dict[str, dict[str, Any]] = {
+    "loss": {"color": "series", "color_map": {runs_view.TRAIN_LOSS: "#2563eb", runs_view.EVAL_LOSS: "#ea580c"}},
+    "learning_rate": {"y_axis_format": ".0e"},
+    "tokens_per_s": {"y_axis_format": "~s"},
+}
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
@@ -60,9 +67,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
     for i in range(0, len(CHARTS), 2):
         with gr.Row():
             for key, title in CHARTS[i:i + 2]:
-                ui[f"chart_{key}"] = gr.LinePlot(x="step", y="value", color="series" if key == "loss" else None,
-                                                 title=title, x_title="step", y_title=title, height=240,
-                                                 elem_id=f"chart-{key.replace('_', '-')}")
+                ui[f"chart_{key}"] = gr.LinePlot(x="step", y="value", title=title, x_title="step", y_title=title,
+                                                 height=240, elem_id=f"chart-{key.replace('_', '-')}",
+                                                 **CHART_OPTIONS.get(key, {}))
     with gr.Accordion("Log (events and the end of train.log)", open=True):
         ui["log"] = gr.Code(language="shell", lines=12, max_lines=25, interactive=False, wrap_lines=True,
                             elem_id="run-log")
