@@ -168,7 +168,8 @@ def pane_messages(question: str, pane: Pane | None) -> list[dict[str, Any]]:
     thinking_open = comp.state == "unclosed" and not done
     seconds = pane.think_seconds if pane.think_seconds is not None else (pane.seconds or 0.0)
     think_tokens = pane.think_tokens if pane.think_tokens is not None else pane.tokens
-    title = "Thinking" if comp.state == "closed" or not done else "Thinking (unfinished: no </think>)"
+    title = ("Thinking" if comp.state == "closed" or not done
+             else "Thinking (unfinished: the reasoning never closed with </think>)")
     messages.append({"role": "assistant", "content": comp.reasoning or "…",
                      "metadata": {"title": title, "status": "pending" if thinking_open else "done",
                                   "duration": round(seconds, 1), "log": f"{think_tokens} tokens"}})

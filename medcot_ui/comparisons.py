@@ -92,7 +92,7 @@ def get_comparison(comparison_id: int) -> Comparison | None:
 def mark_preference(comparison_id: int | None, preferred: str | None, note: str | None = None) -> Comparison:
     """Record which answer the user prefers ("base", "tuned" or "tie"; None clears it) and an optional note."""
     if comparison_id is None:
-        raise ComparisonError("comparison: run a comparison (or pick a saved one) before marking a preference")
+        raise ComparisonError("Run a comparison (or pick a saved one) before marking which answer you prefer.")
     if preferred is not None and preferred not in PREFERENCES:
         raise ComparisonError(f"preferred: '{preferred}' is not one of {', '.join(PREFERENCES)}")
     with write_session() as s:

@@ -297,11 +297,10 @@ def map_rows(records: list[dict[str, Any]], data: Any) -> list[Row]:
     """Pick the mapped columns from each record; errors name the row (1-based) and the column."""
     if not records:
         raise DataError("the dataset is empty: no rows to train on")
-    columns = {"question_column": data.question_column, "reasoning_column": data.reasoning_column,
-               "answer_column": data.answer_column}
+    columns = {"question": data.question_column, "reasoning": data.reasoning_column, "answer": data.answer_column}
     present = columns_of(records)
-    missing = [f"{setting}: column '{column}' is not in the data" for setting, column in columns.items()
-               if column not in present]
+    missing = [f"{role} column (data.{role}_column): this data has no column '{column}'"
+               for role, column in columns.items() if column not in present]
     if missing:
         raise DataError(f"{_listing(missing)} (columns: {', '.join(present) or 'none'})", missing)
     problems: list[str] = []

@@ -14,6 +14,7 @@ from medcot_ui.config import DataSettings, parse_config
 from medcot_ui.data import DataError, HubUnreachable, Loaded, Prepared, load, prepare, source_key
 from medcot_ui.data_stats import Progress, TokenizerChoice, TokenStats, count_tokens, tokenizer_for, truncation_warning
 from medcot_ui.phi import PHI_LIMIT, Finding, scan_rows
+from medcot_ui.preview import preview_row
 from medcot_ui.prompts import PromptFormat, TemplateError
 
 
@@ -145,6 +146,23 @@ class CheckedReports:
 
     def __len__(self) -> int:
         return len(self._reports)
+
+
+def row_preview_texts(report: DatasetReport | None, number: Any) -> tuple[str, str, str]:
+    """(what the row is, its training text with the cut marked, its inference prompt) for row ``number``
+    (1-based; a number out of range shows the nearest row and says so)."""
+    if report is None or report.prepared is None or report.tokenizer is None:
+        return "", "", ""
+    n = len(report.prepared.rows)
+    asked = int(number) if number is not None else 1
+    index = min(max(asked, 1), n) - 1
+    p = preview_row(report.prepared, index, report.format, report.tokenizer.tokenizer, report.max_seq_length)
+    info = ("" if asked == index + 1 else f"There is no row {asked}; showing the nearest. ")
+    info += (f"Row {index + 1} of {n} ({'held out' if p.held_out else 'training'}): {p.tokens} tokens"
+             + (f", of which the last {p.tokens - p.trained_tokens} are cut off by the max sequence length "
+                f"({report.max_seq_length}) and never trained on." if p.cut_text else "."))
+    cut = f"\n\n✂ ---- cut here: {p.tokens - p.trained_tokens} more tokens are not trained on ----\n"
+    return info, p.trained_text + (cut + p.cut_text if p.cut_text else ""), p.inference_prompt
 
 
 # ---- what the tab displays (plain text and tables, so they are tested without a browser) ----------------

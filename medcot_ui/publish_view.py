@@ -90,4 +90,4 @@ def success_text(outcome: Outcome) -> str:
                 f"({outcome.url}) as **{outcome.account}**, commit `{outcome.commit_id[:12]}`: "
                 f"{len(outcome.files)} files ({', '.join(outcome.files)}).")
     return (f"✅ **Exported** to `{outcome.folder}`: {len(outcome.files)} files ({', '.join(outcome.files)})."
-            + (" The zip is ready to download below." if outcome.zip_path else ""))
+            + (" The zip is ready to download from the file box under *Export locally*." if outcome.zip_path else ""))

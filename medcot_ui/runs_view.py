@@ -352,6 +352,11 @@ _PLAIN_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
 _TECHNICAL = re.compile(r"^([A-Z][A-Za-z]+(Error|Exception)): ")
 
 
+def error_heading(status: str) -> str:
+    """How the run's error line is introduced: a failure went wrong; a cancel or an interruption just stopped it."""
+    return "What went wrong:" if status == RunStatus.failed.value else "Why it stopped:"
+
+
 def explain_error(error: str | None) -> str:
     """The run's error in plain words, with the original text kept underneath when it is technical."""
     if not error:

@@ -10,7 +10,7 @@ import pytest
 
 from medcot_ui import data
 from medcot_ui.config import DataSettings
-from medcot_ui.dataset_report import CheckedReports, analyse
+from medcot_ui.dataset_report import CheckedReports, analyse, row_preview_texts
 from medcot_ui.settings import DEMO_MODEL_ID
 
 
@@ -68,3 +68,12 @@ def test_past_its_capacity_the_least_recently_used_check_is_dropped(home: Path, 
     assert checked.get(keys[1]) is None
     assert checked.get(keys[0]) is not None and checked.get(keys[2]) is not None
     assert checked.get(None) is None and checked.get("not-a-key") is None
+
+
+@pytest.mark.parametrize("asked, shown", [(999, 3), (0, 1), (-3, 1), (2, 2)])
+def test_a_row_number_out_of_range_previews_the_nearest_row_and_says_so(home: Path, tmp_path: Path, asked: int,
+                                                                       shown: int) -> None:
+    report = analyse(file_settings(rows_file(tmp_path / "rows.jsonl", 3)), DEMO_MODEL_ID, 512)
+    info, text, prompt = row_preview_texts(report, asked)
+    assert f"Row {shown} of 3" in info and f"q{shown - 1}" in text and prompt
+    assert ("There is no row" in info) == (asked != shown)

@@ -73,7 +73,7 @@ def test_a_user_compares_a_held_out_question_sees_both_stream_stops_them_and_exp
 
     # The demo model never closes </think>: the block says so, is closed now, and opens and closes on a click.
     title = page.locator("#compare-tuned .thought-group .title")
-    expect(title).to_contain_text("Thinking (unfinished: no </think>)")
+    expect(title).to_contain_text("Thinking (unfinished: the reasoning never closed with </think>)")
     expect(title).not_to_have_class(re.compile(r"\bexpanded\b"))
     expect(page.locator("#compare-tuned").get_by_text("No answer: the reasoning was never closed")).to_be_visible()
     title.click()

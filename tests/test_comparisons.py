@@ -78,7 +78,7 @@ def test_bad_preferences_are_refused_with_the_field_named(run_id: int) -> None:
         comparisons.mark_preference(saved.id, "both")
     with pytest.raises(comparisons.ComparisonError, match="comparison: 12345 does not exist"):
         comparisons.mark_preference(12345, "base")
-    with pytest.raises(comparisons.ComparisonError, match="run a comparison"):
+    with pytest.raises(comparisons.ComparisonError, match=r"Run a comparison \(or pick a saved one\) before marking"):
         comparisons.mark_preference(None, "base")
 
 

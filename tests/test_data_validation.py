@@ -105,7 +105,7 @@ def test_a_corrupt_parquet_file_is_named(tmp_path: Path) -> None:
 def test_a_missing_required_column_names_the_setting_and_lists_the_columns(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "rows.jsonl", [{"Question": "q", "Response": "a", "notes": "x"}])
     message = error_of(path)
-    assert "reasoning_column: column 'Complex_CoT' is not in the data" in message
+    assert "reasoning column (data.reasoning_column): this data has no column 'Complex_CoT'" in message
     assert "columns: Question, Response, notes" in message
 
 

@@ -13,7 +13,6 @@ from medcot_ui import dataset_report as dr
 from medcot_ui.config import ConfigError, DataSettings, ModelSettings
 from medcot_ui.context import AppContext
 from medcot_ui.data import FILE_TYPES
-from medcot_ui.preview import RowPreview, preview_row
 from medcot_ui.tabs.guard import guard
 from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
 
@@ -58,8 +57,9 @@ def build(ctx: AppContext) -> dict[str, Any]:
             with gr.Group(visible=d.source == "file") as file_box:
                 upload = gr.File(label=f"Upload a data file ({limits.describe()})", file_types=list(FILE_TYPES),
                                  type="filepath", elem_id="dataset-upload")
-                form["data.file_path"] = gr.Textbox(d.file_path, interactive=False,
-                                                    label="Stored copy (what the run config names)")
+                form["data.file_path"] = gr.Textbox(
+                    d.file_path, interactive=False,
+                    label="Uploaded file as stored on the server (the run trains on this copy)")
             with gr.Row():
                 load_btn = gr.Button("Load and check", variant="primary", elem_id="dataset-load")
                 demo_btn = gr.Button("Load the demo data", elem_id="dataset-demo")
@@ -103,7 +103,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
         parts_df = gr.Dataframe(headers=["part", "min", "median", "mean", "p95", "max"], interactive=False,
                                 label="Tokens per part")
     with gr.Accordion("Preview: one row exactly as the model sees it", open=True):
-        row_no = gr.Number(1, precision=0, minimum=1, label="Row to preview")
+        # No bounds on the field: a number out of range shows the nearest row and says so, not an error badge.
+        row_no = gr.Number(1, precision=0, label="Row to preview")
         row_info = gr.Markdown(elem_id="dataset-row-info")
         training_view = gr.Textbox(label="Training text as tokenised (special tokens visible)", lines=14,
                                    max_lines=40, interactive=False, buttons=["copy"], elem_id="dataset-training-text")
@@ -132,21 +133,6 @@ def _split_form(named: dict[str, Any]) -> tuple[dict[str, Any], str, Any]:
     return data, named["model.base_model"], named["model.max_seq_length"]
 
 
-def _preview_outputs(report: dr.DatasetReport | None, number: Any) -> tuple[str, str, str]:
-    if report is None or report.prepared is None or report.tokenizer is None:
-        return "", "", ""
-    n = len(report.prepared.rows)
-    index = min(max(int(number or 1), 1), n) - 1
-    p: RowPreview = preview_row(report.prepared, index, report.format, report.tokenizer.tokenizer,
-                                report.max_seq_length)
-    info = (f"Row {index + 1} of {n} ({'held out' if p.held_out else 'training'}): {p.tokens} tokens"
-            + (f", of which the last {p.tokens - p.trained_tokens} are cut off by the max sequence length "
-               f"({report.max_seq_length}) and never trained on." if p.cut_text else "."))
-    cut = f"\n\n✂ ---- cut here: {p.tokens - p.trained_tokens} more tokens are not trained on ----\n"
-    text = p.trained_text + (cut + p.cut_text if p.cut_text else "")
-    return info, text, p.inference_prompt
-
-
 N_OUTPUTS = 15  # status, summary, 3 mapping menus, rows, histogram, parts, row number, row info, training text,
 # prompt, identifier note, identifier table, report key (the order wire() lists them in)
 
@@ -163,11 +149,11 @@ def _analysis_outputs(report: dr.DatasetReport, key: str) -> list[Any]:
         parts = pd.DataFrame(stats.summary())
     else:
         hist, parts = gr.BarPlot(value=None), None
-    info, text, prompt = _preview_outputs(report if report.error is None else None, 1)
+    info, text, prompt = dr.row_preview_texts(report if report.error is None else None, 1)
     return [dr.status_markdown(report), dr.summary_markdown(report), *dropdowns,
             gr.Dataframe(value=dr.rows_table(report) if report.error is None else None,
                          label=_rows_label(report)),
-            hist, parts, gr.Number(value=1, maximum=len(report.prepared.rows) if report.prepared else None),
+            hist, parts, gr.Number(value=1),
             info, text, prompt, dr.phi_markdown(report), dr.phi_table(report) or None, key]
 
 
@@ -257,7 +243,7 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
         if report is None and key is not None:
             return (f"This check is no longer kept (the server keeps the last {ui['checked'].capacity} checked "
                     "datasets of all users): press **Load and check** again.", "", "")
-        return _preview_outputs(report, number)
+        return dr.row_preview_texts(report, number)
 
     ui["row_no"].change(preview, inputs=[ui["report"], ui["row_no"]],
                         outputs=[ui["row_info"], ui["training_text"], ui["prompt"]])

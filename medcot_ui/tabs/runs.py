@@ -115,7 +115,7 @@ def _render(run_id: int | None, with_charts: bool) -> tuple[list[Any], list[Any]
         return _empty_detail(header), _empty_charts()
     run = detail.run
     values = [detail.header, runs_view.progress_html(detail.progress), detail.perf.describe(run.device),
-              f"**What went wrong:** {detail.error}" if detail.error else "",
+              f"**{runs_view.error_heading(run.status)}** {detail.error}" if detail.error else "",
               gr.Button(interactive=detail.can_cancel), gr.Button(interactive=detail.can_resume),
               gr.Button(interactive=True), gr.Button(interactive=detail.can_delete),
               runs_view.log_tail(run), detail.config_yaml, runs_view.artifacts_markdown(run)]
@@ -213,7 +213,8 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
     def cancel_run(run_id: int | None, request: gr.Request) -> list[Any]:
         state = act(request, "cancel", run_id, queue.request_cancel)
         message = (f"Run {run_id} cancelled." if state == "cancelled" else
-                   f"Cancelling run {run_id}: it stops at its next step and saves its adapter.")
+                   f"Cancel requested for run {run_id}: it stops at its next step and saves its adapter (the "
+                   "status above says when it has).")
         return [gr.Row(visible=False), *refreshed(run_id, message)]
 
     ui["confirm_cancel"].click(cancel_run, ui["selected_run"], [ui["confirm_cancel_row"], *after_action],
@@ -231,6 +232,8 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
                                api_name="delete_run")
 
     def restore_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        if run_id is None:
+            return [gr.skip()] * (3 + len(after_action)) + ["Choose a run in *Deleted run* first, then Restore."]
         run = act(request, "delete", run_id, queue.restore_run)
         return [run_id, None, gr.Button(visible=False), gr.Dropdown(choices=runs_view.deleted_choices(), value=None),
                 *refreshed(run_id, runs_view.restored_message(run))]
