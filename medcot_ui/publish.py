@@ -355,6 +355,21 @@ def export_local(run_id: int, kind: str = "adapter", progress: ProgressFn = _no_
     return Outcome(record, kind, folder, files, zip_path=zipped)
 
 
+def hub_unreachable_reason() -> str | None:
+    """Why this machine cannot publish at all (offline mode, or no answer from the Hub), or None when it can."""
+    from huggingface_hub import constants
+
+    from medcot_ui.data import hub_reachable
+
+    local = "*Export locally* works without it."
+    if constants.HF_HUB_OFFLINE:
+        return ("The app runs in offline mode (HF_HUB_OFFLINE=1 in its environment), so it cannot reach the "
+                f"Hugging Face Hub to publish. {local}")
+    if not hub_reachable():
+        return f"The Hugging Face Hub cannot be reached from this machine (no network?). {local}"
+    return None
+
+
 def check_token(token: str, repo_text: str, endpoint: str | None = None) -> tuple[Identity, str]:
     """Who owns ``token`` and the full repo id it would publish to; raises HubError (scrubbed) on any problem."""
     client = HubClient(token, endpoint)

@@ -119,6 +119,20 @@ def test_offline_mode_is_named_as_the_reason_the_hub_cannot_be_reached(demo_run:
     failed_row(demo_run)
 
 
+def test_without_a_token_an_unreachable_hub_is_said_first_with_the_local_export_as_the_way_out(
+        hub: HubStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "offline mode (HF_HUB_OFFLINE=1" in publish.hub_unreachable_reason()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert "cannot be reached from this machine" in publish.hub_unreachable_reason()
+    assert "*Export locally* works without it" in publish.hub_unreachable_reason()
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    assert publish.hub_unreachable_reason() is None
+
+
 # ---- the Hub answers (stand-in server) --------------------------------------------------------------------
 
 def test_an_invalid_token_is_rejected_by_name_before_anything_is_exported(demo_run: int, hub: HubStub) -> None:

@@ -99,9 +99,13 @@ def _bind(ui: dict[str, Any]) -> None:
         return publish_view.repo_for_kind(run, kind, repo)
 
     def _token(request: gr.Request, typed: str) -> str:
+        caller = guard(request, "publish")
         try:
-            return publish_token(guard(request, "publish"), typed)
+            return publish_token(caller, typed)
         except AccessDenied as exc:
+            # Asking for a token is pointless when the Hub cannot be reached anyway: say that first.
+            if (unreachable := publish.hub_unreachable_reason()) is not None:
+                raise gr.Error(unreachable, title="Cannot reach the Hub") from None
             raise gr.Error(str(exc), title="No token") from None
 
     def check_target(run_id: int | None, repo: str, token: str, request: gr.Request) -> tuple[str, Any]:
