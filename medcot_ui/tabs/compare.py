@@ -107,8 +107,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
                                    column_widths=["5%", "11%", "5%", "27%", "17%", "17%", "6%", "7%", "5%"])
         gr.Markdown("<sub>Click a row to show it in the panes again (and mark a preference).</sub>")
         with gr.Row():
-            ui["download_jsonl"] = gr.Button("Download JSONL", size="sm")
-            ui["download_csv"] = gr.Button("Download CSV", size="sm")
+            ui["download_csv"] = gr.Button("Download CSV (spreadsheet)", size="sm")
+            ui["download_jsonl"] = gr.Button("Download JSONL (one record per line, for scripts)", size="sm")
         ui["download"] = gr.File(label="Download", interactive=False, elem_id="compare-download", height=90)
     _bind(ctx, ui)
     return ui
@@ -245,10 +245,12 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
     def download_csv(run_id: int | None, only_run: bool, request: gr.Request) -> str:
         return download("csv", run_id, only_run, request)
 
+    # One click downloads: once the file is ready, the browser follows the file box's link by itself.
+    save = "() => { document.querySelector('#compare-download a[download]')?.click(); }"
     ui["download_jsonl"].click(download_jsonl, [ui["run"], ui["only_run"]], ui["download"],
-                               api_name="download_comparisons_jsonl")
+                               api_name="download_comparisons_jsonl").success(None, js=save)
     ui["download_csv"].click(download_csv, [ui["run"], ui["only_run"]], ui["download"],
-                             api_name="download_comparisons_csv")
+                             api_name="download_comparisons_csv").success(None, js=save)
 
 
 def _empty_note(choices: list[Any], request: gr.Request | None) -> str:
