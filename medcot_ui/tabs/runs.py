@@ -232,6 +232,7 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
                                api_name="delete_run")
 
     def restore_run(run_id: int | None, request: gr.Request) -> list[Any]:
+        guard(request, "delete")  # before anything else: a refused caller learns nothing
         if run_id is None:
             return [gr.skip()] * (3 + len(after_action)) + ["Choose a run in *Deleted run* first, then Restore."]
         run = act(request, "delete", run_id, queue.restore_run)
