@@ -169,8 +169,17 @@ def table(run_id: int | None = None, limit: int = 200) -> list[list[Any]]:
         out.append([row.id, when, row.run_id, short(row.question),
                     short(row.base_answer) or f"({row.base_state} reasoning)",
                     short(row.tuned_answer) or f"({row.tuned_state} reasoning)",
-                    "stopped" if row.stopped else "", row.preferred or "", short(row.note, 40)])
+                    ended(row), row.preferred or "", short(row.note, 40)])
     return out
+
+
+def ended(row: Comparison) -> str:
+    """How the comparison ended, for the table: stopped by the user, cut at the token limit (which pane), or
+    both answers finished."""
+    if row.stopped:
+        return "stopped"
+    cut = [side for side in ("base", "tuned") if getattr(row, f"{side}_finish") == "length"]
+    return f"token limit ({' and '.join(cut)})" if cut else "finished"
 
 
 TABLE_HEADERS = ["id", "when", "run", "question", "base answer", "tuned answer", "ended", "preferred", "note"]

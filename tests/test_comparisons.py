@@ -60,6 +60,7 @@ def test_comparisons_are_listed_newest_first_and_by_run(run_id: int) -> None:
     assert [c.question for c in comparisons.list_comparisons(run_id)] == ["third", "first"]
     table = comparisons.table(run_id)
     assert table[0][3] == "third" and table[0][6] == "stopped" and table[0][5] == "(unclosed reasoning)"
+    assert table[1][6] == "token limit (tuned)"  # _update's tuned pane ran out of tokens
 
 
 def test_a_preference_with_a_note_is_kept_and_can_be_cleared(run_id: int) -> None:
