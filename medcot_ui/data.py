@@ -195,9 +195,7 @@ def load(data: Any) -> Loaded:
         records = apply_slice(read_file(path), data.split)
         with open(path, "rb") as fh:
             content = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()[:16]
-        from medcot_ui.uploads import display_name  # uploads reads files with this module
-
-        source = f"{'demo data' if data.source == 'demo' else display_name(path)} ({data.split})"
+        source = f"{'demo data' if data.source == 'demo' else path.name} ({data.split})"
     expand_chat(records)
     return Loaded(records, source, content, source_key(data))
 

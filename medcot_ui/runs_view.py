@@ -25,7 +25,6 @@ from medcot_ui.redact import scrub
 from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
                              read_session)
 from medcot_ui.units import human_size
-from medcot_ui.uploads import display_name
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
 TABLE_LIMIT = 200          # most recent runs shown (active runs are always shown)
@@ -65,7 +64,7 @@ def _config_summary(config_json: str) -> tuple[str, str]:
     if source == "demo":
         dataset = "demo data"
     elif source == "file":
-        dataset = display_name(str(data.get("file_path") or "?"))
+        dataset = Path(str(data.get("file_path") or "?")).name
     else:
         dataset = f"{data.get('dataset_id', '?')} ({data.get('dataset_config', '')}, {data.get('split', '')})"
     return str(model.get("base_model", "?")), dataset

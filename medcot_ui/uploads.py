@@ -95,21 +95,7 @@ def accept_upload(path: str | Path, original_name: str | None = None,
         _discard(path)
         raise
     target = _store(path, suffix)
-    _name_file(target).write_text(Path(name).name, encoding="utf-8")  # for display: stored files are named by hash
     return AcceptedUpload(target, name, len(records), columns_of(records))
-
-
-def _name_file(stored: Path) -> Path:
-    return stored.with_name(stored.name + ".name")
-
-
-def display_name(path: str | Path) -> str:
-    """The name a stored upload was uploaded under (the last one, for identical content), else the file's name."""
-    path = Path(path)
-    try:
-        return _name_file(path).read_text(encoding="utf-8").strip() or path.name
-    except OSError:
-        return path.name
 
 
 def is_stored_upload(path: str | Path) -> bool:
