@@ -116,17 +116,25 @@ def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]
     # restkey/restval: DictReader files extra cells under None and fills missing ones with None; we name the line.
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS, restval=_MISSING_CELL)
     records = []
+    start = 1  # the line the next record starts on (a quoted cell may run over several lines)
     try:
+        header = reader.fieldnames or []
+        if repeated := sorted({c for c in header if header.count(c) > 1}):
+            raise DataError(f"{name}: line 1 names the column {', '.join(repr(c) for c in repeated)} more than "
+                            "once; give every column its own name")
+        start = reader.line_num + 1
         for row in reader:
+            where = f"line {start}" if reader.line_num == start else f"lines {start}-{reader.line_num}"
             extra = row.pop(_EXTRA_CELLS, [])
             missing = sum(value is _MISSING_CELL for value in row.values())
             if extra or missing:
-                columns = len(reader.fieldnames or [])
-                raise DataError(f"{name}: line {reader.line_num} has {columns - missing + len(extra)} cells but the "
-                                f"header names {columns} columns (a missing or extra comma, or a quote left open?)")
+                cells = len(header) - missing + len(extra)
+                raise DataError(f"{name}: the row on {where} has {cells} cell{'s' * (cells != 1)} but the header names "
+                                f"{len(header)} columns (a missing or extra comma, or a quote left open?)")
             records.append(row)
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"{name}: line {reader.line_num} is not valid CSV ({exc})") from None
+        raise DataError(f"{name}: line {start} is not valid CSV ({exc})") from None
     return records
 
 

@@ -102,7 +102,9 @@ def is_stored_upload(path: str | Path) -> bool:
     """Is ``path`` a file this app stored from an upload? (A path sent by a browser must not name any other.)"""
     folder = get_settings().uploads_dir.resolve()
     resolved = Path(path).resolve()
-    return resolved.parent == folder and resolved.is_file()
+    # Half-written uploads are dot-files; anything else in the folder is not data.
+    return (resolved.parent == folder and resolved.suffix in FILE_TYPES and not resolved.name.startswith(".")
+            and resolved.is_file())
 
 
 def data_file_problems(data: Any) -> list[str]:

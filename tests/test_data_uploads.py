@@ -94,6 +94,9 @@ def test_only_files_stored_from_uploads_count_as_uploads(home: Path, tmp_path: P
     assert not is_stored_upload(home / "uploads" / ".." / "runs.db")
     assert not is_stored_upload(home / "uploads" / "missing.jsonl")
     assert not is_stored_upload("/etc/passwd")
+    for other in (".incoming-rows.jsonl", "notes.txt"):  # a half-written upload, something that is not data
+        (home / "uploads" / other).write_text("x")
+        assert not is_stored_upload(home / "uploads" / other)
 
 
 def test_limits_come_from_the_environment_with_sensible_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

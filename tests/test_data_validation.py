@@ -84,7 +84,22 @@ def test_a_csv_row_with_more_or_fewer_cells_than_its_header_is_named_by_line(tmp
                                                                            cells: int) -> None:
     path = tmp_path / "notes.csv"
     path.write_text(f"Question,Complex_CoT,Response\nq1,r1,a1\n{bad_line}\nq3,r3,a3\n", encoding="utf-8")
-    with pytest.raises(DataError, match=rf"notes\.csv: line 3 has {cells} cells but the header names 3 columns"):
+    with pytest.raises(DataError, match=rf"notes\.csv: the row on line 3 has {cells} cells but the header names 3"):
+        read_file(path)
+
+
+def test_a_quote_left_open_in_a_csv_is_named_from_the_line_where_its_row_starts(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text('Question,Complex_CoT,Response\nq1,"r1\nstill r1",a1\n"q2 open,r2,a2\nq3,r3,a3\n',
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"notes\.csv: the row on lines 4-5 has 1 cell but the header names 3"):
+        read_file(path)
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text("Question,Response,Response\nq,a,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"notes\.csv: line 1 names the column 'Response' more than once"):
         read_file(path)
 
 

@@ -245,8 +245,9 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
     def download_csv(run_id: int | None, only_run: bool, request: gr.Request) -> str:
         return download("csv", run_id, only_run, request)
 
-    # One click downloads: once the file is ready, the browser follows the file box's link by itself.
-    save = "() => { document.querySelector('#compare-download a[download]')?.click(); }"
+    # One click downloads: once the file is ready, the browser follows the file box's link by itself (after the
+    # box has redrawn, so it is the new file's link).
+    save = "() => { setTimeout(() => document.querySelector('#compare-download a[download]')?.click(), 300); }"
     ui["download_jsonl"].click(download_jsonl, [ui["run"], ui["only_run"]], ui["download"],
                                api_name="download_comparisons_jsonl").success(None, js=save)
     ui["download_csv"].click(download_csv, [ui["run"], ui["only_run"]], ui["download"],

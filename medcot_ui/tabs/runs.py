@@ -25,10 +25,10 @@ NOT_ALLOWED = "Sign in with an allowed account to see the runs."
 CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", "Learning rate"), ("grad_norm", "Grad norm"),
           ("tokens_per_s", "Tokens/s"))
 # Fixed colours for the two loss series. Short axis labels: the plots clip labels longer than about four
-# characters, so learning rates read "2e-4" and tokens/s "12k".
+# characters, so learning rates read "150µ" (SI prefixes: exact where "2e-4" would round) and tokens/s "12k".
 CHART_OPTIONS: dict[str, dict[str, Any]] = {
     "loss": {"color": "series", "color_map": {runs_view.TRAIN_LOSS: "#2563eb", runs_view.EVAL_LOSS: "#ea580c"}},
-    "learning_rate": {"y_axis_format": ".0e"},
+    "learning_rate": {"y_axis_format": "~s"},
     "tokens_per_s": {"y_axis_format": "~s"},
 }
 
