@@ -209,6 +209,9 @@ def metric_rows(run_id: int, max_points: int = CHART_MAX_POINTS) -> list[tuple[A
 
 
 TRAIN_LOSS, EVAL_LOSS = "train loss", "eval loss"  # the loss chart's two series
+# The learning-rate chart plots multiples of 1e-4: its axis labels stay short ("2" for the recipe's 2e-4), where
+# the plot would clip "0.0002" and SI prefixes ("200µ", ".2m") read badly.
+LR_UNIT, LR_TITLE = 1e-4, "Learning rate (× 1e-4)"
 
 
 def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
@@ -221,8 +224,9 @@ def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
     """
     index = {c: i for i, c in enumerate(CHART_COLUMNS)}
 
-    def points(*series: tuple[str, str]) -> pd.DataFrame:
-        picked = [(r[0], r[index[col]], label) for col, label in series for r in rows if r[index[col]] is not None]
+    def points(*series: tuple[str, str], unit: float = 1.0) -> pd.DataFrame:
+        picked = [(r[0], r[index[col]] / unit, label) for col, label in series for r in rows
+                  if r[index[col]] is not None]
         first_step = picked[0][0] if picked else 0
         picked += [(first_step, math.nan, label) for _, label in series if label not in {p[2] for p in picked}]
         return pd.DataFrame({"step": pd.Series([p[0] for p in picked], dtype="int64"),
@@ -230,7 +234,7 @@ def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
                              "series": pd.Series([p[2] for p in picked], dtype="str")})
 
     return {"loss": points(("loss", TRAIN_LOSS), ("eval_loss", EVAL_LOSS)),
-            "learning_rate": points(("learning_rate", "learning rate")),
+            "learning_rate": points(("learning_rate", "learning rate"), unit=LR_UNIT),
             "grad_norm": points(("grad_norm", "grad norm")), "tokens_per_s": points(("tokens_per_s", "tokens/s"))}
 
 

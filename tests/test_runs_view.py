@@ -98,6 +98,7 @@ def test_charts_have_train_and_eval_loss_and_long_histories_are_thinned_keeping_
     assert loss[loss.series == "eval loss"].to_dict("records") == [{"step": 5001, "value": 2.5,
                                                                    "series": "eval loss"}]
     assert list(frames["tokens_per_s"].columns) == ["step", "value", "series"]
+    assert set(frames["learning_rate"].value) == {10.0}  # 1e-3 plotted in units of 1e-4: "10" on the axis
 
 
 def test_progress_eta_and_performance_come_from_the_logged_steps(home):

@@ -22,13 +22,12 @@ POLL_SECONDS = 1.0
 EMPTY_HEADER = ("Select a run in the table to see its charts, progress, log and files. No runs yet? Launch one "
                 "from the **Train** tab: the *Quick demo (CPU)* preset trains in seconds, offline.")
 NOT_ALLOWED = "Sign in with an allowed account to see the runs."
-CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", "Learning rate"), ("grad_norm", "Grad norm"),
+CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", runs_view.LR_TITLE), ("grad_norm", "Grad norm"),
           ("tokens_per_s", "Tokens/s"))
 # Fixed colours for the two loss series. Short axis labels: the plots clip labels longer than about four
-# characters, so learning rates read "150µ" (SI prefixes: exact where "2e-4" would round) and tokens/s "12k".
+# characters, so tokens/s read "12k" (learning rates are plotted in units of 1e-4, see runs_view.LR_UNIT).
 CHART_OPTIONS: dict[str, dict[str, Any]] = {
     "loss": {"color": "series", "color_map": {runs_view.TRAIN_LOSS: "#2563eb", runs_view.EVAL_LOSS: "#ea580c"}},
-    "learning_rate": {"y_axis_format": "~s"},
     "tokens_per_s": {"y_axis_format": "~s"},
 }
 
