@@ -27,6 +27,8 @@ from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStat
 from medcot_ui.units import human_size
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
+# Fixed shares of the table's width: long Hub names wrap in their own column instead of pushing the rest aside.
+TABLE_WIDTHS = ["4%", "11%", "9%", "17%", "20%", "11%", "7%", "7%", "7%", "7%"]
 TABLE_LIMIT = 200          # most recent runs shown (active runs are always shown)
 CHART_MAX_POINTS = 1500    # longer histories are thinned evenly (the last point is always kept)
 LOG_TAIL_LINES = 60

@@ -40,7 +40,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
     }
     gr.Markdown("Every run, newest first. Click a row to follow it; everything here is read from the run "
                 "database, so reloading the page or restarting the app loses nothing.")
-    ui["table"] = gr.Dataframe(headers=runs_view.TABLE_COLUMNS, interactive=False, wrap=True, max_height=360,
+    ui["table"] = gr.Dataframe(headers=runs_view.TABLE_COLUMNS, column_widths=runs_view.TABLE_WIDTHS,
+                               interactive=False, wrap=True, max_height=360,
                                elem_id="runs-table", label="Runs", show_label=False)
     ui["header"] = gr.Markdown(EMPTY_HEADER, elem_id="run-header")
     ui["progress"] = gr.HTML(elem_id="run-progress")
