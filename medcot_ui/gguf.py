@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medcot_ui.redact import child_env
+
 # llama.cpp's file types (enum llama_ftype) for the quantisations we offer, and their file-name suffixes.
 QUANTS: dict[str, tuple[int, str]] = {"q4_k_m": (15, "Q4_K_M"), "q8_0": (7, "Q8_0")}
 INSTALL_HINT = "run scripts/install-gguf.sh (see the README's 'GGUF export' section)"
@@ -53,21 +55,9 @@ class GGUFError(RuntimeError):
     """Conversion or quantisation failed; the message says which step and the tool's last words."""
 
 
-def _child_env() -> dict[str, str]:
-    """The tools need no token: drop every secret-looking variable from their environment."""
-    from medcot_ui.redact import secret_values
-
-    secrets = set(secret_values())
-    env = {k: v for k, v in os.environ.items() if v not in secrets}
-    src = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def _run_tool(step: str, args: list[str], log_file: Path | None) -> None:
     cmd = [sys.executable, "-m", "medcot_ui.gguf", *args]
-    proc = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=child_env(PYTHONUNBUFFERED="1"), capture_output=True, text=True)  # no token
     output = (proc.stdout or "") + (proc.stderr or "")
     if log_file is not None:
         with open(log_file, "a", encoding="utf-8") as fh:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.redact import REDACTED, scrub
+from medcot_ui.redact import scrub
 
 # How long to wait for the Hub to answer at all before saying it cannot be reached. huggingface_hub's own HTTP
 # client has no timeout, so without this check a black-holed network would hang the publish forever.
@@ -126,7 +126,7 @@ class HubClient:
 
     # ---- errors ---------------------------------------------------------------------------------------
     def _clean(self, text: str) -> str:
-        return scrub(text.replace(self.token, REDACTED) if self.token else text)
+        return scrub(text, (self.token,))
 
     def _translate(self, exc: BaseException, doing: str, repo_id: str = "") -> HubError:
         """The HubError a user should see for ``exc`` raised while ``doing``."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from medcot_ui import gguf, merge, model_card
 from medcot_ui.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
-from medcot_ui.redact import REDACTED, scrub, secret_values
+from medcot_ui.redact import child_env, scrub
 from medcot_ui.settings import get_settings
 from medcot_ui.store import (FINISHED, Publish, Run, RunStatus, get_run, live_runs, read_session,
                              write_session)
@@ -206,11 +206,9 @@ def check_memory_for_merge(run: Run, available: int | None = None) -> None:
 
 def _merge_in_child(adapter: Path, out_dir: Path, base: str, log_file: Path) -> str:
     cmd = [sys.executable, "-m", "medcot_ui.merge", str(adapter), str(out_dir), "--base", base]
-    # The merge needs no credentials but HF_TOKEN (a gated base model): keep the others out of its environment.
-    secrets = set(secret_values()) - {os.environ.get("HF_TOKEN")}
-    env = {k: v for k, v in os.environ.items() if v not in secrets}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    env["CUDA_VISIBLE_DEVICES"] = ""  # merging runs on the CPU: the GPU stays with training and Compare
+    # The merge needs no credentials but HF_TOKEN (a gated base model), and no GPU: it runs on the CPU, the GPU
+    # stays with training and Compare.
+    env = child_env(keep=("HF_TOKEN",), CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     with open(log_file, "a", encoding="utf-8") as fh:
         fh.write(f"$ merge\n{scrub(proc.stdout + proc.stderr)}\n")
@@ -412,10 +410,10 @@ def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: 
         progress(0.92, f"Uploading {len(files)} files to {repo_id}")
         commit = client.upload_folder(folder, repo_id, f"Publish {kind} of MedCoT Studio run {run_id}", created)
     except (HubError, PublishError) as exc:
-        finish_record(record, "failed", account=account, error=_clean(str(exc), token))
+        finish_record(record, "failed", account=account, error=scrub(str(exc), (token,)))
         raise
     except Exception as exc:  # noqa: BLE001 - recorded and shown, token scrubbed
-        message = _clean(f"Publishing failed: {type(exc).__name__}: {exc}", token)
+        message = scrub(f"Publishing failed: {type(exc).__name__}: {exc}", (token,))
         finish_record(record, "failed", account=account, error=message)
         raise PublishError(message) from None
     finish_record(record, "succeeded", account=account, url=commit.url, commit_id=commit.commit_id,
@@ -423,7 +421,3 @@ def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: 
     progress(1.0, "Published")
     return Outcome(record, kind, folder, files, repo_id=repo_id, url=commit.url, commit_id=commit.commit_id,
                    account=account)
-
-
-def _clean(text: str, token: str | None) -> str:
-    return scrub(text.replace(token, REDACTED) if token else text)

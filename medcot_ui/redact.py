@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 REDACTED = "[REDACTED]"
@@ -64,16 +65,33 @@ def _exact_pattern() -> re.Pattern[str] | None:
     return _exact_cache[1]
 
 
-def scrub(text: str) -> str:
-    """``text`` with every secret it holds replaced by [REDACTED]."""
+def scrub(text: str, extra: tuple[str | None, ...] = ()) -> str:
+    """``text`` with every secret it holds replaced by [REDACTED]; ``extra``: secrets that are not in the
+    environment (a token typed into the Publish form)."""
     if not text:
         return text
+    for value in extra:
+        if value:
+            text = text.replace(value, REDACTED)
     exact = _exact_pattern()
     if exact is not None:
         text = exact.sub(REDACTED, text)
     for pattern, replace in _PATTERNS:
         text = pattern.sub(replace, text)
     return text
+
+
+def child_env(keep: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """The environment for one of our helper processes (``python -m medcot_ui....``): ours minus every secret
+    except the variables named in ``keep``, with this project importable, plus ``extra``."""
+    secrets = set(secret_values()) - {os.environ.get(name) for name in keep}
+
+    def secret(name: str, value: str) -> bool:  # by value, or by a name that holds secrets (MEDCOT_USERS: passwords)
+        return value in secrets or name in (*SECRET_ENV_VARS, "MEDCOT_USERS") or bool(_SECRET_NAME.search(name.upper()))
+
+    env = {k: v for k, v in os.environ.items() if k in keep or not secret(k, v)}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    return {**env, **extra}
 
 
 class RedactingFilter(logging.Filter):

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from medcot_ui import redact
 from medcot_ui.redact import REDACTED, RedactingFilter, scrub, secret_values
 
 from conftest import ROOT, child_env, fake_hf_token, fake_wandb_key
@@ -34,6 +35,19 @@ def test_exact_secret_values_from_the_environment_are_redacted_wherever_they_app
         assert secret not in clean
     assert clean.count(REDACTED) == 4
     assert "bobs-password" in secret_values()
+
+
+def test_a_token_typed_into_a_form_is_redacted_too(secrets_env):
+    typed = "a-token-from-the-publish-form"
+    assert scrub(f"401 for {typed} and {HF_CANARY}", (typed, None)) == f"401 for {REDACTED} and {REDACTED}"
+
+
+def test_a_helper_process_gets_no_secret_but_those_it_is_given(secrets_env):
+    env = redact.child_env(keep=("HF_TOKEN",), CUDA_VISIBLE_DEVICES="")
+    assert env["HF_TOKEN"] == HF_CANARY and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert "WANDB_API_KEY" not in env and "MY_SERVICE_TOKEN" not in env and "MEDCOT_USERS" not in env
+    assert env["PYTHONPATH"].split(":")[0] == str(ROOT)
+    assert "HF_TOKEN" not in redact.child_env()
 
 
 def test_token_shapes_and_secret_keys_are_redacted_even_when_not_in_the_environment():
