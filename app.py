@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from jobs import recovery
 from medcot_ui import hosting
+from medcot_ui.publish import reap_interrupted as fail_interrupted_publishes
 from medcot_ui.context import AppContext
 from medcot_ui.models import ensure_demo_model
 from medcot_ui.redact import install as install_redaction
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     if found := hosting.problems(settings):
         sys.exit("MedCoT Studio cannot start:\n- " + "\n- ".join(found))
     get_engine()  # create runs.db and its tables on first start
+    fail_interrupted_publishes()  # publishes the last app left half-way are failed (and can be retried)
     ensure_demo_model()
     previous = recovery.record_start()
     # Which runs were running when the last app stopped: snapshot before our own worker claims anything.

@@ -667,12 +667,12 @@ class CompareEngine:
         if memory is None:
             return  # CPU: nothing to protect (a CPU training run only makes both slower)
         deadline = time.monotonic() + self.wait_for_memory_s
+        need = self._estimate_need(config, settings)  # fixed while we wait: the loaded model cannot change meanwhile
         while not stop.is_set():
             training = [r for r in self.training_probe() if _on_gpu(r)]
             memory = self.memory_probe()
             if memory is None:
                 return
-            need = self._estimate_need(config, settings)
             margin = safety_margin(memory.total) if training else 0
             if memory.free >= need + margin:
                 return

@@ -201,11 +201,16 @@ def load(data: Any) -> Loaded:
         if not path.exists():
             raise DataError(f"file_path: '{path}' does not exist")
         records = apply_slice(read_file(path), data.split)
-        with open(path, "rb") as fh:
-            content = "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+        content = "sha256:" + file_sha256(path)[:16]
         source = f"{'demo data' if data.source == 'demo' else path.name} ({data.split})"
     expand_chat(records)
     return Loaded(records, source, content, source_key(data))
+
+
+def file_sha256(path: Path) -> str:
+    """The file's content hash (hex): what names a stored upload and fingerprints a data file."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class HubUnreachable(DataError):

@@ -156,8 +156,10 @@ def table_signature() -> tuple[Any, ...]:
         rows = s.exec(select(Run.status, func.count(Run.id), func.max(Run.id), func.sum(Run.last_step),
                              func.max(Run.heartbeat_at), func.max(Run.finished_at), func.max(Run.started_at),
                              func.sum(Run.cancel_requested)).where(live_runs()).group_by(Run.status)).all()
-    # A 5-second clock: running durations and "waiting for a worker" also change with time alone.
-    return tuple(sorted(tuple(r) for r in rows)) + (int(time.time() // 5),)
+    # While a run is queued or running, a 5-second clock too: its duration and "waiting for a worker" change with
+    # time alone. Otherwise nothing changes by itself, and the table is not rebuilt.
+    clock = int(time.time() // 5) if any(r[0] in ACTIVE for r in rows) else None
+    return tuple(sorted(tuple(r) for r in rows)) + (clock,)
 
 
 # ---- one run --------------------------------------------------------------------------------------------

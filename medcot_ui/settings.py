@@ -75,7 +75,6 @@ def storage_is_persistent(home: Path, on_space: bool, in_container: bool, mounts
 class Settings:
     home: Path
     database_url: str
-    host: str
     port: int
     start_worker: bool
     lease_seconds: float
@@ -102,7 +101,7 @@ class Settings:
     @property
     def persistent_storage(self) -> bool:
         """Will the data directory survive a restart? Worked out when asked (the start-up banner), not in every
-        get_settings(): that runs on every database call, and this may read the mount table."""
+        get_settings(): that runs often (every tab event), and this may read the mount table."""
         if os.environ.get("MEDCOT_PERSISTENT") not in (None, ""):
             return _flag("MEDCOT_PERSISTENT")
         return storage_is_persistent(self.home, self.on_space, _flag("MEDCOT_CONTAINER"))
@@ -131,12 +130,19 @@ class Settings:
         return self.exports_dir / f"run-{run_id}"
 
 
+def data_home() -> Path:
+    return Path(os.environ.get("MEDCOT_HOME") or PROJECT_DIR).expanduser().resolve()
+
+
+def database_url() -> str:
+    """The run store's URL alone: every database call needs it, and none needs the rest of the settings."""
+    return os.environ.get("MEDCOT_DATABASE_URL") or f"sqlite:///{data_home() / 'runs.db'}"
+
+
 def get_settings() -> Settings:
-    home = Path(os.environ.get("MEDCOT_HOME") or PROJECT_DIR).expanduser().resolve()
     return Settings(
-        home=home,
-        database_url=os.environ.get("MEDCOT_DATABASE_URL") or f"sqlite:///{home / 'runs.db'}",
-        host=os.environ.get("MEDCOT_HOST", "127.0.0.1"),
+        home=data_home(),
+        database_url=database_url(),
         port=int(os.environ.get("MEDCOT_PORT", "7860")),
         start_worker=not _flag("MEDCOT_NO_WORKER"),
         lease_seconds=float(os.environ.get("MEDCOT_LEASE_SECONDS", "30")),

@@ -20,7 +20,7 @@ from sqlalchemy import Column, Index, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from medcot_ui.settings import get_settings
+from medcot_ui.settings import database_url
 
 
 class RunStatus(str, Enum):
@@ -185,7 +185,7 @@ def _sqlite_begin(conn: Any) -> None:
 
 def get_engine(url: str | None = None) -> Engine:
     """The engine for ``url`` (default: settings), created once per process, migrated to the newest schema."""
-    url = url or get_settings().database_url
+    url = url or database_url()
     if url not in _ENGINES:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]

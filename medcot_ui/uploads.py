@@ -7,7 +7,6 @@ the web server wrote is deleted too, and nothing reaches ``uploads_dir``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.columns import columns_of
-from medcot_ui.data import FILE_TYPES, DataError, read_file
+from medcot_ui.data import FILE_TYPES, DataError, file_sha256, read_file
 from medcot_ui.settings import get_settings
 from medcot_ui.units import human_size
 
@@ -75,9 +74,6 @@ def accept_upload(path: str | Path, original_name: str | None = None,
     name = original_name or path.name
     limits = limits or UploadLimits.from_env()
     try:
-        suffix = Path(name).suffix.lower()
-        if suffix not in FILE_TYPES:
-            raise UploadRejected(f"{name}: unsupported file type '{suffix}' (use .json, .jsonl, .csv or .parquet)")
         size = path.stat().st_size
         if size > limits.max_bytes:  # checked before reading a byte of it
             raise UploadRejected(f"{name}: {human_size(size)} is over the upload limit of "
@@ -94,7 +90,7 @@ def accept_upload(path: str | Path, original_name: str | None = None,
     except BaseException:
         _discard(path)
         raise
-    target = _store(path, suffix)
+    target = _store(path, Path(name).suffix.lower())
     return AcceptedUpload(target, name, len(records), columns_of(records))
 
 
@@ -118,9 +114,7 @@ def data_file_problems(data: Any) -> list[str]:
 def _store(path: Path, suffix: str) -> Path:
     folder = get_settings().uploads_dir
     folder.mkdir(parents=True, exist_ok=True)
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    target = folder / f"{digest[:20]}{suffix}"
+    target = folder / f"{file_sha256(path)[:20]}{suffix}"
     if not target.exists():
         # Copy then rename: a half-written file never carries the final name, and equal content shares one file.
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")

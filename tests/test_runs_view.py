@@ -85,6 +85,19 @@ def test_the_polling_signatures_change_only_when_something_shown_changed(home):
     assert runs_view.run_detail(run2.id) is None
 
 
+def test_the_table_is_redrawn_as_time_passes_only_while_a_run_is_queued_or_running(home, monkeypatch):
+    run = _queue("ticking")
+    now = time.time()
+    later = lambda: now + 60  # noqa: E731 - a clock a minute ahead
+    waiting = runs_view.table_signature()
+    monkeypatch.setattr(time, "time", later)
+    assert runs_view.table_signature() != waiting, "a queued run's wait grows: redraw"
+    queue.request_cancel(run.id)  # a queued run is cancelled at once: nothing is active any more
+    done = runs_view.table_signature()
+    monkeypatch.setattr(time, "time", lambda: now + 600)
+    assert runs_view.table_signature() == done, "nothing active: nothing changes by itself"
+
+
 def test_charts_have_train_and_eval_loss_and_long_histories_are_thinned_keeping_the_last_step(home):
     run = _queue("charts")
     _log_metrics(run.id, range(1, 5001))

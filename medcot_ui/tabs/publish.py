@@ -79,7 +79,6 @@ def _bind(ui: dict[str, Any]) -> None:
     def refresh_runs(current: int | None, request: gr.Request) -> tuple[Any, Any]:
         if not may(request, "view_runs"):
             return gr.update(choices=[], value=None), "*Sign in with an allowed account to publish runs.*"
-        publish.reap_interrupted()
         choices = publish_view.run_choices()
         ids = [v for _, v in choices]
         value = current if current in ids else (ids[0] if ids else None)
