@@ -21,7 +21,7 @@ from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.data import DataError, Prepared, prepare
 from medcot_ui.models import LoadedModel, ModelLoadError, installed_versions, load_for_training
 from medcot_ui.redact import install as install_redaction
-from medcot_ui.store import Run, RunStatus, add_event, get_run, run_metrics, write_session
+from medcot_ui.store import ADAPTER_FOLDER, Run, RunStatus, add_event, get_run, run_metrics, write_session
 from medcot_ui.tracking import tracking_problems
 
 OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise 'Gradient accumulation' to keep "
@@ -91,7 +91,7 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
 
 def _save_outputs(run_id: int, config: RunConfig, loaded: LoadedModel, output_dir: Path, backend: str,
                   started: float) -> None:
-    adapter = output_dir / "adapter"
+    adapter = output_dir / ADAPTER_FOLDER
     loaded.model.save_pretrained(adapter)
     loaded.tokenizer.save_pretrained(adapter)
     (output_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")

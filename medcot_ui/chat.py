@@ -747,11 +747,11 @@ def comparable_run(run_id: int) -> tuple[Any, RunConfig, Path]:
     run = get_run(int(run_id))
     if run is None or run.deleted:
         raise CompareError(f"run {run_id} does not exist" + (" (it was deleted)" if run is not None else ""))
-    adapter = Path(run.output_dir) / "adapter"
+    adapter = run.adapter_dir
     if run.status not in (RunStatus.succeeded.value, RunStatus.cancelled.value):
         raise CompareError(f"run {run_id} is {run.status}: only a finished run (or a cancelled one that saved its "
                            "adapter) can be compared")
-    if not (adapter / "adapter_config.json").exists():
+    if not run.has_adapter:
         raise CompareError(f"run {run_id} saved no adapter (expected {adapter}); it cannot be compared")
     return run, RunConfig.from_json(run.config_json), adapter
 
@@ -761,7 +761,7 @@ def comparable_runs() -> list[Any]:
     from medcot_ui.store import RunStatus, list_runs
 
     return [r for r in list_runs() if r.status in (RunStatus.succeeded.value, RunStatus.cancelled.value)
-            and (Path(r.output_dir) / "adapter" / "adapter_config.json").exists()]
+            and r.has_adapter]
 
 
 _HELD_OUT: dict[tuple[int, str], list[Any]] = {}

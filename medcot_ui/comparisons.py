@@ -19,6 +19,7 @@ from sqlmodel import select
 from medcot_ui.chat import CompareUpdate, Pane
 from medcot_ui.settings import get_settings
 from medcot_ui.store import Comparison, Run, live_runs, read_session, write_session
+from medcot_ui.units import shorten
 
 PREFERENCES = ("base", "tuned", "tie")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -159,17 +160,13 @@ def export_csv(run_id: int | None = None, path: Path | None = None) -> Path:
 
 def table(run_id: int | None = None, limit: int = 200) -> list[list[Any]]:
     """Rows for the saved-comparisons list: id, when, run, question, both answers (short), preference."""
-    def short(text: str | None, n: int = 80) -> str:
-        text = " ".join((text or "").split())
-        return text if len(text) <= n else text[: n - 1] + "…"
-
     out = []
     for row in list_comparisons(run_id, limit):
         when = datetime.fromtimestamp(row.created_at).strftime("%Y-%m-%d %H:%M")
-        out.append([row.id, when, row.run_id, short(row.question),
-                    short(row.base_answer) or f"({row.base_state} reasoning)",
-                    short(row.tuned_answer) or f"({row.tuned_state} reasoning)",
-                    ended(row), row.preferred or "", short(row.note, 40)])
+        out.append([row.id, when, row.run_id, shorten(row.question),
+                    shorten(row.base_answer) or f"({row.base_state} reasoning)",
+                    shorten(row.tuned_answer) or f"({row.tuned_state} reasoning)",
+                    ended(row), row.preferred or "", shorten(row.note, 40)])
     return out
 
 

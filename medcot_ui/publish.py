@@ -73,10 +73,6 @@ class Outcome:
 
 # ---- which runs, which files ----------------------------------------------------------------------------
 
-def adapter_dir(run: Run) -> Path:
-    return Path(run.output_dir) / "adapter"
-
-
 def publishable(run: Run | None) -> str | None:
     """None when ``run`` can be exported, else the reason it cannot (shown to the user)."""
     if run is None:
@@ -85,7 +81,7 @@ def publishable(run: Run | None) -> str | None:
         return f"Run {run.id} was deleted. Restore it in the Runs tab to publish it."
     if run.status not in {s.value for s in FINISHED}:
         return f"Run {run.id} is {run.status}: wait until it has finished."
-    if not (adapter_dir(run) / "adapter_config.json").exists():
+    if not run.has_adapter:
         return (f"Run {run.id} ({run.status}) saved no adapter, so there is nothing to publish."
                 + (" Resume it to train it to the end." if run.status != RunStatus.succeeded.value else ""))
     return None
@@ -188,13 +184,9 @@ def available_ram(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     return free
 
 
-def _base_model(run: Run) -> str:
-    return json.loads(run.config_json).get("model", {}).get("base_model", "")
-
-
 def check_memory_for_merge(run: Run, available: int | None = None) -> None:
     """Refuse a merge this machine's free RAM cannot hold, before it starts (rather than being killed halfway)."""
-    base = _base_model(run)
+    base = run.base_model
     need = merge.memory_needed(base)
     if available is None:
         available = available_ram()
@@ -232,7 +224,7 @@ def _lock(run_id: int, kind: str) -> threading.Lock:
 
 
 def _signature(run: Run) -> dict[str, Any]:
-    weights = adapter_dir(run) / "adapter_model.safetensors"
+    weights = run.adapter_dir / "adapter_model.safetensors"
     st = weights.stat()
     return {"adapter": str(weights), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
@@ -260,7 +252,7 @@ def _merged_export(run: Run, progress: ProgressFn, log_file: Path) -> tuple[Path
     progress(0.1, "Merging the adapter into the base model on the CPU (this loads the full 16-bit base model)...")
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-merged-", dir=root))
     try:
-        dtype = _merge_in_child(adapter_dir(run), tmp, _base_model(run), log_file)
+        dtype = _merge_in_child(run.adapter_dir, tmp, run.base_model, log_file)
         _swap_in(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -275,7 +267,7 @@ def _export_kind(run: Run, kind: str, repo_id: str | None, progress: ProgressFn)
     final = root / kind
     if kind == "merged":
         folder, dtype = _merged_export(run, progress, log_file)
-        for name in ("README.md", model_card.LOSS_CURVE, model_card.TRAINING_CONFIG):
+        for name in CARD_FILES:
             (folder / name).unlink(missing_ok=True)
         progress(0.5, "Writing the model card")
         model_card.write_card(model_card.gather(run.id, kind, repo_id, merged_dtype=dtype), folder)
@@ -286,7 +278,7 @@ def _export_kind(run: Run, kind: str, repo_id: str | None, progress: ProgressFn)
         dtype = None
         if kind == "adapter":
             progress(0.2, "Copying the adapter and tokenizer")
-            for src in sorted(adapter_dir(run).iterdir()):
+            for src in sorted(run.adapter_dir.iterdir()):
                 if src.is_file() and src.name != "README.md":  # PEFT's placeholder card: ours replaces it
                     shutil.copy2(src, tmp / src.name)
         else:
@@ -391,8 +383,8 @@ def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: 
     try:
         if not token:
             raise PublishError("No Hugging Face token: sign in, set HF_TOKEN, or paste a token with write access.")
-        if kind == "gguf" and not gguf.availability().ok:
-            raise PublishError(gguf.availability().reason)
+        if kind == "gguf" and not (tools := gguf.availability()).ok:
+            raise PublishError(tools.reason)
         client = HubClient(token, endpoint)
         progress(0.02, "Checking that the Hub can be reached")
         client.check_reachable()

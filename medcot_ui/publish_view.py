@@ -3,7 +3,6 @@ of its publishes, and status lines for each outcome."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -45,7 +44,7 @@ def repo_for_kind(run: Run, kind: str, current_repo: str | None) -> str:
 
 
 def run_choices() -> list[tuple[str, int]]:
-    return [(f"run {r.id} · {r.name or 'unnamed'} · {r.status}", int(r.id)) for r in publishable_runs()]
+    return [(r.label, int(r.id)) for r in publishable_runs()]
 
 
 def kind_choices() -> tuple[list[tuple[str, str]], str]:
@@ -58,7 +57,7 @@ def kind_choices() -> tuple[list[tuple[str, str]], str]:
 def run_summary(run: Run) -> str:
     final = f"final loss {run.last_loss:.4f}" if run.last_loss is not None else "no loss logged"
     steps = f"{run.last_step}" + (f"/{run.total_steps}" if run.total_steps else "")
-    base = json.loads(run.config_json).get("model", {}).get("base_model", "?")
+    base = run.base_model or "?"
     return f"**Run {run.id}** · {run.name or 'unnamed'} · {run.status} · {steps} steps · {final} · base `{base}`"
 
 

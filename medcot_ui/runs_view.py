@@ -454,6 +454,5 @@ def restored_message(run: Run) -> str:
 def deleted_choices(now: float | None = None) -> list[tuple[str, int]]:
     """Deleted runs that can still be restored, for the "Recently deleted" list."""
     now = now or time.time()
-    return [(f"run {r.id} · {r.name or 'unnamed'} · {r.status} · deleted "
-             f"{duration(now - (r.deleted_at or now))} ago", int(r.id)) for r in deleted_runs()]
+    return [(f"{r.label} · deleted {duration(now - (r.deleted_at or now))} ago", int(r.id)) for r in deleted_runs()]
 

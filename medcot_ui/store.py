@@ -32,6 +32,7 @@ class RunStatus(str, Enum):
     interrupted = "interrupted"
 
 
+ADAPTER_FOLDER = "adapter"  # inside a run's output folder
 FINISHED = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.interrupted)
 RESUMABLE = (RunStatus.interrupted, RunStatus.cancelled)
 
@@ -70,6 +71,24 @@ class Run(SQLModel, table=True):
     @property
     def deleted(self) -> bool:
         return self.deleted_at is not None
+
+    @property
+    def base_model(self) -> str:
+        return self.config.get("model", {}).get("base_model", "")
+
+    @property
+    def label(self) -> str:
+        """How run menus name it."""
+        return f"run {self.id} · {self.name or 'unnamed'} · {self.status}"
+
+    @property
+    def adapter_dir(self) -> Path:
+        """Where training saves the run's LoRA adapter (and its tokenizer)."""
+        return Path(self.output_dir) / ADAPTER_FOLDER
+
+    @property
+    def has_adapter(self) -> bool:
+        return (self.adapter_dir / "adapter_config.json").exists()
 
     @property
     def config(self) -> dict[str, Any]:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def shorten(text: str | None, n: int = 80) -> str:
+    """One line of at most ``n`` characters (whitespace collapsed, an ellipsis where it was cut)."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def human_size(n: float) -> str:
     """Bytes as '512 B', '3.4 MB', '1.2 GB'."""
     for unit in ("B", "KB", "MB", "GB"):

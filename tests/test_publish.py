@@ -41,7 +41,7 @@ def test_a_merged_model_gives_the_logits_of_base_plus_adapter(demo_run: int, tmp
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    adapter = publish.adapter_dir(get_run(demo_run))
+    adapter = get_run(demo_run).adapter_dir
     base_path = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     ids = tokenizer("A 58-year-old man has crushing chest pain. Which artery?", return_tensors="pt").input_ids
@@ -210,7 +210,7 @@ def test_a_pre_quantized_base_is_refused_by_the_merge_with_what_to_do_instead(de
     config = json.loads((quantized / "config.json").read_text())
     config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
     (quantized / "config.json").write_text(json.dumps(config))
-    adapter = publish.adapter_dir(get_run(demo_run))
+    adapter = get_run(demo_run).adapter_dir
     with pytest.raises(merge.MergeRefused, match="is a quantized checkpoint: merging needs its 16-bit weights"):
         merge.merge_adapter(adapter, tmp_path / "out", base=str(quantized))
     assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from medcot_ui.context import AppContext
 from medcot_ui.data import DataError
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
+from medcot_ui.units import shorten
 
 ENGINE_KEY = "compare_engine"
 PREFERENCE_LABELS = {"Base is better": "base", "Tuned is better": "tuned", "Tie": "tie"}
@@ -32,17 +33,12 @@ def _run_choices(request: gr.Request | None) -> list[tuple[str, int]]:
     """The runs this caller may compare (listed when the menu opens: nothing stored is baked into the page)."""
     if not may(request, "compare"):
         return []
-    return [(f"run {r.id} · {r.name} · {r.status}", r.id) for r in comparable_runs()]
+    return [(r.label, r.id) for r in comparable_runs()]
 
 
 def _saved(request: gr.Request | None, run_id: int | None) -> list[list[Any]]:
     """The saved-comparisons list for callers who may see stored work (empty for the others)."""
     return comparisons.table(run_id) if may(request, "view_runs") else []
-
-
-def _short(text: str, n: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _status(update: CompareUpdate, saved_id: int | None = None) -> str:
@@ -135,7 +131,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
                     "This run kept no held-out rows (its 'Held-out rows' setting was 0): type a question.")
         except Exception as exc:  # noqa: BLE001 - e.g. a Hub dataset without a network: free text still works
             rows, info = [], f"Held-out questions are unavailable ({exc}); type a question."
-        choices = [(f"{i + 1}. {_short(r.question)}", i) for i, r in enumerate(rows)]
+        choices = [(f"{i + 1}. {shorten(r.question, 90)}", i) for i, r in enumerate(rows)]
         return (gr.update(choices=choices, value=None), info, "*Pick a held-out question to see its reference.*",
                 _saved(request, run_id_of(run_id)))
 
