@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 import yaml
 
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.presets import PRESETS
+from medcot_ui.units import when
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -39,10 +39,6 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 def _load(args: argparse.Namespace) -> RunConfig:
     config = RunConfig.load(args.config) if args.config else RunConfig()
     return config.with_overrides(_overrides(args.set)) if args.set else config
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -77,7 +73,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in runs:
         steps = f"{r.last_step}/{r.total_steps or '?'}"
         loss = f"{r.last_loss:.4f}" if r.last_loss is not None else "-"
-        print(f"{r.id:>4}  {r.status:<11} {steps:>9}  {loss:>8}  {_when(r.created_at):<19}  {r.name}")
+        print(f"{r.id:>4}  {r.status:<11} {steps:>9}  {loss:>8}  {when(r.created_at, seconds=True):<19}  {r.name}")
     return 0
 
 
@@ -89,11 +85,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"run {args.run_id} does not exist", file=sys.stderr)
         return 2
     info = {"id": run.id, "name": run.name, "status": run.status, "attempt": run.attempt,
-            "created": _when(run.created_at), "started": _when(run.started_at), "finished": _when(run.finished_at),
+            **{key: when(getattr(run, f"{key}_at"), seconds=True) for key in ("created", "started", "finished")},
             "steps": f"{run.last_step}/{run.total_steps or '?'}", "device": run.device,
             "output_dir": run.output_dir, "dataset_fingerprint": run.dataset_fingerprint, "error": run.error}
     if run.deleted:
-        info["deleted"] = f"{_when(run.deleted_at)} (`medcot restore {run.id}` brings it back until it is purged)"
+        info["deleted"] = (f"{when(run.deleted_at, seconds=True)} (`medcot restore {run.id}` brings it back until it "
+                           "is purged)")
     print(yaml.safe_dump(info, sort_keys=False, allow_unicode=True), end="")
     metrics = run_metrics(run.id)
     if metrics:
@@ -102,7 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  step {m.step:>5}  loss {m.loss if m.loss is not None else '-'}  lr {m.learning_rate}")
     print("events:")
     for e in run_events(run.id, limit=args.events):
-        print(f"  {_when(e.ts)} {e.level:<7} {e.message}")
+        print(f"  {when(e.ts, seconds=True)} {e.level:<7} {e.message}")
     if args.config:
         print(json.dumps(run.config, indent=2))
     return 0

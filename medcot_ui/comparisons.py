@@ -19,7 +19,7 @@ from sqlmodel import select
 from medcot_ui.chat import CompareUpdate, Pane
 from medcot_ui.settings import get_settings
 from medcot_ui.store import Comparison, Run, live_runs, read_session, write_session
-from medcot_ui.units import shorten
+from medcot_ui.units import shorten, when
 
 PREFERENCES = ("base", "tuned", "tie")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -162,8 +162,8 @@ def table(run_id: int | None = None, limit: int = 200) -> list[list[Any]]:
     """Rows for the saved-comparisons list: id, when, run, question, both answers (short), preference."""
     out = []
     for row in list_comparisons(run_id, limit):
-        when = datetime.fromtimestamp(row.created_at).strftime("%Y-%m-%d %H:%M")
-        out.append([row.id, when, row.run_id, shorten(row.question),
+        stamp = when(row.created_at)
+        out.append([row.id, stamp, row.run_id, shorten(row.question),
                     shorten(row.base_answer) or f"({row.base_state} reasoning)",
                     shorten(row.tuned_answer) or f"({row.tuned_state} reasoning)",
                     ended(row), row.preferred or "", shorten(row.note, 40)])

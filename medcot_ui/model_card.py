@@ -16,6 +16,7 @@ from typing import Any
 from medcot_ui.config import RunConfig
 from medcot_ui.models import is_demo
 from medcot_ui.store import Comparison, Metric, Run, get_run, read_session, run_metrics
+from medcot_ui.units import duration
 
 SECTIONS = ("Model details", "Training data", "Training procedure", "Results", "Base vs tuned examples",
             "Hardware and duration", "Software versions", "Intended use", "Limitations", "How to use", "Licence",
@@ -212,14 +213,6 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "not measured" if value is None else f"{value:.{digits}f}"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else (f"{minutes} min {secs} s" if minutes else f"{secs} s")
-
-
 def _quote(text: str) -> str:
     text = (text or "").strip() or "(empty)"
     if len(text) > EXAMPLE_CHARS:
@@ -347,8 +340,8 @@ def build_card(inputs: CardInputs) -> Any:
         "Base vs tuned examples": _examples_section(inputs),
         "Hardware and duration": "\n".join([
             f"- Device: {run.device or 'not recorded'}",
-            f"- Training time (last attempt): {_duration(seconds)}; wall clock from start to finish: "
-            f"{_duration(wall)}; attempts: {run.attempt or 1}",
+            f"- Training time (last attempt): {duration(seconds, missing='unknown')}; wall clock from start to finish: "
+            f"{duration(wall, missing='unknown')}; attempts: {run.attempt or 1}",
             f"- Mean throughput: {_fmt(inputs.summary.get('mean_tokens_per_s'), 1)} tokens/s"
             + (f"; peak GPU memory {inputs.summary['peak_gpu_mem_gb']:.1f} GB"
                if inputs.summary.get("peak_gpu_mem_gb") else ""),

@@ -3,13 +3,13 @@ of its publishes, and status lines for each outcome."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from medcot_ui import gguf, publish
 from medcot_ui.hub import HubError, Identity
 from medcot_ui.publish import KIND_LABELS, KINDS, Outcome, publishable_runs, publishes_for_run
 from medcot_ui.store import Run
+from medcot_ui.units import when
 
 HISTORY_HEADERS = ["#", "when", "what", "where", "status", "account", "commit", "details"]
 # The first words of a failure, by HubError kind: what the user needs to know at a glance.
@@ -61,10 +61,6 @@ def run_summary(run: Run) -> str:
     return f"**Run {run.id}** · {run.name or 'unnamed'} · {run.status} · {steps} steps · {final} · base `{base}`"
 
 
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
-
-
 def history_table(run_id: int | None) -> list[list[Any]]:
     """One row per export or publish of the run, newest first."""
     if run_id is None:
@@ -73,7 +69,7 @@ def history_table(run_id: int | None) -> list[list[Any]]:
     for p in publishes_for_run(int(run_id)):
         where = p.url or p.target if p.destination == "hub" else f"local: {p.target}"
         details = p.error or (("private" if p.private else "public") if p.destination == "hub" else "")
-        rows.append([p.id, _when(p.created_at), p.kind, where, p.status, p.account or "",
+        rows.append([p.id, when(p.created_at, missing=""), p.kind, where, p.status, p.account or "",
                      (p.commit_id or "")[:12], details])
     return rows
 

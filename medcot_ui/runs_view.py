@@ -24,7 +24,7 @@ from sqlmodel import select
 from medcot_ui.redact import scrub
 from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
                              read_session)
-from medcot_ui.units import human_size
+from medcot_ui.units import duration, human_size, when
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
 # Fixed shares of the table's width: long Hub names wrap in their own column instead of pushing the rest aside.
@@ -38,22 +38,6 @@ ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
 
 
 # ---- formatting -----------------------------------------------------------------------------------------
-
-def when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 
 def _config_summary(config_json: str) -> tuple[str, str]:
     """(model, dataset) as the table shows them."""

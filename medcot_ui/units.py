@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
+
+def when(ts: float | None, seconds: bool = False, missing: str = "-") -> str:
+    """A Unix time as local 'YYYY-MM-DD HH:MM' (':SS' with ``seconds``); ``missing`` when there is none."""
+    return time.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""), time.localtime(ts)) if ts else missing
+
+
+def duration(seconds: float | None, missing: str = "-") -> str:
+    """'42 s', '3 min 07 s', '2 h 05 min'; ``missing`` when unknown."""
+    if seconds is None or seconds < 0:
+        return missing
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
 
 def shorten(text: str | None, n: int = 80) -> str:
     """One line of at most ``n`` characters (whitespace collapsed, an ellipsis where it was cut)."""

@@ -17,6 +17,7 @@ from medcot_ui.context import AppContext
 from medcot_ui.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
+from medcot_ui.units import duration
 
 POLL_SECONDS = 1.0
 EMPTY_HEADER = ("Select a run in the table to see its charts, progress, log and files. No runs yet? Launch one "
@@ -78,7 +79,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     with gr.Accordion("Files on disk", open=False):
         ui["artifacts"] = gr.Markdown(elem_id="run-artifacts")
     with gr.Accordion("Recently deleted runs", open=False, elem_id="runs-deleted") as ui["deleted_box"]:
-        gr.Markdown(f"Deleted runs stay restorable for {runs_view.duration(ctx.settings.undo_seconds)}; "
+        gr.Markdown(f"Deleted runs stay restorable for {duration(ctx.settings.undo_seconds)}; "
                     "after that the worker removes their files for good.")
         with gr.Row():
             ui["deleted_list"] = gr.Dropdown(choices=[], label="Deleted run", scale=4, elem_id="runs-deleted-list")
