@@ -42,23 +42,27 @@ def enqueue(config: RunConfig, dataset_fingerprint: str | None = None) -> Run:
     return run
 
 
+# What claiming does to a run, whichever way it is picked (the oldest queued one, or one given by id).
+_CLAIM_SET = ("UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
+              "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
+              "finished_at = NULL, error = NULL ")
+
+
+def _claim_params(worker_id: str, lease_seconds: float | None) -> dict[str, Any]:
+    now = time.time()
+    lease = lease_seconds if lease_seconds is not None else get_settings().lease_seconds
+    return {"worker": worker_id, "lease": now + lease, "now": now}
+
+
 def claim(worker_id: str, lease_seconds: float | None = None) -> int | None:
     """Atomically take the oldest queued run for ``worker_id``; returns its id, or None when the queue is empty."""
-    lease = lease_seconds if lease_seconds is not None else get_settings().lease_seconds
-    now = time.time()
-    engine = get_engine()
     # SKIP LOCKED lets PostgreSQL workers pass over a row another worker is claiming; SQLite serialises
     # writers with BEGIN IMMEDIATE instead.
-    lock = " FOR UPDATE SKIP LOCKED" if engine.dialect.name == "postgresql" else ""
-    sql = text(
-        "UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
-        "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
-        "finished_at = NULL, error = NULL "
-        "WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND deleted_at IS NULL "
-        f"ORDER BY id LIMIT 1{lock}) "
-        "AND status = 'queued' AND deleted_at IS NULL RETURNING id")
+    lock = " FOR UPDATE SKIP LOCKED" if get_engine().dialect.name == "postgresql" else ""
+    sql = text(_CLAIM_SET + "WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND deleted_at IS NULL "
+               f"ORDER BY id LIMIT 1{lock}) AND status = 'queued' AND deleted_at IS NULL RETURNING id")
     with write_session() as s:
-        row = s.connection().execute(sql, {"worker": worker_id, "lease": now + lease, "now": now}).first()
+        row = s.connection().execute(sql, _claim_params(worker_id, lease_seconds)).first()
         if row is None:
             return None
         s.add(RunEvent(run_id=row[0], message=f"claimed by worker {worker_id}"))
@@ -67,17 +71,13 @@ def claim(worker_id: str, lease_seconds: float | None = None) -> int | None:
 
 def claim_specific(run_id: int, worker_id: str, lease_seconds: float | None = None) -> None:
     """Claim one given queued run (direct CLI training); raises QueueError when someone else has it."""
-    lease = lease_seconds if lease_seconds is not None else get_settings().lease_seconds
-    now = time.time()
     with write_session() as s:
-        res = s.connection().execute(
-            text("UPDATE runs SET status = 'running', worker_id = :worker, attempt = attempt + 1, "
-                 "lease_expires_at = :lease, heartbeat_at = :now, started_at = COALESCE(started_at, :now) "
-                 "WHERE id = :id AND status = 'queued' AND deleted_at IS NULL"),
-            {"worker": worker_id, "lease": now + lease, "now": now, "id": run_id})
+        res = s.connection().execute(text(_CLAIM_SET + "WHERE id = :id AND status = 'queued' AND deleted_at IS NULL"),
+                                     {**_claim_params(worker_id, lease_seconds), "id": run_id})
         if res.rowcount != 1:
             _existing(s, run_id)  # says so when it does not exist or was deleted
             raise QueueError(f"run {run_id} is not queued; it cannot be claimed")
+        s.add(RunEvent(run_id=run_id, message=f"claimed by worker {worker_id}"))
 
 
 def renew_lease(run_id: int, worker_id: str, pid: int | None = None, lease_seconds: float | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""One training process: ``python -m jobs.train RUN_ID`` (started by the worker) or ``--config FILE`` (direct).
+"""One training process: ``python -m jobs.train RUN_ID``, started by the worker (``medcot train`` uses train_direct).
 
 Loads the model (Unsloth or transformers + PEFT), the data through the same code the Dataset tab previews,
 runs TRL's SFTTrainer with :class:`jobs.callbacks.StudioCallback`, and records the outcome on the run row.
@@ -19,7 +19,7 @@ from typing import Any
 
 from medcot_ui.config import ConfigError, RunConfig
 from medcot_ui.data import DataError, Prepared, prepare
-from medcot_ui.models import LoadedModel, ModelLoadError, installed_versions, load_for_training
+from medcot_ui.models import LoadedModel, ModelLoadError, installed_versions, load_for_training, torch_dtype
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.store import ADAPTER_FOLDER, Run, RunStatus, add_event, get_run, run_metrics, write_session
 from medcot_ui.tracking import tracking_problems
@@ -58,8 +58,8 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
 
     t = config.training
     cuda = torch.cuda.is_available()
-    bf16 = cuda and (t.precision == "bf16" or (t.precision == "auto" and torch.cuda.is_bf16_supported()))
-    fp16 = cuda and not bf16 and t.precision in {"auto", "fp16"}
+    dtype = torch_dtype(t.precision)  # the same choice the model was loaded with
+    bf16, fp16 = dtype is torch.bfloat16, dtype is torch.float16
     evaluate = t.eval_steps > 0 and bool(prepared.eval_texts)
     if config.tracking.report_to == "wandb":
         os.environ["WANDB_PROJECT"] = config.tracking.wandb_project  # the run's own setting wins
@@ -195,16 +195,10 @@ def train_direct(config: RunConfig) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
-    parser.add_argument("run_id", nargs="?", type=int, help="a run already claimed by a worker")
-    parser.add_argument("--config", help="train this YAML/JSON config now, without the queue")
+    parser.add_argument("run_id", type=int, help="a run already claimed by a worker (`medcot train CONFIG` trains a "
+                                                 "config file directly)")
     args = parser.parse_args(argv)
     install_redaction()  # no token reaches train.log or the run's rows (errors, events)
-    if args.config:
-        run_id, status = train_direct(RunConfig.load(args.config))
-        print(f"run {run_id}: {status}")
-        return 0 if status == RunStatus.succeeded.value else 1
-    if args.run_id is None:
-        parser.error("give a RUN_ID or --config FILE")
     worker_id = os.environ.get("MEDCOT_WORKER_ID", f"cli-{os.getpid()}")
     parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
     status = run_training(args.run_id, worker_id, parent)

@@ -25,16 +25,9 @@ from jobs.queue import LeaseKeeper, claim, finish, purge_deleted, reap_expired
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import RunStatus, add_event, dispose_engines, get_run
+from medcot_ui.textfiles import tail_lines
 
 CANCEL_GRACE_SECONDS = 120.0  # a step that never ends (hung kernel) still gets stopped after this
-
-
-def _log_tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(text[-lines:])
 
 
 class Worker:
@@ -66,7 +59,7 @@ class Worker:
     def serve(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
         """Loop until stopped; returns how many runs this worker trained."""
         done = 0
-        self.reap()
+        self._reap_quietly()  # a database that is briefly unavailable at start must not stop the worker
         while not self._stop.is_set() and (max_runs is None or done < max_runs):
             try:
                 if time.time() >= self._next_reap:
@@ -143,7 +136,7 @@ class Worker:
                 finish(run_id, RunStatus.interrupted, f"The training process was killed (signal {-rc}). "
                                                       "Resume to continue from the last checkpoint.")
             else:
-                tail = _log_tail(log_path)
+                tail = "\n".join(tail_lines(log_path, 8) or [])
                 finish(run_id, RunStatus.failed, f"The training process exited with code {rc}."
                        + (f" Last log lines:\n{tail}" if tail else ""))
         final = get_run(run_id)

@@ -23,7 +23,8 @@ from sqlmodel import select
 
 from medcot_ui.redact import scrub
 from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
-                             read_session)
+                             read_session, run_events)
+from medcot_ui.textfiles import tail_lines
 from medcot_ui.units import duration, human_size, when
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
@@ -288,18 +289,11 @@ def progress(run: Run, perf: Performance, now: float | None = None) -> Progress:
 
 def log_tail(run: Run, lines: int = LOG_TAIL_LINES) -> str:
     """The run's events, then the last lines of its train.log (secrets scrubbed)."""
-    with read_session() as s:
-        events = list(s.exec(select(RunEvent).where(RunEvent.run_id == run.id).order_by(RunEvent.id.desc())
-                             .limit(30)))
     out = ["# events"] + [f"{time.strftime('%H:%M:%S', time.localtime(e.ts))} {e.level:<7} {e.message}"
-                          for e in reversed(events)]
-    path = Path(run.output_dir) / "train.log" if run.output_dir else None
-    if path is not None and path.exists():
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            text = fh.read().decode("utf-8", errors="replace")
-        out += ["", f"# train.log (last {lines} lines)"] + text.splitlines()[-lines:]
+                          for e in run_events(run.id, limit=30)]
+    tail = tail_lines(Path(run.output_dir) / "train.log", lines) if run.output_dir else None
+    if tail is not None:
+        out += ["", f"# train.log (last {lines} lines)"] + tail
     else:
         out += ["", "# train.log: not written yet (the run has not started)"]
     return scrub("\n".join(out))
