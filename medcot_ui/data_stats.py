@@ -53,13 +53,12 @@ def _find_tokenizer(model_id: str) -> TokenizerChoice:
     from transformers import AutoTokenizer
 
     from medcot_ui.data import hub_reachable
-    from medcot_ui.models import ensure_demo_model, is_demo
+    from medcot_ui.models import resolve_model
 
-    if is_demo(model_id):
-        return TokenizerChoice(AutoTokenizer.from_pretrained(ensure_demo_model()), DEMO_MODEL_ID, "")
     try:
-        if Path(model_id).is_dir():
-            return TokenizerChoice(AutoTokenizer.from_pretrained(model_id), model_id, "")
+        local = resolve_model(model_id)  # the demo model's folder (built on first use), or the id as given
+        if Path(local).is_dir():
+            return TokenizerChoice(AutoTokenizer.from_pretrained(local), model_id, "")
         try:
             return TokenizerChoice(AutoTokenizer.from_pretrained(model_id, local_files_only=True), model_id, "")
         except OSError:

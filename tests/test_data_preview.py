@@ -8,7 +8,7 @@ import pytest
 
 from jobs.train import build_trainer
 from medcot_ui.data import prepare
-from medcot_ui.data_stats import histogram, tokenizer_for
+from medcot_ui.data_stats import _skeleton, histogram, tokenizer_for
 from medcot_ui.dataset_report import analyse
 from medcot_ui.models import load_for_training
 from medcot_ui.presets import quick_demo
@@ -64,6 +64,9 @@ def test_token_statistics_count_what_the_trainer_tokenises_and_the_rows_it_trunc
     stats, prepared, tok = report.stats, report.prepared, report.tokenizer.tokenizer
     totals = [len(tok(text)["input_ids"]) for text in prepared.texts]
     assert stats.counts["total"] == totals
+    # The parts are read off the full text's offsets (one tokenisation per row), not tokenised one by one: the
+    # fast path must be in use, or the comparison below would compare the slow path with itself.
+    assert _skeleton(report.format, tok) is not None
     for part in ("question", "reasoning", "answer"):  # read off the full text's offsets; equal to tokenising
         alone = [len(tok(getattr(r, part), add_special_tokens=False)["input_ids"]) for r in prepared.rows]
         assert all(abs(a - b) <= 1 for a, b in zip(stats.counts[part], alone)), part

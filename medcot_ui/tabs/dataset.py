@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from medcot_ui import dataset_report as dr
+from medcot_ui.columns import ROLES
 from medcot_ui.config import ConfigError, DataSettings, ModelSettings
 from medcot_ui.context import AppContext
 from medcot_ui.data import FILE_TYPES
@@ -141,7 +142,7 @@ def _analysis_outputs(report: dr.DatasetReport, key: str) -> list[Any]:
     d = report.data
     columns = report.columns or [d.question_column, d.reasoning_column, d.answer_column]
     dropdowns = [gr.Dropdown(choices=columns, value=getattr(d, f"{role}_column"))
-                 for role in ("question", "reasoning", "answer")]
+                 for role in ROLES]
     stats = report.stats if report.error is None else None
     if stats is not None:
         bars = dr.histogram_rows(stats)
