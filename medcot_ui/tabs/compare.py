@@ -36,6 +36,11 @@ def _run_choices(request: gr.Request | None) -> list[tuple[str, int]]:
     return [(r.label, r.id) for r in comparable_runs()]
 
 
+def _scope(run_id: int | None, only_run: bool) -> int | None:
+    """Which run's comparisons to list or export: the selected one when asked to, else all (None)."""
+    return run_id_of(run_id) if only_run and run_id is not None else None
+
+
 def _saved(request: gr.Request | None, run_id: int | None) -> list[list[Any]]:
     """The saved-comparisons list for callers who may see stored work (empty for the others)."""
     return comparisons.table(run_id) if may(request, "view_runs") else []
@@ -168,7 +173,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             return
         saved = comparisons.record(last, reference)
         yield (_status(last, saved.id), gr.skip(), gr.skip(), saved.id,
-               _saved(request, run_id_of(run_id) if only_run else None))
+               _saved(request, _scope(run_id, only_run)))
 
     def stop(request: gr.Request) -> str:
         guard(request, "compare")
@@ -183,7 +188,7 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
             raise gr.Error(str(exc)) from None
         said = f"**{label}**" if row.preferred else "no preference"
         return (f"Saved {said} for comparison #{row.id}.",
-                _saved(request, run_id_of(run_id) if only_run and run_id is not None else None))
+                _saved(request, _scope(run_id, only_run)))
 
     def show_saved(table: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
         if not may(request, "view_runs"):
@@ -202,11 +207,11 @@ def _bind(ctx: AppContext, ui: dict[str, Any]) -> None:
                 row.note or "", f"Showing saved comparison #{row.id} (run {row.run_id}).")
 
     def saved_table(run_id: int | None, only_run: bool, request: gr.Request) -> list[list[Any]]:
-        return _saved(request, run_id_of(run_id) if only_run and run_id is not None else None)
+        return _saved(request, _scope(run_id, only_run))
 
     def download(kind: str, run_id: int | None, only_run: bool, request: gr.Request) -> str:
         guard(request, "view_runs")  # a bulk read of everything compared
-        scope = run_id_of(run_id) if only_run and run_id is not None else None
+        scope = _scope(run_id, only_run)
         path = comparisons.export_jsonl(scope) if kind == "jsonl" else comparisons.export_csv(scope)
         return str(path)
 
