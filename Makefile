@@ -32,7 +32,7 @@ browser:
 	./scripts/install-browser.sh
 
 run: install
-	$(PY) -m medcot_ui.cli build-demo-model
+	$(PY) -m medcot build-demo-model
 	$(PY) app.py
 
 test: install-dev

@@ -13,12 +13,12 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from jobs import recovery
-from medcot_ui import hosting
-from medcot_ui.publish import reap_interrupted as fail_interrupted_publishes
-from medcot_ui.context import AppContext
-from medcot_ui.models import ensure_demo_model
-from medcot_ui.redact import install as install_redaction
-from medcot_ui.settings import PROJECT_DIR, get_settings
+from medcot_ui.hosting import serving as hosting
+from medcot_ui.publish.export import reap_interrupted as fail_interrupted_publishes
+from medcot_ui.hosting.context import AppContext
+from medcot_ui.training.models import ensure_demo_model
+from medcot_ui.hosting.redact import install as install_redaction
+from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import get_engine
 from medcot_ui.tabs import compare, dataset, publish, runs, train
 from medcot_ui.tabs.guard import HostingGate

@@ -4,7 +4,7 @@ On a random-initialised model of DeepSeek-R1-Distill-Llama-8B's exact shape (``b
 speed, latency and memory do not depend on the weight values) with a rank-16 LoRA adapter on all seven projections
 (the recipe's), for bf16 and bitsandbytes 4-bit weights, in one process:
 
-* engine: the Compare engine (``medcot_ui.chat``) as the tab runs it: one batched generate, row 0 base and row 1
+* engine: the Compare engine (``medcot_ui.compare.engine``) as the tab runs it: one batched generate, row 0 base and row 1
   with the adapter (PEFT mixed-adapter batch), streamed into two panes; eager and with the compiled decode step;
 * plain: ``AutoModelForCausalLM.generate`` of the base model for one stream, eager and (bf16) compiled.
 
@@ -46,7 +46,7 @@ def make_adapter(model_dir: Path, out: Path) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medcot_ui.config import LORA_TARGETS
+    from medcot_ui.training.config import LORA_TARGETS
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": 0})
     torch.manual_seed(3407)
@@ -64,7 +64,7 @@ def finished_run(model_dir: Path, adapter: Path, four_bit: bool) -> int:
     import shutil
 
     from jobs.queue import claim_specific, enqueue, finish
-    from medcot_ui.presets import recipe
+    from medcot_ui.training.presets import recipe
     from medcot_ui.store import RunStatus
 
     config = recipe().with_overrides({"name": f"bench-{'4bit' if four_bit else 'bf16'}",
@@ -142,7 +142,7 @@ def plain_generate(model: Any, tokenizer: Any, prompt: str, tokens: int, static:
 
 
 def engine_compare(engine: Any, run_id: int, tokens: int) -> dict[str, Any]:
-    from medcot_ui.chat import GenerationSettings
+    from medcot_ui.compare.engine import GenerationSettings
 
     final = None
     seen_both_streaming = False
@@ -176,9 +176,9 @@ def bench_mode(mode: str, model_dir: Path, adapter: Path, tokens: int, repeats: 
     """One base model load per mode: plain generate first (before any adapter), then the engine on the same weights."""
     import torch
 
-    from medcot_ui.chat import CompareEngine
-    from medcot_ui.config import RunConfig
-    from medcot_ui.prompts import PromptFormat
+    from medcot_ui.compare.engine import CompareEngine
+    from medcot_ui.training.config import RunConfig
+    from medcot_ui.training.prompts import PromptFormat
     from medcot_ui.store import get_run
 
     four_bit = mode == "4bit"

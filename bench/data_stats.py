@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medcot_ui.config import DataSettings  # noqa: E402
-from medcot_ui.settings import DEMO_DATA_FILE  # noqa: E402
+from medcot_ui.training.config import DataSettings  # noqa: E402
+from medcot_ui.hosting.settings import DEMO_DATA_FILE  # noqa: E402
 
 
 def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
@@ -54,8 +54,8 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="medcot-bench-"))
     os.environ.setdefault("MEDCOT_HOME", str(home))
-    from medcot_ui.data_stats import tokenizer_for
-    from medcot_ui.dataset_report import analyse
+    from medcot_ui.data.stats import tokenizer_for
+    from medcot_ui.data.report import analyse
 
     path = home / "rows.jsonl"
     with open(path, "w", encoding="utf-8") as fh:

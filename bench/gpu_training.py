@@ -61,14 +61,14 @@ def run_ref(work: Path, max_steps: int, flags: str = "") -> dict:
 def run_app(work: Path, max_steps: int, preset: str, arm: str) -> dict:
     home = work / f"home-{arm}"
     env = dict(os.environ, MEDCOT_HOME=str(home), PYTHONUNBUFFERED="1")
-    from medcot_ui.presets import PRESETS
+    from medcot_ui.training.presets import PRESETS
 
     config = PRESETS[preset]().with_overrides({
         "model.base_model": str(work / "model"), "data.source": "file", "data.file_path": str(work / "rows.jsonl"),
         "data.split": "train", "training.max_steps": max_steps, "name": f"bench-{arm}"})
     cfg = work / f"{arm}.yaml"
     cfg.write_text(config.to_yaml())
-    subprocess.run([sys.executable, "-m", "medcot_ui.cli", "enqueue", str(cfg)], check=True, env=env, cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "medcot", "enqueue", str(cfg)], check=True, env=env, cwd=ROOT,
                    capture_output=True)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "jobs.worker", "--max-runs", "1", "--exit-when-idle"], env=env, cwd=ROOT,

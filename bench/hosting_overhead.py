@@ -50,10 +50,10 @@ def main() -> None:
                       MEDCOT_ALLOWED_USERS="alice,bob,carol", MEDCOT_ALLOWED_ORGS="medlab")
 
     from jobs.queue import enqueue
-    from medcot_ui.access import caller_from_oauth, check
-    from medcot_ui.presets import quick_demo
-    from medcot_ui.redact import RedactingFilter, install, scrub
-    from medcot_ui.settings import get_settings
+    from medcot_ui.hosting.access import caller_from_oauth, check
+    from medcot_ui.training.presets import quick_demo
+    from medcot_ui.hosting.redact import RedactingFilter, install, scrub
+    from medcot_ui.hosting.settings import get_settings
 
     enqueue(quick_demo())
     settings = get_settings()

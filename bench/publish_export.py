@@ -32,8 +32,8 @@ def _size(path: Path) -> str:
 
 def demo_rows(home: Path) -> list[tuple[str, str, float, str]]:
     from jobs.train import train_direct
-    from medcot_ui import publish
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.publish import export as publish
+    from medcot_ui.training.presets import quick_demo
 
     run_id, status = train_direct(quick_demo())
     assert status == "succeeded", status
@@ -60,8 +60,8 @@ def sized_rows(work: Path, shape: dict, report) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from medcot_ui import gguf
-    from medcot_ui.models import build_tokenizer
+    from medcot_ui.publish import gguf
+    from medcot_ui.training.models import build_tokenizer
 
     tokenizer = build_tokenizer()
     config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -89,7 +89,7 @@ def sized_rows(work: Path, shape: dict, report) -> None:
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
     started = time.perf_counter()  # what the Publish tab runs: the merge child process, load to save
-    dtype = subprocess.run([sys.executable, "-m", "medcot_ui.merge", str(adapter_dir), str(work / "merged")],
+    dtype = subprocess.run([sys.executable, "-m", "medcot_ui.publish.merge", str(adapter_dir), str(work / "merged")],
                            check=True, capture_output=True, text=True, cwd=ROOT).stdout.split()[-1]
     report(label, f"merge (child process, PEFT, {dtype})", time.perf_counter() - started, _size(work / "merged"))
     shutil.rmtree(base_dir)  # keep the disk for the GGUF files
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--no-demo", action="store_true", help="skip the demo run (needs the full app install)")
     parser.add_argument("--work", type=Path, help="where to write the models (default: a temp folder)")
     args = parser.parse_args()
-    from medcot_ui.models import device_description
+    from medcot_ui.training.models import device_description
 
     print(f"publish export steps on {device_description()}", flush=True)
     print(f"| {'model':<16} | {'step':<38} | {'seconds':>8} | {'output':>14} |")

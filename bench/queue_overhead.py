@@ -33,15 +33,15 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="medcot-bench-"))
     env = dict(os.environ, MEDCOT_HOME=str(home), MEDCOT_POLL_SECONDS="1.0", PYTHONUNBUFFERED="1")
     os.environ.update(MEDCOT_HOME=str(home))
-    from medcot_ui.models import ensure_demo_model
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.models import ensure_demo_model
+    from medcot_ui.training.presets import quick_demo
     from medcot_ui.store import get_run, read_session, Metric
     from sqlmodel import select
 
     ensure_demo_model()
     cfg = home / "demo.yaml"
     cfg.write_text(quick_demo().with_overrides({"training.max_steps": args.steps}).to_yaml())
-    cli = [sys.executable, "-m", "medcot_ui.cli"]
+    cli = [sys.executable, "-m", "medcot"]
     worker = subprocess.Popen([sys.executable, "-m", "jobs.worker"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(8)  # let the worker finish importing, as an app's worker would have long ago

@@ -24,7 +24,7 @@ def populate(runs: int, metrics: int) -> tuple[int, int]:
     """Fill the store; returns (a typical run id, the longest run id)."""
     from sqlalchemy import text
 
-    from medcot_ui.presets import PRESETS
+    from medcot_ui.training.presets import PRESETS
     from medcot_ui.store import get_engine
 
     rng = random.Random(0)
@@ -88,7 +88,7 @@ def main() -> None:
     os.environ["MEDCOT_HOME"] = str(home)
     os.environ.pop("MEDCOT_DATABASE_URL", None)
 
-    from medcot_ui import runs_view
+    from medcot_ui.runs import view as runs_view
     from medcot_ui.store import Metric, Run, read_session
 
     t0 = time.perf_counter()

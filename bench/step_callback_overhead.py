@@ -31,7 +31,7 @@ def time_steps(steps: int, logging_steps: int) -> float:
     """Seconds per step spent in the callback for one run of ``steps`` steps."""
     from jobs.callbacks import StudioCallback
     from jobs.queue import claim, enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     run_id = enqueue(quick_demo()).id
     worker = "bench-worker"
@@ -53,7 +53,7 @@ def time_steps(steps: int, logging_steps: int) -> float:
 
 
 def poll_like_the_runs_tab(stop: threading.Event) -> None:
-    from medcot_ui import runs_view
+    from medcot_ui.runs import view as runs_view
 
     while not stop.is_set():
         runs_view.table_signature()

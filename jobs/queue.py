@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import delete, select
 
-from medcot_ui.config import RunConfig
-from medcot_ui.settings import get_settings
+from medcot_ui.training.config import RunConfig
+from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import (RESUMABLE, Comparison, Metric, Publish, Run, RunEvent, RunStatus, get_engine,
                              write_session)
 

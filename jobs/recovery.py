@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from jobs.queue import QueueError, reap_expired, resume
-from medcot_ui.settings import get_settings
+from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import Run, RunEvent, RunStatus, add_event, get_run, live_runs, read_session
 
 STATE_FILE = "app-state.json"

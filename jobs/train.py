@@ -17,12 +17,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.config import ConfigError, RunConfig
-from medcot_ui.data import DataError, Prepared, prepare
-from medcot_ui.models import LoadedModel, ModelLoadError, installed_versions, load_for_training, torch_dtype
-from medcot_ui.redact import install as install_redaction
+from medcot_ui.training.config import ConfigError, RunConfig
+from medcot_ui.data.load import DataError, Prepared, prepare
+from medcot_ui.training.models import LoadedModel, ModelLoadError, installed_versions, load_for_training, torch_dtype
+from medcot_ui.hosting.redact import install as install_redaction
 from medcot_ui.store import ADAPTER_FOLDER, Run, RunStatus, add_event, get_run, run_metrics, write_session
-from medcot_ui.tracking import tracking_problems
+from medcot_ui.training.tracking import tracking_problems
 
 OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise 'Gradient accumulation' to keep "
               "the same tokens per step) or lower 'Max sequence length', or turn on 4-bit loading.")

@@ -22,8 +22,8 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from jobs.queue import LeaseKeeper, claim, finish, purge_deleted, reap_expired
-from medcot_ui.redact import install as install_redaction
-from medcot_ui.settings import PROJECT_DIR, get_settings
+from medcot_ui.hosting.redact import install as install_redaction
+from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import RunStatus, add_event, dispose_engines, get_run
 from medcot_ui.textfiles import tail_lines
 

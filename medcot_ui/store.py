@@ -20,7 +20,7 @@ from sqlalchemy import Column, Index, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from medcot_ui.settings import database_url
+from medcot_ui.hosting.settings import database_url
 
 
 class RunStatus(str, Enum):

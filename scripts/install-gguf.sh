@@ -3,7 +3,7 @@
 #   - llama-cpp-python is built from source (PyPI has no Linux wheel): about 7.3 CPU-minutes (13 min wall on a
 #     busy shared 2-core machine, ~4 min on 2 idle cores). Skipped when the pinned version is already installed.
 #   - llama.cpp's convert_hf_to_gguf.py (+ its conversion/ and gguf-py/ packages) is not installed by pip: it is
-#     copied from the same source package into <venv>/share/llama.cpp, where medcot_ui/gguf.py looks for it.
+#     copied from the same source package into <venv>/share/llama.cpp, where medcot_ui/publish/gguf.py looks for it.
 # Usage: scripts/install-gguf.sh [python]   (default: .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -56,7 +56,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def built_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model, built once per test session (each test's data dir gets a copy)."""
-    from medcot_ui.models import build_demo_model
+    from medcot_ui.training.models import build_demo_model
 
     return build_demo_model(tmp_path_factory.mktemp("demo-model") / "demo-tiny-llama")
 
@@ -93,8 +93,8 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def cli(*args: str, check: bool = True, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m medcot_ui.cli ARGS`` as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "medcot_ui.cli", *args], cwd=ROOT, env=child_env(**env),
+    """Run ``python -m medcot ARGS`` as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "medcot", *args], cwd=ROOT, env=child_env(**env),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"medcot {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -145,7 +145,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def demo_config_file(path: Path, **overrides: Any) -> Path:
     """Write the Quick demo preset (with dotted overrides) as YAML and return its path."""
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     config = quick_demo().with_overrides(overrides) if overrides else quick_demo()
     path.write_text(config.to_yaml(), encoding="utf-8")
@@ -161,7 +161,7 @@ CONTRAST_DEMO = {"training.max_steps": 6, "training.save_steps": 6, "training.le
 def train_demo_run(**overrides: Any) -> int:
     """Train the Quick demo preset in this process (into MEDCOT_HOME) and return the finished run's id."""
     from jobs.train import train_direct
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     run_id, status = train_direct(quick_demo().with_overrides({**CONTRAST_DEMO, **overrides}))
     assert status == "succeeded", f"demo run {run_id} ended {status}"
@@ -236,7 +236,7 @@ def trained_demo_home(tmp_path_factory: pytest.TempPathFactory, built_demo_model
     Read-only for tests: use ``demo_run``, which copies it into the test's own ``home``.
     """
     from jobs.train import train_direct
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
     from medcot_ui.store import dispose_engines
 
     with pytest.MonkeyPatch.context() as mp:

@@ -13,10 +13,10 @@ import pytest
 from starlette.requests import Request
 
 from conftest import fake_hf_token
-from medcot_ui import hosting
-from medcot_ui.access import (ACTIONS, MUTATING_ACTIONS, VIEW_ACTIONS, AccessDenied, Caller, action_for_endpoint,
+from medcot_ui.hosting import serving as hosting
+from medcot_ui.hosting.access import (ACTIONS, MUTATING_ACTIONS, VIEW_ACTIONS, AccessDenied, Caller, action_for_endpoint,
                               allowed, caller_from_oauth, check, parse_users, password_auth, publish_token)
-from medcot_ui.settings import get_settings, storage_is_persistent
+from medcot_ui.hosting.settings import get_settings, storage_is_persistent
 from medcot_ui.tabs.guard import caller_of, guard
 
 HOSTING_ENV = ("MEDCOT_AUTH_MODE", "MEDCOT_ALLOWED_USERS", "MEDCOT_ALLOWED_ORGS", "MEDCOT_PUBLIC_CHAT", "SPACE_ID",

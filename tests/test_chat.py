@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import train_demo_run, use_home
-from medcot_ui.chat import (CompareEngine, CompareError, GenerationSettings, GpuMemory, Pane, comparable_run,
+from medcot_ui.compare.engine import (CompareEngine, CompareError, GenerationSettings, GpuMemory, Pane, comparable_run,
                             held_out_rows, pane_messages)
 
 GiB = 2**30
@@ -82,8 +82,8 @@ def test_tuned_pane_equals_peft_model_and_base_pane_equals_the_base_model(demo: 
 
 
 def test_the_prompt_is_the_runs_own_inference_prompt(demo: Any) -> None:
-    from medcot_ui.models import load_tokenizer
-    from medcot_ui.prompts import PromptFormat
+    from medcot_ui.training.models import load_tokenizer
+    from medcot_ui.training.prompts import PromptFormat
 
     run, config, _ = comparable_run(demo.run_id)
     final = _drain(demo.engine.compare(demo.run_id, "Chest pain at rest?", GenerationSettings(max_new_tokens=2,
@@ -125,7 +125,7 @@ def test_a_second_runs_adapter_swaps_in_without_reloading_the_base(demo: Any) ->
     from safetensors.torch import load_file, save_file
 
     from jobs.queue import finish, enqueue
-    from medcot_ui.config import RunConfig
+    from medcot_ui.training.config import RunConfig
     from medcot_ui.store import RunStatus, write_session, Run
 
     run1, config, adapter1 = comparable_run(demo.run_id)
@@ -200,8 +200,8 @@ def test_a_completion_without_any_think_block_is_all_answer() -> None:
 
 
 def test_think_token_count_and_seconds_come_from_the_token_that_closed_it(demo: Any) -> None:
-    from medcot_ui.chat import _refresh_text
-    from medcot_ui.models import load_tokenizer
+    from medcot_ui.compare.engine import _refresh_text
+    from medcot_ui.training.models import load_tokenizer
 
     tokenizer = load_tokenizer("demo:tiny-llama")
     pane = Pane("Tuned")
@@ -227,7 +227,7 @@ def test_bad_input_is_refused_with_the_field_named(demo: Any) -> None:
 
 def test_a_run_that_is_not_finished_cannot_be_compared(demo: Any) -> None:
     from jobs.queue import enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     queued = enqueue(quick_demo())
     with pytest.raises(CompareError, match=f"run {queued.id} is queued"):
@@ -254,7 +254,7 @@ def test_comparisons_take_turns_and_a_full_waiting_line_is_refused(demo: Any) ->
 def gpu_training_run(demo: Any) -> Any:
     """A real queued-then-claimed run row, recorded as training on a GPU (the worker writes device like this)."""
     from jobs.queue import claim_specific, enqueue, finish
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
     from medcot_ui.store import Run, RunStatus, write_session
 
     run = enqueue(quick_demo())
@@ -289,8 +289,8 @@ def test_when_memory_never_frees_it_refuses_with_an_explanation_instead_of_riski
 
 
 def test_held_out_questions_are_the_runs_own_eval_rows(demo: Any) -> None:
-    from medcot_ui.data import prepare
-    from medcot_ui.models import load_tokenizer
+    from medcot_ui.data.load import prepare
+    from medcot_ui.training.models import load_tokenizer
 
     run, config, _ = comparable_run(demo.run_id)
     prepared = prepare(config.data, load_tokenizer(config.model.base_model))
@@ -327,7 +327,7 @@ def test_the_static_cache_decode_path_gives_the_same_greedy_answers_as_the_eager
 ])
 def test_a_qlora_runs_base_is_served_in_16_bit_only_when_the_gpu_has_room(
         demo: Any, free_gib: float, training: bool, four_bit_run: bool, expected: bool) -> None:
-    from medcot_ui.config import RunConfig
+    from medcot_ui.training.config import RunConfig
 
     run, config, _ = comparable_run(demo.run_id)
     config = RunConfig.from_json(run.config_json).with_overrides({"model.load_in_4bit": four_bit_run})

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 @pytest.fixture
 def engines() -> Any:
     """Engines made by a test, unloaded afterwards even when it fails (their compiled graphs hold GPU memory)."""
-    from medcot_ui.chat import CompareEngine
+    from medcot_ui.compare.engine import CompareEngine
 
     made: list[Any] = []
 
@@ -90,7 +90,7 @@ def test_both_panes_stream_on_the_gpu_with_the_adapter_on_in_the_tuned_pane_only
         pytest.importorskip("bitsandbytes")
     from compare_gpu import QUESTION
 
-    from medcot_ui.chat import GenerationSettings
+    from medcot_ui.compare.engine import GenerationSettings
 
     model_dir, adapter = random_8b
     run_id = _finished_run(model_dir, adapter, four_bit)
@@ -117,7 +117,7 @@ def test_a_second_runs_adapter_is_applied_after_the_decode_step_was_compiled_for
     from compare_gpu import QUESTION
     from safetensors.torch import load_file, save_file
 
-    from medcot_ui.chat import GenerationSettings
+    from medcot_ui.compare.engine import GenerationSettings
 
     model_dir, adapter = random_8b
     negated = tmp_path / "negated"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from medcot_ui import comparisons
-from medcot_ui.chat import CompareUpdate, GenerationSettings, Pane
+from medcot_ui.compare import stored as comparisons
+from medcot_ui.compare.engine import CompareUpdate, GenerationSettings, Pane
 
 
 def _pane(label: str, text: str, tokens: int, finish: str = "eos") -> Pane:
@@ -22,7 +22,7 @@ def _pane(label: str, text: str, tokens: int, finish: str = "eos") -> Pane:
 @pytest.fixture
 def run_id(home: Path) -> int:
     from jobs.queue import enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     return enqueue(quick_demo()).id
 
@@ -50,7 +50,7 @@ def test_a_comparison_is_stored_with_both_outputs_split_into_reasoning_and_answe
 
 def test_comparisons_are_listed_newest_first_and_by_run(run_id: int) -> None:
     from jobs.queue import enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     other = enqueue(quick_demo()).id
     first = comparisons.record(_update(run_id, "first"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from medcot_ui.config import ConfigError, RunConfig, field_paths, parse_config
-from medcot_ui.presets import PRESETS
+from medcot_ui.training.config import ConfigError, RunConfig, field_paths, parse_config
+from medcot_ui.training.presets import PRESETS
 
 
 def test_the_defaults_are_the_reference_recipe() -> None:

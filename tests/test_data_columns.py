@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from medcot_ui.columns import detect_mapping, split_conversation
-from medcot_ui.config import DataSettings
-from medcot_ui.data import DataError, load, map_rows
-from medcot_ui.dataset_report import apply_detected_mapping
+from medcot_ui.data.columns import detect_mapping, split_conversation
+from medcot_ui.training.config import DataSettings
+from medcot_ui.data.load import DataError, load, map_rows
+from medcot_ui.data.report import apply_detected_mapping
 
 
 @pytest.mark.parametrize("columns,expected", [

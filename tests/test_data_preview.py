@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from jobs.train import build_trainer
-from medcot_ui.data import prepare
-from medcot_ui.data_stats import _skeleton, histogram, tokenizer_for
-from medcot_ui.dataset_report import analyse
-from medcot_ui.models import load_for_training
-from medcot_ui.presets import quick_demo
-from medcot_ui.preview import decode, preview_row
-from medcot_ui.settings import DEMO_MODEL_ID
+from medcot_ui.data.load import prepare
+from medcot_ui.data.stats import _skeleton, histogram, tokenizer_for
+from medcot_ui.data.report import analyse
+from medcot_ui.training.models import load_for_training
+from medcot_ui.training.presets import quick_demo
+from medcot_ui.data.preview import decode, preview_row
+from medcot_ui.hosting.settings import DEMO_MODEL_ID
 
 
 @pytest.mark.parametrize("template", ["recipe", "chat_template"])
@@ -98,8 +98,8 @@ def test_a_model_whose_tokenizer_is_not_here_is_counted_with_the_demo_tokenizer_
 
 
 def test_a_custom_template_is_validated_and_previewed_with_its_own_text(home: Path) -> None:
-    from medcot_ui.config import ConfigError
-    from medcot_ui.dataset_report import form_settings
+    from medcot_ui.training.config import ConfigError
+    from medcot_ui.data.report import form_settings
 
     base = {"source": "demo", "split": "train", "template": "custom"}
     with pytest.raises(ConfigError) as exc:

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, child_env, cli, demo_config_file
 
-from medcot_ui.config import DataSettings
-from medcot_ui.data import DataError, fingerprint, held_out_indices, prepare, read_file
-from medcot_ui.data_stats import tokenizer_for
+from medcot_ui.training.config import DataSettings
+from medcot_ui.data.load import DataError, fingerprint, held_out_indices, prepare, read_file
+from medcot_ui.data.stats import tokenizer_for
 from medcot_ui.store import get_run
 
 HUB_PROBE = """
 import json, time
-from medcot_ui.config import DataSettings
-from medcot_ui.dataset_report import analyse, status_markdown
+from medcot_ui.training.config import DataSettings
+from medcot_ui.data.report import analyse, status_markdown
 started = time.monotonic()
 report = analyse(DataSettings(), "demo:tiny-llama", 2048)
 print(json.dumps({"seconds": time.monotonic() - started, "unreachable": report.hub_unreachable,
@@ -109,7 +109,7 @@ def test_time_to_first_unreachable_answer_does_not_depend_on_dns(monkeypatch: py
     """A resolver that hangs (some offline networks) is cut off by the probe's own deadline."""
     import socket
 
-    from medcot_ui.data import hub_reachable
+    from medcot_ui.data.load import hub_reachable
 
     def hang(*_: object, **__: object) -> None:
         time.sleep(5)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from medcot_ui.config import DataSettings
+from medcot_ui.training.config import DataSettings
 from medcot_ui.data import load
-from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload
+from medcot_ui.data.uploads import UploadLimits, UploadRejected, accept_upload
 
 ROW = {"Question": "q?", "Complex_CoT": "because", "Response": "a."}
 
@@ -87,7 +87,7 @@ def test_empty_or_unsupported_uploads_are_rejected_and_nothing_is_left(home: Pat
 
 
 def test_only_files_stored_from_uploads_count_as_uploads(home: Path, tmp_path: Path) -> None:
-    from medcot_ui.uploads import is_stored_upload
+    from medcot_ui.data.uploads import is_stored_upload
 
     stored = accept_upload(incoming(tmp_path, "rows.jsonl", jsonl(2))).path
     assert is_stored_upload(stored) and is_stored_upload(str(stored))
@@ -109,8 +109,8 @@ def test_limits_come_from_the_environment_with_sensible_defaults(monkeypatch: py
 
 
 def test_on_a_shared_server_a_run_may_train_only_on_uploaded_files(home, tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    from medcot_ui.config import parse_config
-    from medcot_ui.uploads import data_file_problems
+    from medcot_ui.training.config import parse_config
+    from medcot_ui.data.uploads import data_file_problems
 
     elsewhere = tmp_path / "server-file.jsonl"
     elsewhere.write_text('{"Question": "q", "Complex_CoT": "c", "Response": "r"}\n')

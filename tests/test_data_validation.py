@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from medcot_ui.config import DataSettings
-from medcot_ui.data import DataError, duplicate_warning, load, map_rows, prepare, read_file
+from medcot_ui.training.config import DataSettings
+from medcot_ui.data.load import DataError, duplicate_warning, load, map_rows, prepare, read_file
 
 GOOD = {"Question": "What does an inferior STEMI look like?", "Complex_CoT": "Leads II, III and aVF look at the "
         "inferior wall.", "Response": "ST elevation in II, III and aVF."}
@@ -175,7 +175,7 @@ def test_duplicate_rows_are_a_warning_naming_both_rows(tmp_path: Path) -> None:
 
 
 def test_prepare_keeps_duplicates_and_carries_the_warning(tmp_path: Path, home: Path) -> None:
-    from medcot_ui.data_stats import tokenizer_for
+    from medcot_ui.data.stats import tokenizer_for
 
     path = write_jsonl(tmp_path / "rows.jsonl", [GOOD, GOOD, {**GOOD, "Question": "q"}])
     prepared = prepare(settings(path), tokenizer_for("demo:tiny-llama").tokenizer)

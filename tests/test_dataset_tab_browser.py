@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import start_app
 
-from medcot_ui.models import BOS, EOS
+from medcot_ui.training.models import BOS, EOS
 
 pytestmark = pytest.mark.browser
 

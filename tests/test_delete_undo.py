@@ -10,9 +10,12 @@ import pytest
 
 import jobs.queue as queue
 from conftest import cli, wait_for
-from medcot_ui import chat, comparisons, publish, runs_view
-from medcot_ui.presets import quick_demo
-from medcot_ui.settings import get_settings
+from medcot_ui.compare import engine as chat
+from medcot_ui.compare import stored as comparisons
+from medcot_ui.publish import export as publish
+from medcot_ui.runs import view as runs_view
+from medcot_ui.training.presets import quick_demo
+from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import Comparison, Run, get_run, list_runs, run_metrics, write_session
 
 

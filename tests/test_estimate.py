@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from medcot_ui import estimate
-from medcot_ui.config import RunConfig
-from medcot_ui.presets import quick_demo
+from medcot_ui.training import estimate
+from medcot_ui.training.config import RunConfig
+from medcot_ui.training.presets import quick_demo
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

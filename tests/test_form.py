@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from medcot_ui import form
-from medcot_ui.cli import _overrides
-from medcot_ui.config import ConfigError, RunConfig, field_paths
-from medcot_ui.presets import PRESETS
+from medcot_ui.training import form
+from medcot import _overrides
+from medcot_ui.training.config import ConfigError, RunConfig, field_paths
+from medcot_ui.training.presets import PRESETS
 
 
 def _changed_value(spec: form.FieldSpec) -> Any:
@@ -114,7 +114,7 @@ def test_the_cli_command_rebuilds_exactly_the_form_config():
 def test_the_train_tab_renders_one_widget_per_setting_and_the_runs_tab_exposes_its_contract(home):
     import gradio as gr
 
-    from medcot_ui.context import AppContext
+    from medcot_ui.hosting.context import AppContext
     from medcot_ui.tabs import runs, train
 
     with gr.Blocks():

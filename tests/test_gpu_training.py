@@ -34,7 +34,7 @@ def test_the_reference_recipe_trains_an_8b_shaped_model_in_4bit_through_the_queu
     if backend == "unsloth":
         pytest.importorskip("unsloth")
     pytest.importorskip("bitsandbytes")
-    from medcot_ui.presets import recipe
+    from medcot_ui.training.presets import recipe
 
     config = recipe().with_overrides({
         "model.base_model": str(random_8b / "model"), "model.backend": backend, "data.source": "file",

@@ -31,7 +31,7 @@ import itsdangerous
 import pytest
 from gradio_client import Client, handle_file
 
-from medcot_ui.access import action_for_endpoint
+from medcot_ui.hosting.access import action_for_endpoint
 
 from conftest import Processes, RunningApp, start_app
 
@@ -161,7 +161,7 @@ def multipart(name: str, content: bytes) -> tuple[bytes, dict[str, str]]:
 def seed(home: Path) -> None:
     """Runs in every state and a saved comparison, so an unguarded cancel/delete/resume/preference would show."""
     from jobs.queue import enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
     from medcot_ui.store import Comparison, Run, write_session
 
     ids = [enqueue(quick_demo().with_overrides({"name": f"seed-{i}"})).id for i in range(3)]
@@ -201,7 +201,7 @@ def app_factory(tmp_path_factory: pytest.TempPathFactory, built_demo_model: Path
 @pytest.fixture
 def sample_file(tmp_path: Path) -> Path:
     """A folder of small valid files of each type the app's uploads take."""
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     row = {"Question": "q", "Complex_CoT": "r", "Response": "a"}
     (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")

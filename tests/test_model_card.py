@@ -9,9 +9,9 @@ from pathlib import Path
 import yaml
 from huggingface_hub import ModelCard
 
-from medcot_ui import model_card
-from medcot_ui.config import RECIPE_DATASET, RECIPE_MODEL, RunConfig
-from medcot_ui.presets import recipe
+from medcot_ui.publish import card as model_card
+from medcot_ui.training.config import RECIPE_DATASET, RECIPE_MODEL, RunConfig
+from medcot_ui.training.presets import recipe
 from medcot_ui.store import Comparison, Metric, Run, get_run, run_metrics, write_session
 
 

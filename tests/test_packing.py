@@ -10,8 +10,8 @@ import torch
 def demo(built_demo_model):  # noqa: ANN001, ANN201
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medcot_ui.data import prepare
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.data.load import prepare
+    from medcot_ui.training.presets import quick_demo
 
     tokenizer = AutoTokenizer.from_pretrained(built_demo_model)
     model = AutoModelForCausalLM.from_pretrained(built_demo_model, attn_implementation="sdpa").eval()
@@ -20,8 +20,8 @@ def demo(built_demo_model):  # noqa: ANN001, ANN201
 
 
 def test_packed_rows_never_attend_to_each_other_in_a_training_forward(demo, home) -> None:  # noqa: ANN001
-    from medcot_ui.models import load_for_training
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.models import load_for_training
+    from medcot_ui.training.presets import quick_demo
 
     _, tokenizer, texts = demo
     # the model exactly as the training process loads it (LoRA applied; its B matrices start at zero)

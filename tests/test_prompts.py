@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medcot_ui.prompts import RECIPE_TEMPLATE, PromptFormat, TemplateError, split_completion, validate_template
+from medcot_ui.training.prompts import RECIPE_TEMPLATE, PromptFormat, TemplateError, split_completion, validate_template
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from medcot_ui import gguf, merge, publish, publish_view
+from medcot_ui.publish import gguf
+
+from medcot_ui.publish import merge
+
+from medcot_ui.publish import export as publish
+
+from medcot_ui.publish import view as publish_view
 from medcot_ui.store import get_run
 
 TOKENIZER = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}
@@ -135,7 +141,7 @@ def test_without_llama_cpp_the_gguf_option_is_disabled_and_says_why(demo_run: in
 
     import gradio as gr
 
-    from medcot_ui.context import AppContext
+    from medcot_ui.hosting.context import AppContext
     from medcot_ui.tabs import publish as tab
 
     with gr.Blocks():
@@ -146,7 +152,7 @@ def test_without_llama_cpp_the_gguf_option_is_disabled_and_says_why(demo_run: in
 
 def test_an_unfinished_run_cannot_be_exported_and_the_refusal_says_why(home: Path) -> None:
     from jobs.queue import enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     run = enqueue(quick_demo())
     with pytest.raises(publish.PublishError, match=f"Run {run.id} is queued: wait until it has finished"):
@@ -168,7 +174,7 @@ def test_a_publish_left_pending_by_a_stopped_app_is_marked_failed_and_retryable(
 
 
 def test_the_publish_form_says_whose_token_is_used_and_who_will_own_the_repository(demo_run: int) -> None:
-    from medcot_ui.hub import Identity
+    from medcot_ui.publish.hub import Identity
 
     assert "your Hugging Face login" in publish_view.token_help("space")
     assert "your own" in publish_view.token_help("password")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import fake_hf_token, free_port, start_app
-from medcot_ui import gguf
+from medcot_ui.publish import gguf
 
 pytestmark = pytest.mark.browser
 CANARY = fake_hf_token("CANARYbrowserTOKENneverSHOWN")

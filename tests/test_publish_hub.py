@@ -21,8 +21,8 @@ import pytest
 
 from conftest import fake_hf_token, free_port, start_app
 from hub_stub import HubStub, RunningStub, user
-from medcot_ui import publish
-from medcot_ui.hub import HubError
+from medcot_ui.publish import export as publish
+from medcot_ui.publish.hub import HubError
 
 CANARY = fake_hf_token("CANARYtokenNEVERtoBEseen")
 

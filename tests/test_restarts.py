@@ -10,7 +10,7 @@ import time
 
 from jobs import recovery
 from jobs.queue import enqueue
-from medcot_ui.presets import quick_demo
+from medcot_ui.training.presets import quick_demo
 from medcot_ui.store import Run, get_run, run_events, write_session
 
 from conftest import cli, demo_config_file, start_app, wait_for

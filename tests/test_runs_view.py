@@ -9,8 +9,8 @@ import pytest
 
 import jobs.queue as queue
 from conftest import fake_hf_token
-from medcot_ui import runs_view
-from medcot_ui.presets import quick_demo
+from medcot_ui.runs import view as runs_view
+from medcot_ui.training.presets import quick_demo
 from medcot_ui.store import Metric, Run, RunStatus, write_session
 
 

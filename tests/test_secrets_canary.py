@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gradio_client import Client
 
-from medcot_ui.access import action_for_endpoint
+from medcot_ui.hosting.access import action_for_endpoint
 from medcot_ui.store import get_run, list_runs
 
 from conftest import cli, demo_config_file, fake_hf_token, fake_wandb_key, start_app, wait_for

@@ -16,7 +16,7 @@ from sqlmodel import SQLModel
 
 from conftest import child_env, wait_for
 from medcot_ui import store
-from medcot_ui.settings import PROJECT_DIR
+from medcot_ui.hosting.settings import PROJECT_DIR
 
 
 def head() -> str:
@@ -61,7 +61,7 @@ def test_a_migration_that_rebuilds_a_referenced_table_keeps_every_row_and_the_fo
     metrics and events point at) could not be dropped. Such a migration, the kind `make migration` writes for a
     changed column, must go through and leave the keys enforced afterwards."""
     from jobs.queue import enqueue
-    from medcot_ui.presets import quick_demo
+    from medcot_ui.training.presets import quick_demo
 
     run_id = enqueue(quick_demo()).id
     with store.write_session() as s:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, demo_config_file
-from medcot_ui import tracking
-from medcot_ui.config import RunConfig
+from medcot_ui.training import tracking
+from medcot_ui.training.config import RunConfig
 from medcot_ui.store import get_run, run_metrics
 
 WANDB = importlib.util.find_spec("wandb") is not None

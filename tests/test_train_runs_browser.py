@@ -16,7 +16,7 @@ import pytest
 
 from conftest import start_app, wait_for
 from jobs.queue import purge_deleted
-from medcot_ui.config import RunConfig
+from medcot_ui.training.config import RunConfig
 
 pytestmark = pytest.mark.browser
 

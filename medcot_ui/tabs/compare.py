@@ -7,11 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from medcot_ui import comparisons
-from medcot_ui.chat import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, comparable_runs,
+from medcot_ui.compare import stored as comparisons
+from medcot_ui.compare.engine import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, comparable_runs,
                             held_out_rows, pane_messages)
-from medcot_ui.context import AppContext
-from medcot_ui.data import DataError
+from medcot_ui.hosting.context import AppContext
+from medcot_ui.data.load import DataError
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
 from medcot_ui.units import shorten

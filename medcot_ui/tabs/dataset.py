@@ -1,5 +1,5 @@
 """Dataset tab: choose a source, check it, fix the column mapping and format, and see exactly what the model
-will be trained on (layout and wiring only; the work is in ``medcot_ui.dataset_report``)."""
+will be trained on (layout and wiring only; the work is in ``medcot_ui.data.report``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from medcot_ui import dataset_report as dr
-from medcot_ui.columns import ROLES
-from medcot_ui.config import ConfigError, DataSettings, ModelSettings
-from medcot_ui.context import AppContext
-from medcot_ui.data import FILE_TYPES
+from medcot_ui.data import report as dr
+from medcot_ui.data.columns import ROLES
+from medcot_ui.training.config import ConfigError, DataSettings, ModelSettings
+from medcot_ui.hosting.context import AppContext
+from medcot_ui.data.load import FILE_TYPES
 from medcot_ui.tabs.guard import guard
-from medcot_ui.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
+from medcot_ui.data.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
 
 # The form's settings by config path (as in the Train form); "Use in the Train form" sends them in this order.
 FORM_PATHS = ("data.source", "data.dataset_id", "data.dataset_config", "data.split", "data.file_path",

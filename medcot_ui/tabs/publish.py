@@ -11,12 +11,14 @@ from typing import Any
 
 import gradio as gr
 
-from medcot_ui import publish, publish_view
-from medcot_ui.access import AccessDenied, publish_token
-from medcot_ui.context import AppContext
-from medcot_ui.hosting import EXPORT_LANE
-from medcot_ui.hub import HubError
-from medcot_ui.settings import get_settings
+from medcot_ui.publish import export as publish
+
+from medcot_ui.publish import view as publish_view
+from medcot_ui.hosting.access import AccessDenied, publish_token
+from medcot_ui.hosting.context import AppContext
+from medcot_ui.hosting.serving import EXPORT_LANE
+from medcot_ui.publish.hub import HubError
+from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.inputs import follow_selected_run, run_id_of

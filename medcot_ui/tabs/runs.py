@@ -1,6 +1,6 @@
 """Runs tab: the live table of runs and one run's charts, progress, log, config, error and files, with actions.
 
-Layout and wiring only; every query and text comes from ``medcot_ui.runs_view``. A 1-second timer reads cheap
+Layout and wiring only; every query and text comes from ``medcot_ui.runs.view``. A 1-second timer reads cheap
 signatures and redraws only what changed (charts only when a new step was logged).
 """
 
@@ -11,10 +11,11 @@ from typing import Any
 import gradio as gr
 
 import jobs.queue as queue
-from medcot_ui import form, runs_view
-from medcot_ui.config import ConfigError, RunConfig
-from medcot_ui.context import AppContext
-from medcot_ui.settings import get_settings
+from medcot_ui.training import form
+from medcot_ui.runs import view as runs_view
+from medcot_ui.training.config import ConfigError, RunConfig
+from medcot_ui.hosting.context import AppContext
+from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.units import duration

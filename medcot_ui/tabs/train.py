@@ -1,7 +1,7 @@
 """Train tab: the run config form (generated from the schema), presets, YAML save/load, estimate, Launch.
 
-Layout and wiring only: the form spec, validation and CLI text come from ``medcot_ui.form``, the estimate from
-``medcot_ui.estimate``; Launch queues the run with ``jobs.queue.enqueue`` and hands over to the Runs tab.
+Layout and wiring only: the form spec, validation and CLI text come from ``medcot_ui.training.form``, the estimate from
+``medcot_ui.training.estimate``; Launch queues the run with ``jobs.queue.enqueue`` and hands over to the Runs tab.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from typing import Any
 import gradio as gr
 
 from jobs.queue import enqueue
-from medcot_ui import estimate, form, tracking, uploads
-from medcot_ui.config import ConfigError, RunConfig
-from medcot_ui.context import AppContext
-from medcot_ui.models import cuda_available
-from medcot_ui.presets import PRESET_LABELS, PRESETS
+from medcot_ui.training import estimate
+from medcot_ui.training import form
+from medcot_ui.training import tracking
+from medcot_ui.data import uploads
+from medcot_ui.training.config import ConfigError, RunConfig
+from medcot_ui.hosting.context import AppContext
+from medcot_ui.training.models import cuda_available
+from medcot_ui.training.presets import PRESET_LABELS, PRESETS
 from medcot_ui.tabs.guard import guard
 
 DEFAULT_PRESET = next(label for label, key in PRESET_LABELS.items() if key == "recipe")

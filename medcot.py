@@ -1,0 +1,190 @@
+"""``medcot``: train, queue and manage runs from a shell.
+
+Examples::
+
+    medcot config --preset demo > demo.yaml      # write a config to edit
+    medcot train demo.yaml                       # train now, in this terminal (no queue)
+    medcot enqueue demo.yaml --set lora.r=32     # queue it for the worker
+    medcot list                                  # what is queued, running, finished
+    medcot show 3                                # one run: status, config, last metrics, log tail
+    medcot cancel 3 / medcot resume 3 / medcot delete 3 / medcot restore 3
+    medcot worker                                # train queued runs (the app starts one for you)
+    medcot build-demo-model                      # the tiny offline model (built on first use anyway)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from medcot_ui.training.config import ConfigError, RunConfig
+from medcot_ui.training.presets import PRESETS
+from medcot_ui.units import when
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError([f"--set {pair}: expected section.name=value, e.g. lora.r=32"])
+        out[key.strip()] = yaml.safe_load(value)  # so 32 is an int, true a bool, [a, b] a list
+    return out
+
+
+def _load(args: argparse.Namespace) -> RunConfig:
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    return config.with_overrides(_overrides(args.set)) if args.set else config
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(PRESETS[args.preset]().to_yaml(), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from jobs.train import train_direct
+
+    run_id, status = train_direct(_load(args))
+    print(f"run {run_id}: {status}")
+    return 0 if status == "succeeded" else 1
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    from jobs.queue import enqueue
+
+    run = enqueue(_load(args))
+    print(f"queued run {run.id} ({run.name}); a worker will pick it up (`medcot worker`, or the app's own)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from medcot_ui.store import list_runs
+
+    runs = list_runs(args.limit)
+    if not runs:
+        print("no runs yet: `medcot enqueue CONFIG` or the app's Train tab starts one")
+        return 0
+    print(f"{'id':>4}  {'status':<11} {'step':>9}  {'loss':>8}  {'created':<19}  name")
+    for r in runs:
+        steps = f"{r.last_step}/{r.total_steps or '?'}"
+        loss = f"{r.last_loss:.4f}" if r.last_loss is not None else "-"
+        print(f"{r.id:>4}  {r.status:<11} {steps:>9}  {loss:>8}  {when(r.created_at, seconds=True):<19}  {r.name}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from medcot_ui.store import get_run, run_events, run_metrics
+
+    run = get_run(args.run_id)
+    if run is None:
+        print(f"run {args.run_id} does not exist", file=sys.stderr)
+        return 2
+    info = {"id": run.id, "name": run.name, "status": run.status, "attempt": run.attempt,
+            **{key: when(getattr(run, f"{key}_at"), seconds=True) for key in ("created", "started", "finished")},
+            "steps": f"{run.last_step}/{run.total_steps or '?'}", "device": run.device,
+            "output_dir": run.output_dir, "dataset_fingerprint": run.dataset_fingerprint, "error": run.error}
+    if run.deleted:
+        info["deleted"] = (f"{when(run.deleted_at, seconds=True)} (`medcot restore {run.id}` brings it back until it "
+                           "is purged)")
+    print(yaml.safe_dump(info, sort_keys=False, allow_unicode=True), end="")
+    metrics = run_metrics(run.id)
+    if metrics:
+        print("metrics (last 5):")
+        for m in metrics[-5:]:
+            print(f"  step {m.step:>5}  loss {m.loss if m.loss is not None else '-'}  lr {m.learning_rate}")
+    print("events:")
+    for e in run_events(run.id, limit=args.events):
+        print(f"  {when(e.ts, seconds=True)} {e.level:<7} {e.message}")
+    if args.config:
+        print(json.dumps(run.config, indent=2))
+    return 0
+
+
+def _action(fn_name: str, done: str) -> Any:
+    def cmd(args: argparse.Namespace) -> int:
+        import jobs.queue as q
+
+        result = getattr(q, fn_name)(args.run_id)
+        state = result if isinstance(result, str) else getattr(result, "status", "")
+        print(f"run {args.run_id}: {done}" + (f" ({state})" if state else ""))
+        return 0
+    return cmd
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from jobs.worker import main as worker_main
+
+    return worker_main(["--exit-when-idle"] if args.exit_when_idle else [])
+
+
+def cmd_build_demo_model(args: argparse.Namespace) -> int:
+    from medcot_ui.training.models import ensure_demo_model
+
+    print(f"demo model ready in {ensure_demo_model()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medcot", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", nargs="?", help="YAML or JSON run config (default: the reference recipe)")
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
+                       help="override one setting, e.g. --set training.max_steps=10 (repeatable)")
+
+    p = sub.add_parser("config", help="print a run config as YAML (to edit and pass to train/enqueue)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="recipe")
+    p.set_defaults(fn=cmd_config)
+    p = sub.add_parser("train", help="train a config now in this terminal, without the queue")
+    with_config(p)
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("enqueue", help="queue a config for the worker")
+    with_config(p)
+    p.set_defaults(fn=cmd_enqueue)
+    p = sub.add_parser("list", help="list runs, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("show", help="one run: status, steps, metrics, events")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--events", type=int, default=20, help="how many events to show")
+    p.add_argument("--config", action="store_true", help="also print the run's config")
+    p.set_defaults(fn=cmd_show)
+    for name, fn, done, help_text in (
+            ("cancel", "request_cancel", "cancel requested", "stop a run at its next step (adapter is saved)"),
+            ("resume", "resume", "queued to resume", "continue an interrupted or cancelled run from its checkpoint"),
+            ("delete", "delete_run", "deleted (`medcot restore` brings it back within the undo period)",
+             "delete a finished run with its metrics and files"),
+            ("restore", "restore_run", "restored", "undo a delete (within MEDCOT_UNDO_SECONDS, default 1 hour)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("run_id", type=int)
+        p.set_defaults(fn=_action(fn, done))
+    p = sub.add_parser("worker", help="train queued runs one at a time (the app starts one unless told not to)")
+    p.add_argument("--exit-when-idle", action="store_true")
+    p.set_defaults(fn=cmd_worker)
+    p = sub.add_parser("build-demo-model", help="build the tiny offline demo model now")
+    p.set_defaults(fn=cmd_build_demo_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print("invalid config:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
+        return 2
+    except ValueError as exc:  # QueueError and friends: a clear sentence, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

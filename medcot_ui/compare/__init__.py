@@ -1,0 +1,1 @@
+"""Base vs tuned side by side: the compare engine and stored comparisons."""

@@ -1,0 +1,1 @@
+"""Training data: load, validate, map columns, token stats, PHI scan, uploads, preview, the dataset report."""

@@ -1,0 +1,1 @@
+"""Export and publish a finished run: Hub upload, merge, GGUF, model card, the Publish tab's view."""

@@ -1,0 +1,1 @@
+"""What a run is and how it trains: the typed config, presets, form spec, estimate, prompts, model loading."""

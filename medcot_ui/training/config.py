@@ -1,0 +1,248 @@
+"""The one typed run configuration.
+
+Defaults are the reference recipe (shared/docs/recipe.md). The same schema generates the Train form (labels,
+help and groups come from the field metadata), is stored as JSON on the run row, is saved and loaded as
+YAML, and is what the CLI reads. Validation errors name the field and the allowed range.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medcot_ui.training.prompts import RECIPE_TEMPLATE, validate_template
+
+RECIPE_MODEL = "unsloth/DeepSeek-R1-Distill-Llama-8B"
+RECIPE_DATASET = "FreedomIntelligence/medical-o1-reasoning-SFT"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _f(default: Any, label: str, help: str, **kw: Any) -> Any:
+    """A field with the label/help the form shows."""
+    return Field(default, title=label, description=help, **kw)
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo in a YAML file must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    base_model: str = _f(RECIPE_MODEL, "Base model",
+                         "Hub id or local folder of the model to fine-tune. 'demo:tiny-llama' is a tiny model "
+                         "built on this machine from the demo data: it works offline and on CPU.", min_length=1)
+    max_seq_length: int = _f(2048, "Max sequence length",
+                             "Tokens per training row; longer rows are truncated.", ge=64, le=32768)
+    load_in_4bit: bool = _f(True, "Load in 4-bit", "QLoRA: load the frozen base in 4-bit (CUDA only; "
+                            "ignored on CPU).")
+    backend: Literal["auto", "unsloth", "transformers"] = _f(
+        "auto", "Backend", "auto = Unsloth when CUDA and unsloth are installed, else transformers + PEFT.")
+
+
+class LoraSettings(_Section):
+    r: int = _f(16, "LoRA rank (r)", "Rank of the low-rank update; higher = more capacity and memory.",
+                ge=1, le=256)
+    alpha: int = _f(16, "LoRA alpha", "Scale of the update (alpha / r).", ge=1, le=1024)
+    dropout: float = _f(0.0, "LoRA dropout", "Dropout on the LoRA path (0 is fastest with Unsloth).",
+                        ge=0.0, le=0.5)
+    target_modules: list[str] = _f(list(LORA_TARGETS), "Target modules",
+                                   "Linear layers that get a LoRA adapter.", min_length=1)
+    gradient_checkpointing: Literal["unsloth", "true", "false"] = _f(
+        "unsloth", "Gradient checkpointing", "'unsloth' offloads activations (less memory); 'true' is the "
+        "transformers version; 'false' is fastest but uses the most memory.")
+    use_rslora: bool = _f(False, "Rank-stabilised LoRA", "Scale by alpha / sqrt(r) instead of alpha / r.")
+    random_state: int = _f(3407, "LoRA init seed", "Seed for the adapter's initial weights.", ge=0)
+
+    @field_validator("target_modules")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        cleaned = [m.strip() for m in v if m.strip()]
+        if not cleaned:
+            raise ValueError("at least one module name is required")
+        return cleaned
+
+
+class TrainingSettings(_Section):
+    per_device_train_batch_size: int = _f(2, "Batch size per device", "Rows per forward pass.", ge=1, le=256)
+    gradient_accumulation_steps: int = _f(4, "Gradient accumulation",
+                                          "Forward passes per optimizer step.", ge=1, le=1024)
+    max_steps: int = _f(60, "Max steps", "Optimizer steps to run; 0 = run for 'Epochs' instead.",
+                        ge=0, le=1_000_000)
+    num_train_epochs: float = _f(1.0, "Epochs", "Used when Max steps is 0.", gt=0.0, le=100.0)
+    learning_rate: float = _f(2e-4, "Learning rate", "Peak learning rate.", gt=0.0, le=1.0)
+    warmup_steps: int = _f(5, "Warmup steps", "Linear warmup from 0 to the peak rate.", ge=0, le=100_000)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = _f(
+        "linear", "LR schedule", "Shape of the learning-rate decay after warmup.")
+    weight_decay: float = _f(0.01, "Weight decay", "AdamW weight decay.", ge=0.0, le=1.0)
+    optim: Literal["adamw_8bit", "adamw_torch", "paged_adamw_8bit", "adafactor"] = _f(
+        "adamw_8bit", "Optimizer", "adamw_8bit needs bitsandbytes on CUDA; on CPU adamw_torch is used.")
+    logging_steps: int = _f(10, "Log every N steps", "A metrics row is written every N steps.", ge=1, le=10_000)
+    save_steps: int = _f(20, "Checkpoint every N steps", "Checkpoints make resume possible.", ge=1, le=100_000)
+    save_total_limit: int = _f(2, "Checkpoints kept", "Older checkpoints are deleted.", ge=1, le=100)
+    eval_steps: int = _f(0, "Evaluate every N steps", "Eval loss on the held-out rows; 0 = off.",
+                         ge=0, le=100_000)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = _f(
+        "auto", "Precision", "auto = bf16 where supported, else fp16 on CUDA, fp32 on CPU.")
+    packing: bool = _f(False, "Packing (padding-free)", "Pack several rows into one sequence without padding "
+                       "(rows never attend to each other). Faster on GPU.")
+    seed: int = _f(3407, "Seed", "Seed for data order and dropout.", ge=0)
+
+
+class DataSettings(_Section):
+    source: Literal["hub", "file", "demo"] = _f("hub", "Data source",
+                                               "A Hub dataset, an uploaded file, or the bundled demo data.")
+    dataset_id: str = _f(RECIPE_DATASET, "Hub dataset id", "Used when the source is 'hub'.")
+    dataset_config: str = _f("en", "Dataset config", "Hub dataset configuration (e.g. en, zh, en_mix).")
+    split: str = _f("train[0:500]", "Split or slice", "e.g. train, train[0:500], train[:10%].", min_length=1)
+    file_path: str = _f("", "Data file", "JSON, JSONL, CSV or Parquet; used when the source is 'file'.")
+    question_column: str = _f("Question", "Question column", "Column holding the question.", min_length=1)
+    reasoning_column: str = _f("Complex_CoT", "Reasoning column", "Column holding the chain of thought.",
+                               min_length=1)
+    answer_column: str = _f("Response", "Answer column", "Column holding the final answer.", min_length=1)
+    template: Literal["recipe", "chat_template", "custom"] = _f(
+        "recipe", "Prompt format", "recipe = the walk-through's instruction format; chat_template = the "
+        "model's own chat template (reasoning kept in the target); custom = your template below.")
+    custom_template: str = _f(RECIPE_TEMPLATE, "Custom template",
+                              "Must contain {question}, {reasoning} and {answer} in that order.")
+    eval_size: int = _f(0, "Held-out rows", "Rows kept out of training for eval loss and Compare samples.",
+                        ge=0, le=100_000)
+    split_seed: int = _f(3407, "Split seed", "Seed of the train / held-out split.", ge=0)
+
+    @field_validator("custom_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        validate_template(v)
+        return v
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "DataSettings":
+        if self.source == "file" and not self.file_path:
+            raise ValueError("file_path: required when the source is 'file'")
+        if self.source == "hub" and not self.dataset_id:
+            raise ValueError("dataset_id: required when the source is 'hub'")
+        return self
+
+
+class TrackingSettings(_Section):
+    report_to: Literal["none", "wandb"] = _f("none", "Report to", "Weights & Biases needs WANDB_API_KEY in the "
+                                             "environment (or offline mode). Our own metrics are always kept.")
+    wandb_project: str = _f("medcot-studio", "W&B project", "Project name on Weights & Biases.")
+    wandb_mode: Literal["online", "offline"] = _f("online", "W&B mode", "offline writes locally, no network.")
+
+
+class RunConfig(_Section):
+    name: str = _f("", "Run name", "Shown in the Runs tab; empty = generated.", max_length=100)
+    model: ModelSettings = Field(default_factory=ModelSettings, title="Model")
+    lora: LoraSettings = Field(default_factory=LoraSettings, title="LoRA")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, title="Training")
+    data: DataSettings = Field(default_factory=DataSettings, title="Data")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, title="Tracking")
+
+    # ---- serialisation -------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return parse_config(json.loads(text))
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"YAML: {exc}"]) from None
+        if not isinstance(data, dict):
+            raise ConfigError(["YAML: the top level must be a mapping of sections"])
+        return parse_config(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        text = Path(path).read_text(encoding="utf-8")
+        return cls.from_json(text) if str(path).endswith(".json") else cls.from_yaml(text)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
+        """Apply dotted overrides like {'lora.r': 32}; the result is validated as a whole."""
+        data = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if key:
+                if section not in data or not isinstance(data[section], dict):
+                    raise ConfigError([f"{dotted}: unknown section '{section}'"])
+                data[section][key] = value
+            else:
+                data[section] = value
+        return parse_config(data)
+
+
+class ConfigError(ValueError):
+    """Validation failed; ``errors`` holds one readable line per problem, each naming its field."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    # Cross-field validators start their message with the field they blame ("file_path: required ...").
+    head, sep, rest = msg.partition(": ")
+    if err["type"] == "value_error" and sep and head.isidentifier() and len(loc) <= 1:
+        loc, msg = loc + [head], rest
+    info = _field_info(tuple(loc))
+    bounds = _bounds(info) if info is not None and err["type"].endswith(("_than", "_equal")) else ""
+    suffix = f" (allowed: {bounds})" if bounds else ""
+    return f"{'.'.join(loc)}: {msg}{suffix}" if loc else f"{msg}{suffix}"
+
+
+def _field_info(loc: tuple[Any, ...]) -> Any:
+    model: Any = RunConfig
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    return info
+
+
+def _bounds(info: Any) -> str:
+    lo = hi = None
+    for m in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">")):
+            if getattr(m, attr, None) is not None:
+                lo = f"{sign} {getattr(m, attr)}"
+        for attr, sign in (("le", "<="), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                hi = f"{sign} {getattr(m, attr)}"
+    return " and ".join(b for b in (lo, hi) if b)
+
+
+def parse_config(data: dict[str, Any]) -> RunConfig:
+    """Validate a plain dict into a RunConfig or raise ConfigError naming every bad field."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+
+
+SECTIONS: tuple[str, ...] = ("model", "lora", "training", "data", "tracking")
+
+
+def field_paths() -> list[str]:
+    """Every leaf setting as 'section.name' (plus 'name'), in schema order: what the form must show."""
+    paths = ["name"]
+    for section in SECTIONS:
+        paths += [f"{section}.{n}" for n in RunConfig.model_fields[section].annotation.model_fields]
+    return paths

@@ -1,0 +1,50 @@
+"""Named starting points for the Train form and the CLI (``medcot config --preset NAME``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from medcot_ui.training.config import RunConfig
+from medcot_ui.hosting.settings import DEMO_MODEL_ID
+
+
+def recipe() -> RunConfig:
+    """The reference walk-through: 60 steps of LoRA on 500 rows of medical-o1-reasoning-SFT."""
+    return RunConfig(name="reference-recipe")
+
+
+def quick_demo() -> RunConfig:
+    """The demo model and data: a few seconds of training on a CPU, no network needed."""
+    return RunConfig.model_validate({
+        "name": "quick-demo",
+        "model": {"base_model": DEMO_MODEL_ID, "max_seq_length": 1024, "load_in_4bit": False},
+        "lora": {"gradient_checkpointing": "false"},
+        "training": {"max_steps": 30, "logging_steps": 1, "save_steps": 10, "warmup_steps": 2,
+                     "learning_rate": 1e-3, "optim": "adamw_torch", "gradient_accumulation_steps": 1},
+        "data": {"source": "demo", "split": "train", "eval_size": 8},
+    })
+
+
+def full_epoch() -> RunConfig:
+    """The recipe's settings for one full epoch over the whole English config (about 25 k rows)."""
+    return RunConfig.model_validate({
+        "name": "full-epoch",
+        "training": {"max_steps": 0, "num_train_epochs": 1.0, "save_steps": 200, "eval_steps": 200},
+        "data": {"split": "train", "eval_size": 200},
+    })
+
+
+def fast() -> RunConfig:
+    """The recipe with padding-free packing: rows are packed into 2048-token sequences without padding and
+    never attend to each other (position ids restart per row). Measured on an H200 with a random-init 8B:
+    1.2x the recipe's real tokens/s at +0.2 GB peak memory (docs/BENCHMARKS.md). Each step now holds about
+    16 k tokens instead of ~7 k, so 60 steps cover about twice the rows."""
+    config = recipe().with_overrides({"training.packing": True})
+    return config.with_overrides({"name": "fast-packed"})
+
+
+PRESETS: dict[str, Callable[[], RunConfig]] = {"recipe": recipe, "demo": quick_demo, "full-epoch": full_epoch,
+                                               "fast": fast}
+# What the Train form's preset menu shows.
+PRESET_LABELS: dict[str, str] = {"Reference recipe (60 steps)": "recipe", "Quick demo (CPU)": "demo",
+                                 "Full epoch": "full-epoch", "Fast: packed (GPU)": "fast"}
