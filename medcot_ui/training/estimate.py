@@ -153,6 +153,13 @@ def _shape_from_config(cfg: dict[str, Any]) -> ModelShape | None:
         return None
 
 
+def shape_from_config(model_config: Any) -> ModelShape | None:
+    """The shape of a transformers model config (a loaded model's ``.config`` or a config.json dict), counted as
+    the estimate counts it; None when a field is missing. The Compare tab's GPU memory budget uses it."""
+    cfg = model_config if isinstance(model_config, dict) else model_config.get_text_config().to_dict()
+    return _shape_from_config(cfg)
+
+
 def _local_config_json(model_id: str) -> Path | None:
     if model_id == DEMO_MODEL_ID:
         path = get_settings().demo_model_dir / "config.json"
