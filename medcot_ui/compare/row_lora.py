@@ -1,0 +1,159 @@
+"""A LoRA adapter applied with a scale per batch row, so one batch holds the base model and the tuned model.
+
+Compare decodes the base pane (row 0) and the tuned pane (row 1) in one batch. Every target linear layer
+computes ``base(x) + B(A(x)) * scaling * row_scale[row]`` with ``row_scale = [0, 1]``: two skinny matmuls and
+one fused multiply-add per layer, the same work as a plain single-adapter forward. PEFT's mixed-adapter path
+(``adapter_names``) instead splits the batch per adapter name and scatters the parts back in every layer, which
+made the two-row batch cost about twice one stream.
+
+The adapter's matrices live in fixed tensors that a compiled, CUDA-graph-captured decode step reads by
+address: switching to another run's adapter of the same shape copies into them in place, so the captured
+graphs stay valid and apply the new weights (no recompilation, no stale adapter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+PEFT_PREFIX = "base_model.model."  # PEFT saves keys as base_model.model.<module path>.lora_A.weight
+
+
+class AdapterError(ValueError):
+    """An adapter this module cannot apply; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class AdapterWeights:
+    """One saved LoRA adapter: per module path its (A, B) matrices, and the scale alpha / r (or / sqrt(r))."""
+
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    scaling: float
+
+    @property
+    def shapes(self) -> dict[str, tuple[torch.Size, torch.Size]]:
+        return {name: (a.shape, b.shape) for name, (a, b) in self.pairs.items()}
+
+
+def read_adapter(adapter_dir: Path) -> AdapterWeights:
+    """Read a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) onto the CPU."""
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    for key, allowed in (("peft_type", ("LORA",)), ("use_dora", (False, None)), ("bias", ("none", None)),
+                         ("modules_to_save", (None, [])), ("rank_pattern", ({}, None)),
+                         ("alpha_pattern", ({}, None))):
+        if config.get(key) not in allowed:
+            raise AdapterError(f"adapter_config.json: {key} = {config.get(key)!r} is not supported by Compare's "
+                               f"row-batched LoRA (supported: {', '.join(map(repr, allowed))})")
+    r, alpha = int(config["r"]), float(config["lora_alpha"])
+    scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for key, a in tensors.items():
+        if ".lora_A." not in key:
+            continue
+        module = key.split(".lora_A.")[0].removeprefix(PEFT_PREFIX)
+        b_key = key.replace(".lora_A.", ".lora_B.")
+        if b_key not in tensors:
+            raise AdapterError(f"adapter_model.safetensors: {key} has no matching lora_B")
+        pairs[module] = (a, tensors[b_key])
+    if not pairs:
+        raise AdapterError(f"adapter_model.safetensors in {adapter_dir}: no LoRA matrices found")
+    return AdapterWeights(pairs, scaling)
+
+
+class RowLoRALinear(nn.Module):
+    """``base(x) + B(A(x)) * row_scale[:batch]``: the adapter on in rows whose scale is 1, off where it is 0."""
+
+    def __init__(self, base: nn.Module, a: torch.Tensor, b: torch.Tensor, row_scale: torch.Tensor):
+        super().__init__()
+        self.base = base
+        self.register_buffer("lora_a", a, persistent=False)
+        self.register_buffer("lora_b", b, persistent=False)
+        self.row_scale = row_scale  # shared by every layer: (rows, 1, 1), scaling folded in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delta = (x.to(self.lora_a.dtype) @ self.lora_a.t()) @ self.lora_b.t()
+        return self.base(x) + (delta * self.row_scale[: x.shape[0]]).to(x.dtype)
+
+
+class RowLoRA:
+    """One adapter injected into a plain (non-PEFT) transformers model, with a scale per batch row."""
+
+    def __init__(self, model: nn.Module, weights: AdapterWeights, rows: int = 2):
+        self.model = model
+        self.rows = rows
+        self.scaling = weights.scaling
+        self.shapes = weights.shapes
+        params = next(model.parameters())
+        # LoRA math in the model's compute dtype (bf16/fp16/fp32); 4-bit bases compute in their compute dtype too.
+        self.dtype = params.dtype if params.dtype.is_floating_point else torch.bfloat16
+        self.device = params.device
+        self.row_scale = torch.zeros(rows, 1, 1, dtype=self.dtype, device=self.device)
+        self.layers: dict[str, RowLoRALinear] = {}
+        for name, (a, b) in weights.pairs.items():
+            parent, child = _parent(model, name)
+            base = getattr(parent, child)
+            layer = RowLoRALinear(base, a.to(self.device, self.dtype), b.to(self.device, self.dtype), self.row_scale)
+            setattr(parent, child, layer)
+            self.layers[name] = layer
+        self._mark_static()
+
+    def _mark_static(self) -> None:
+        # The compiled decode step must read these by address, so an in-place load() reaches captured graphs.
+        for tensor in [self.row_scale, *(t for layer in self.layers.values() for t in (layer.lora_a, layer.lora_b))]:
+            torch._dynamo.mark_static_address(tensor)
+
+    def fits(self, weights: AdapterWeights) -> bool:
+        """Whether ``weights`` has the same modules and shapes, so ``load`` can copy it in place."""
+        return weights.shapes == self.shapes
+
+    def load(self, weights: AdapterWeights) -> None:
+        """Copy another adapter of the same shape into the injected tensors (graphs captured earlier stay valid)."""
+        if not self.fits(weights):
+            raise AdapterError("the adapter's modules or ranks differ from the injected one: detach and inject it")
+        self.scaling = weights.scaling
+        with torch.no_grad():
+            for name, (a, b) in weights.pairs.items():
+                self.layers[name].lora_a.copy_(a)
+                self.layers[name].lora_b.copy_(b)
+
+    def set_rows(self, on: Sequence[bool]) -> None:
+        """Which batch rows get the adapter (row i of a smaller batch reads entry i)."""
+        if len(on) > self.rows:
+            raise ValueError(f"rows: {len(on)} given, the injected adapter has room for {self.rows}")
+        values = [self.scaling if flag else 0.0 for flag in on] + [0.0] * (self.rows - len(on))
+        with torch.no_grad():
+            self.row_scale.copy_(torch.tensor(values, dtype=self.dtype).view(self.rows, 1, 1))
+
+    def detach(self) -> None:
+        """Put the original layers back: the model is the plain base again."""
+        for name, layer in self.layers.items():
+            parent, child = _parent(self.model, name)
+            setattr(parent, child, layer.base)
+        self.layers = {}
+
+
+def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
+    parent_path, _, child = path.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_path) if parent_path else model
+        getattr(parent, child)
+    except AttributeError:
+        raise AdapterError(f"adapter module {path!r} is not in the base model: was it trained on another base?"
+                           ) from None
+    return parent, child
+
+
+def inject(model: nn.Module, adapter_dir: Path, rows: int = 2) -> RowLoRA:
+    """Inject the adapter of ``adapter_dir`` into ``model`` with room for ``rows`` batch rows (all off)."""
+    return RowLoRA(model, read_adapter(adapter_dir), rows)
+

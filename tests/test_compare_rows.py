@@ -1,0 +1,127 @@
+"""Compare's one batch of two panes: row 0 must be exactly the base model and row 1 exactly the tuned model.
+
+On the tiny demo model (CPU, float32) with random LoRA adapters saved by PEFT: the row-scaled batch's greedy
+tokens are checked against two independent generates, plain transformers on the base and PEFT's own
+single-adapter model, through the static KV cache the GPU path uses (eager here; compiled on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medcot_ui.compare.decoding import Decoder, bucket
+from medcot_ui.compare.row_lora import AdapterError, RowLoRA, inject, read_adapter
+
+NEW_TOKENS = 24
+QUESTION = "A 61-year-old woman has involuntary urine loss when she coughs. What does cystometry show?"
+
+
+def _base(model_dir: Path) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir).eval()
+
+
+def _random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
+    """A rank-8 LoRA on all seven projections with random non-zero B (it really changes the output)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medcot_ui.training.config import LORA_TARGETS
+
+    torch.manual_seed(seed)
+    peft = get_peft_model(_base(model_dir), LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS,
+                                                       init_lora_weights=False, task_type="CAUSAL_LM"))
+    with torch.no_grad():  # strong enough that greedy tokens change within a few steps
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.mul_(4.0)
+    peft.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(built_demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return _random_adapter(built_demo_model, root / "one", 1), _random_adapter(built_demo_model, root / "two", 2)
+
+
+def _prompt(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)(QUESTION, return_tensors="pt")["input_ids"]
+
+
+def _greedy(model: Any, ids: Any, **kwargs: Any) -> list[list[int]]:
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                             min_new_tokens=NEW_TOKENS, do_sample=False, **kwargs)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def _peft_generate(model_dir: Path, adapter: Path, ids: Any) -> list[int]:
+    from peft import PeftModel
+
+    return _greedy(PeftModel.from_pretrained(_base(model_dir), str(adapter)).eval(), ids)[0]
+
+
+def _both_rows(model: Any, lora: RowLoRA, ids: Any) -> list[list[int]]:
+    lora.set_rows([False, True])
+    decoder = Decoder(model, rows=2, compiled=False, why_eager="CPU")
+    return _greedy(model, ids.repeat(2, 1), **decoder.generate_kwargs(ids.shape[1] + NEW_TOKENS))
+
+
+def test_the_base_row_is_the_plain_base_model_and_the_tuned_row_is_the_peft_adapter(
+        built_demo_model: Path, adapters: tuple[Path, Path]) -> None:
+    ids = _prompt(built_demo_model)
+    plain = _greedy(_base(built_demo_model), ids)[0]
+    tuned = _peft_generate(built_demo_model, adapters[0], ids)
+    assert plain != tuned, "the adapter must change greedy tokens, or this test proves nothing"
+
+    model = _base(built_demo_model)
+    lora = inject(model, adapters[0])
+    base_row, tuned_row = _both_rows(model, lora, ids)
+    assert base_row == plain
+    assert tuned_row == tuned
+
+    lora.detach()
+    assert _greedy(model, ids)[0] == plain, "detach must leave the plain base model"
+
+
+def test_a_second_adapter_loaded_in_place_replaces_the_first_in_the_tuned_row_only(
+        built_demo_model: Path, adapters: tuple[Path, Path]) -> None:
+    ids = _prompt(built_demo_model)
+    model = _base(built_demo_model)
+    lora = inject(model, adapters[0])
+    first = _both_rows(model, lora, ids)
+    tensors = [layer.lora_a.data_ptr() for layer in lora.layers.values()]
+
+    second = read_adapter(adapters[1])
+    assert lora.fits(second)
+    lora.load(second)
+    assert [layer.lora_a.data_ptr() for layer in lora.layers.values()] == tensors, "must load in place"
+    base_row, tuned_row = _both_rows(model, lora, ids)
+    assert base_row == first[0]
+    assert tuned_row == _peft_generate(built_demo_model, adapters[1], ids) != first[1]
+
+
+def test_an_adapter_compare_cannot_apply_is_refused_naming_the_setting(
+        built_demo_model: Path, adapters: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    dora = tmp_path / "dora"
+    shutil.copytree(adapters[0], dora)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(AdapterError, match="use_dora"):
+        read_adapter(dora)
+
+
+def test_static_caches_come_in_power_of_two_buckets_so_later_questions_reuse_compiled_shapes() -> None:
+    assert [bucket(n) for n in (1, 1024, 1025, 1800, 4096, 5000)] == [1024, 1024, 2048, 2048, 4096, 8192]
