@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.timeout(240)]  # fails a hung GPU test inside one device call
 sys.path.insert(0, str(ROOT / "bench"))
 
 
