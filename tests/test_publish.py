@@ -146,8 +146,8 @@ def test_without_llama_cpp_the_gguf_option_is_disabled_and_says_why(demo_run: in
 
     with gr.Blocks():
         ui = tab.build(AppContext())
-    assert [v for _, v in ui["kind"].choices] == ["adapter", "merged"]
-    assert "GGUF export is off" in ui["gguf_note"].value
+    assert [v for _, v in ui.kind.choices] == ["adapter", "merged"]
+    assert "GGUF export is off" in ui.gguf_note.value
 
 
 def test_an_unfinished_run_cannot_be_exported_and_the_refusal_says_why(home: Path) -> None:
