@@ -42,9 +42,10 @@ COPY --chown=user:user requirements.txt requirements-gpu.txt ./
 RUN python3.11 -m venv .venv \
  && .venv/bin/python -m pip install -q -r requirements-gpu.txt
 
-# Then the app, installed by the recipe CI runs (`make install`), with the GPU requirements.
+# Then the app, installed by the recipe CI runs (`make install`), with the GPU requirements, and llama.cpp's GGUF
+# tools built into the image (a Space should not spend its first GGUF export compiling them).
 COPY --chown=user:user . .
-RUN make install PYTHON=python3.11 REQUIREMENTS=requirements-gpu.txt
+RUN make install install-gguf PYTHON=python3.11 REQUIREMENTS=requirements-gpu.txt
 
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \

@@ -1,13 +1,13 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    installs into .venv, builds the demo model, starts the app on http://127.0.0.1:7860
-#   make test   installs into .venv (plus Debian's chromium for the browser tests) and runs every test
+#   make test   installs into .venv (plus llama.cpp's GGUF tools and Debian's chromium) and runs every test
 PYTHON ?= python3
 VENV ?= .venv
 # The GPU image installs with `make install REQUIREMENTS=requirements-gpu.txt` (see Dockerfile).
 REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
-.PHONY: run test install install-dev browser worker bench-cpu test-gpu migration clean
+.PHONY: run test install install-dev install-gguf browser worker bench-cpu test-gpu migration clean
 
 $(VENV)/.installed: $(REQUIREMENTS) requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# llama.cpp's converter and quantizer for GGUF export (a one-time source build of llama-cpp-python, ~4 min)
+# llama.cpp's converter and quantizer for GGUF export (a one-time source build of llama-cpp-python, 4-13 min).
+# Not part of `install`, so `make run` is ready in minutes: the app's first GGUF export builds them itself.
 $(VENV)/.installed-gguf: $(VENV)/.installed requirements-gguf.txt scripts/install-gguf.sh
 	./scripts/install-gguf.sh $(PY)
 	touch $@
 
-install: $(VENV)/.installed $(VENV)/.installed-gguf
+install: $(VENV)/.installed
+install-gguf: $(VENV)/.installed-gguf
 install-dev: $(VENV)/.installed-dev $(VENV)/.installed-gguf browser
 
 browser:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medcot_ui.publish import gguf
+import importlib.util
 
-from medcot_ui.publish import merge
+from medcot_ui.publish import gguf, gguf_build, merge
 
 from medcot_ui.publish import export as publish
 
@@ -88,16 +88,26 @@ def test_a_merge_this_machine_has_no_room_for_is_refused_before_it_starts_naming
     assert row.status == "failed" and "free RAM" in row.error
 
 
-needs_llama_cpp = pytest.mark.skipif(not gguf.availability().ok, reason=gguf.availability().reason)
+# `make test` builds llama-cpp-python (make install-gguf); the converter part of the first-use build is re-run here.
+needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                     reason="llama-cpp-python is not installed: make install-gguf")
 
 
 @needs_llama_cpp
-def test_gguf_files_from_the_merged_demo_model_load_in_llama_cpp_and_generate(demo_run: int) -> None:
+def test_the_first_gguf_export_installs_the_tools_then_its_files_load_in_llama_cpp_and_generate(
+        demo_run: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    outcome = publish.export_local(demo_run, "gguf")
+    monkeypatch.setenv("MEDCOT_LLAMA_CPP_DIR", str(tmp_path / "llama.cpp"))  # a machine where `make run` skipped it
+    assert not gguf.availability().ok
+    choices, note = publish_view.kind_choices()
+    assert "gguf" in [v for _, v in choices] and "the first GGUF export builds them" in note
+    seen: list[str] = []
+    outcome = publish.export_local(demo_run, "gguf", progress=lambda f, d: seen.append(d))
+    assert seen[0].startswith("Building llama.cpp's GGUF tools") and gguf.availability().ok
+    assert "install-gguf.sh" in (publish.export_root(demo_run) / "export.log").read_text()
     q4, q8 = "quick-demo-Q4_K_M.gguf", "quick-demo-Q8_0.gguf"
     assert set(outcome.files) == CARD | {q4, q8}
     assert gguf.read_metadata(outcome.folder / q4)["general.file_type"] == gguf.QUANTS["q4_k_m"][0]
@@ -126,11 +136,13 @@ def test_gguf_files_from_the_merged_demo_model_load_in_llama_cpp_and_generate(de
     assert row.status == "succeeded"
 
 
-def test_without_llama_cpp_the_gguf_option_is_disabled_and_says_why(demo_run: int, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_llama_cpp_or_a_compiler_to_build_it_the_gguf_option_is_disabled_and_says_why(
+        demo_run: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDCOT_LLAMA_CPP_DIR", str(tmp_path / "no-llama-cpp-here"))
-    available = gguf.availability()
+    monkeypatch.setenv("PATH", str(tmp_path / "a-path-without-compilers"))
+    available = gguf_build.offer()
     assert not available.ok and "scripts/install-gguf.sh" in available.reason
+    assert "no cc or c++ compiler" in available.reason
     choices, reason = publish_view.kind_choices()
     assert [v for _, v in choices] == ["adapter", "merged"] and reason == available.reason
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import fake_hf_token, free_port, start_app
-from medcot_ui.publish import gguf
+from medcot_ui.publish import gguf_build
 
 pytestmark = pytest.mark.browser
 CANARY = fake_hf_token("CANARYbrowserTOKENneverSHOWN")
@@ -33,7 +33,7 @@ def test_a_user_exports_the_adapter_zip_and_sees_an_unreachable_hub_recorded_for
                                                               timeout=30_000)
     expect(page.locator("#publish-repo textarea")).to_have_value("quick-demo")
     kinds = page.locator("#publish-kind")
-    if gguf.availability().ok:
+    if gguf_build.offer().ok:
         expect(kinds).to_contain_text("GGUF q4_k_m + q8_0")
     else:
         expect(kinds).not_to_contain_text("GGUF")

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.publish import gguf
-
-from medcot_ui.publish import merge
+from medcot_ui.publish import gguf, gguf_build, merge
 
 from medcot_ui.publish import card as model_card
 from medcot_ui.publish.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
@@ -286,9 +284,9 @@ def _export_kind(run: Run, kind: str, repo_id: str | None, progress: ProgressFn)
                 if src.is_file() and src.name != "README.md":  # PEFT's placeholder card: ours replaces it
                     shutil.copy2(src, tmp / src.name)
         else:
-            available = gguf.availability()
-            if not available.ok:
-                raise PublishError(available.reason)
+            if not (offered := gguf_build.offer()).ok:
+                raise PublishError(offered.reason)
+            gguf_build.ensure(progress, log_file)
             merged, dtype = _merged_export(run, progress, log_file)
             with tempfile.TemporaryDirectory(prefix=".tmp-gguf-work-", dir=root) as work:
                 progress(0.5, "Converting the merged model to GGUF with llama.cpp's converter")
@@ -387,7 +385,7 @@ def publish_to_hub(run_id: int, kind: str, repo_text: str, token: str, private: 
     try:
         if not token:
             raise PublishError("No Hugging Face token: sign in, set HF_TOKEN, or paste a token with write access.")
-        if kind == "gguf" and not (tools := gguf.availability()).ok:
+        if kind == "gguf" and not (tools := gguf_build.offer()).ok:
             raise PublishError(tools.reason)
         client = HubClient(token, endpoint)
         progress(0.02, "Checking that the Hub can be reached")

@@ -6,7 +6,7 @@
 
 Both run in child processes (``python -m medcot_ui.publish.gguf convert|quantize``) so a crash in C code cannot take the
 app down; their command lines hold only file paths and their environment no Hub token. Where the tools are not
-installed, :func:`availability` says so and the Publish tab disables the GGUF option with that reason.
+installed, :func:`availability` says so; ``gguf_build`` builds them on the first GGUF export.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from medcot_ui.hosting.redact import child_env
 
 # llama.cpp's file types (enum llama_ftype) for the quantisations we offer, and their file-name suffixes.
 QUANTS: dict[str, tuple[int, str]] = {"q4_k_m": (15, "Q4_K_M"), "q8_0": (7, "Q8_0")}
-INSTALL_HINT = "run scripts/install-gguf.sh (see the README's 'GGUF export' section)"
+INSTALL_HINT = "run `make install-gguf` (scripts/install-gguf.sh; see docs/PUBLISH.md)"
 
 
 def tools_dir() -> Path:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medcot_ui.publish import gguf
-
 from medcot_ui.publish import export as publish
+from medcot_ui.publish import gguf_build
 from medcot_ui.publish.hub import HubError, Identity
 from medcot_ui.publish.export import KIND_LABELS, KINDS, Outcome, publishable_runs, publishes_for_run
 from medcot_ui.store import Run
@@ -50,8 +49,9 @@ def run_choices() -> list[tuple[str, int]]:
 
 
 def kind_choices() -> tuple[list[tuple[str, str]], str]:
-    """The export kinds this machine can make, and (when GGUF is off) the reason shown under them."""
-    available = gguf.availability()
+    """The export kinds this machine can make, and the note shown under them (why GGUF is off, or that its first
+    export builds its tools)."""
+    available = gguf_build.offer()
     kinds = [k for k in KINDS if k != "gguf" or available.ok]
     return [(KIND_LABELS[k], k) for k in kinds], available.reason
 
