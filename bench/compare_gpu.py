@@ -142,7 +142,7 @@ def plain_generate(model: Any, tokenizer: Any, prompt: str, tokens: int, static:
 
 
 def engine_compare(engine: Any, run_id: int, tokens: int) -> dict[str, Any]:
-    from medcot_ui.compare.engine import GenerationSettings
+    from medcot_ui.compare.generation import GenerationSettings
 
     final = None
     seen_both_streaming = False

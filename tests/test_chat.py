@@ -12,8 +12,13 @@ from typing import Any
 import pytest
 
 from conftest import train_demo_run, use_home
-from medcot_ui.compare.engine import (CompareEngine, CompareError, GenerationSettings, GpuMemory, Pane, comparable_run,
-                            held_out_rows, pane_messages)
+from medcot_ui.compare.comparable import comparable_run, held_out_rows
+from medcot_ui.compare.engine import CompareEngine
+from medcot_ui.compare.errors import CompareError
+from medcot_ui.compare.generation import GenerationSettings
+from medcot_ui.compare.gpu_budget import GpuMemory
+from medcot_ui.compare.messages import pane_messages
+from medcot_ui.compare.panes import Pane, refresh_text
 
 GiB = 2**30
 
@@ -200,14 +205,13 @@ def test_a_completion_without_any_think_block_is_all_answer() -> None:
 
 
 def test_think_token_count_and_seconds_come_from_the_token_that_closed_it(demo: Any) -> None:
-    from medcot_ui.compare.engine import _refresh_text
     from medcot_ui.training.models import load_tokenizer
 
     tokenizer = load_tokenizer("demo:tiny-llama")
     pane = Pane("Tuned")
     for i, tok in enumerate(tokenizer("fever and cough</think>pneumonia", add_special_tokens=False)["input_ids"]):
         pane.add(tok, 0.1 * (i + 1))
-    _refresh_text(tokenizer, (pane,))
+    refresh_text(tokenizer, (pane,))
     close_at = tokenizer.convert_tokens_to_ids("</think>")
     expected = pane.token_ids.index(close_at) + 1
     assert pane.think_tokens == expected and pane.think_seconds == pytest.approx(0.1 * expected)

@@ -30,7 +30,7 @@ def test_a_user_compares_a_held_out_question_sees_both_stream_stops_them_and_exp
         home: Path, processes: Any, browser: Any) -> None:
     from playwright.sync_api import expect
 
-    from medcot_ui.compare.engine import held_out_rows
+    from medcot_ui.compare.comparable import held_out_rows
 
     run_id = train_demo_run()
     sample = held_out_rows(run_id)[0]

@@ -77,6 +77,11 @@ def _worst_gap(model: Any, prompt_ids: list[int], generated: list[int], adapter:
 NOISE = 1.0
 
 
+def _adapter_of(engine: Any, run_id: int) -> str:
+    """The name the run's adapter is loaded under (``run-<id>-<mtime>``)."""
+    return next(name for name in engine.loaded_adapters if name.startswith(f"run-{run_id}-"))
+
+
 def _finished_run(model: Path, adapter: Path, four_bit: bool) -> int:
     from compare_gpu import finished_run
 
@@ -90,7 +95,7 @@ def test_both_panes_stream_on_the_gpu_with_the_adapter_on_in_the_tuned_pane_only
         pytest.importorskip("bitsandbytes")
     from compare_gpu import QUESTION
 
-    from medcot_ui.compare.engine import GenerationSettings
+    from medcot_ui.compare.generation import GenerationSettings
 
     model_dir, adapter = random_8b
     run_id = _finished_run(model_dir, adapter, four_bit)
@@ -107,7 +112,7 @@ def test_both_panes_stream_on_the_gpu_with_the_adapter_on_in_the_tuned_pane_only
     loaded = engine._loaded
     prompt_ids = loaded.tokenizer(final.prompt)["input_ids"]
     gaps = {(pane, ref): _worst_gap(loaded.model, prompt_ids, getattr(final, pane).token_ids, adapter)
-            for pane in ("base", "tuned") for ref, adapter in (("base", None), ("tuned", f"run-{run_id}"))}
+            for pane in ("base", "tuned") for ref, adapter in (("base", None), ("tuned", _adapter_of(engine, run_id)))}
     assert gaps[("tuned", "tuned")] < NOISE and gaps[("base", "base")] < NOISE, gaps
     assert gaps[("tuned", "base")] > NOISE and gaps[("base", "tuned")] > NOISE, gaps
 
@@ -117,7 +122,7 @@ def test_a_second_runs_adapter_is_applied_after_the_decode_step_was_compiled_for
     from compare_gpu import QUESTION
     from safetensors.torch import load_file, save_file
 
-    from medcot_ui.compare.engine import GenerationSettings
+    from medcot_ui.compare.generation import GenerationSettings
 
     model_dir, adapter = random_8b
     negated = tmp_path / "negated"
@@ -130,9 +135,9 @@ def test_a_second_runs_adapter_is_applied_after_the_decode_step_was_compiled_for
     settings = GenerationSettings(max_new_tokens=24, greedy=True)
     one = list(engine.compare(first, QUESTION, settings))[-1]
     two = list(engine.compare(second, QUESTION, settings))[-1]
-    assert engine._loaded.compiled_for == f"run-{second}"
+    assert engine._loaded.compiled_for == _adapter_of(engine, second)
     assert one.tuned.token_ids != two.tuned.token_ids
     model, prompt_ids = engine._loaded.model, engine._loaded.tokenizer(two.prompt)["input_ids"]
-    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, f"run-{second}") < NOISE
-    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, f"run-{first}") > NOISE, "run 1's graph was reused"
+    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, _adapter_of(engine, second)) < NOISE
+    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, _adapter_of(engine, first)) > NOISE, "run 1's graph was reused"
     assert _worst_gap(model, prompt_ids, two.base.token_ids, None) < NOISE

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from medcot_ui.compare import stored as comparisons
-from medcot_ui.compare.engine import CompareUpdate, GenerationSettings, Pane
+from medcot_ui.compare.generation import GenerationSettings
+from medcot_ui.compare.panes import CompareUpdate, Pane
 
 
 def _pane(label: str, text: str, tokens: int, finish: str = "eos") -> Pane:

@@ -10,7 +10,8 @@ import pytest
 
 import jobs.queue as queue
 from conftest import cli, wait_for
-from medcot_ui.compare import engine as chat
+from medcot_ui.compare.comparable import comparable_run, comparable_runs
+from medcot_ui.compare.errors import CompareError
 from medcot_ui.compare import stored as comparisons
 from medcot_ui.publish import export as publish
 from medcot_ui.runs import view as runs_view
@@ -39,14 +40,14 @@ def test_a_deleted_run_leaves_every_list_keeps_its_files_and_comes_back_as_it_wa
 
     queue.delete_run(demo_run)
     assert list_runs() == [] and runs_view.table_rows() == []
-    assert publish.publishable_runs() == [] and chat.comparable_runs() == []
+    assert publish.publishable_runs() == [] and comparable_runs() == []
     assert comparisons.list_comparisons() == []
     assert runs_view.run_detail(demo_run) is None and runs_view.run_signature(demo_run) == ("gone",)
     assert (folder / "adapter" / "adapter_config.json").exists(), "the files wait for the undo period"
     with pytest.raises(queue.QueueError, match="was deleted; restore it first"):
         queue.resume(demo_run)
-    with pytest.raises(chat.CompareError, match="deleted"):
-        chat.comparable_run(demo_run)
+    with pytest.raises(CompareError, match="deleted"):
+        comparable_run(demo_run)
     assert [label for label, _ in runs_view.deleted_choices()][0].startswith(f"run {demo_run} ·")
 
     restored = queue.restore_run(demo_run)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import select
 
-from medcot_ui.compare.engine import CompareUpdate, Pane
+from medcot_ui.compare.panes import CompareUpdate, Pane
 from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import Comparison, Run, live_runs, read_session, write_session
 from medcot_ui.units import shorten, when
@@ -43,7 +43,7 @@ def record(update: CompareUpdate, reference: Any | None = None) -> Comparison:
     if update.base is None or update.tuned is None:
         raise ComparisonError("comparison: nothing was generated, so there is nothing to store")
     row = Comparison(run_id=update.run_id, created_at=update.created_at, question=update.question,
-                     settings_json=json.dumps(update.settings.to_dict()), stopped=update.stopped,
+                     settings_json=json.dumps(update.settings.model_dump()), stopped=update.stopped,
                      base_model=update.base_model, device=update.device, prompt=update.prompt,
                      reference_reasoning=getattr(reference, "reasoning", None),
                      reference_answer=getattr(reference, "answer", None))

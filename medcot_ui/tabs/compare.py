@@ -8,8 +8,12 @@ from typing import Any
 import gradio as gr
 
 from medcot_ui.compare import stored as comparisons
-from medcot_ui.compare.engine import (CompareEngine, CompareError, CompareUpdate, GenerationSettings, comparable_runs,
-                            held_out_rows, pane_messages)
+from medcot_ui.compare.comparable import comparable_runs, held_out_rows
+from medcot_ui.compare.engine import CompareEngine
+from medcot_ui.compare.errors import CompareError
+from medcot_ui.compare.generation import GenerationSettings
+from medcot_ui.compare.messages import pane_messages
+from medcot_ui.compare.panes import CompareUpdate
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.data.load import DataError
 from medcot_ui.tabs.guard import guard, may

@@ -1,0 +1,5 @@
+"""The one error a comparison raises: its message says why and what to do (the tab shows it as is)."""
+
+
+class CompareError(RuntimeError):
+    """A comparison that cannot run; the message says why and what to do."""
