@@ -1,13 +1,14 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    installs into .venv, builds the demo model, starts the app on http://127.0.0.1:7860
-#   make test   installs into .venv (plus llama.cpp's GGUF tools and Debian's chromium) and runs every test
+#   make test   installs into .venv (plus llama.cpp's GGUF tools, Debian's chromium, and Debian's postgresql for
+#               the run-store tests, which start a throwaway server themselves) and runs every test
 PYTHON ?= python3
 VENV ?= .venv
 # The GPU image installs with `make install REQUIREMENTS=requirements-gpu.txt` (see Dockerfile).
 REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
-.PHONY: run test install install-dev install-gguf browser worker bench-cpu test-gpu migration clean
+.PHONY: run test install install-dev install-gguf browser postgres worker bench-cpu test-gpu migration clean
 
 $(VENV)/.installed: $(REQUIREMENTS) requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +29,13 @@ $(VENV)/.installed-gguf: $(VENV)/.installed requirements-gguf.txt scripts/instal
 
 install: $(VENV)/.installed
 install-gguf: $(VENV)/.installed-gguf
-install-dev: $(VENV)/.installed-dev $(VENV)/.installed-gguf browser
+install-dev: $(VENV)/.installed-dev $(VENV)/.installed-gguf browser postgres
 
 browser:
 	./scripts/install-browser.sh
+
+postgres:
+	./scripts/install-postgres.sh
 
 run: install
 	$(PY) -m medcot build-demo-model

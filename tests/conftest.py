@@ -85,6 +85,31 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built_demo_model: Path
     dispose_engines()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server for this test session (skipped only where its binaries are not installed)."""
+    from postgres_server import PostgresServer, missing_reason
+
+    if reason := missing_reason():
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The run store's URL, once per backend: the test's own SQLite file in ``home``, then an empty database on
+    the session's PostgreSQL server. Child processes inherit it through MEDCOT_DATABASE_URL."""
+    from medcot_ui.hosting.settings import database_url
+    from medcot_ui.store import dispose_engines
+
+    if request.param == "postgresql":
+        monkeypatch.setenv("MEDCOT_DATABASE_URL", request.getfixturevalue("postgres_server").new_database())
+        dispose_engines()
+    return database_url()
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a real child process (inherits the test's MEDCOT_HOME and friends)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)

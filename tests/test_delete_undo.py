@@ -59,7 +59,7 @@ def test_a_deleted_run_leaves_every_list_keeps_its_files_and_comes_back_as_it_wa
         queue.restore_run(demo_run)
 
 
-def test_a_deleted_queued_run_is_never_claimed_and_restoring_it_queues_it_again(home: Path) -> None:
+def test_a_deleted_queued_run_is_never_claimed_and_restoring_it_queues_it_again(db_url: str) -> None:
     run_id = queue.enqueue(quick_demo()).id
     queue.delete_run(run_id)
     assert queue.claim("w1") is None
@@ -69,7 +69,7 @@ def test_a_deleted_queued_run_is_never_claimed_and_restoring_it_queues_it_again(
     assert queue.claim("w1") == run_id
 
 
-def test_a_running_run_cannot_be_deleted(home: Path) -> None:
+def test_a_running_run_cannot_be_deleted(db_url: str) -> None:
     run_id = queue.enqueue(quick_demo()).id
     queue.claim("w1")
     with pytest.raises(queue.QueueError, match="cancel it before deleting it"):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import cli, demo_config_file, wait_for
-from medcot_ui.store import get_run, run_events, run_metrics
+from medcot_ui.store import get_run, list_runs, run_events, run_metrics
 
 
 def enqueue(tmp_path: Path, name: str = "demo", **overrides: object) -> int:
@@ -104,7 +103,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def test_four_workers_racing_claim_each_run_exactly_once_without_database_locked_errors(
-        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+        db_url: str, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
     config = demo_config_file(tmp_path / "tiny.yaml", **{"training.max_steps": 1, "data.eval_size": 0})
     n_runs = 12
     ids = []
@@ -114,17 +113,15 @@ def test_four_workers_racing_claim_each_run_exactly_once_without_database_locked
     workers = [processes.worker("--exit-when-idle", f"--worker-id=w{i}") for i in range(4)]
     for w in workers:
         w.wait(timeout=280)
-    db = sqlite3.connect(home / "runs.db")
-    rows = db.execute("SELECT id, status, attempt, worker_id FROM runs ORDER BY id").fetchall()
-    assert [r[0] for r in rows] == ids
-    assert all(r[1] == "succeeded" and r[2] == 1 for r in rows), rows
-    claims = db.execute("SELECT run_id, COUNT(*) FROM run_events WHERE message LIKE 'claimed by worker %' "
-                        "GROUP BY run_id").fetchall()
-    assert sorted(claims) == [(i, 1) for i in ids]
-    assert len({r[3] for r in rows}) > 1, "the work should be spread over several workers"
+    rows = sorted(list_runs(), key=lambda r: r.id)
+    assert [r.id for r in rows] == ids
+    assert all(r.status == "succeeded" and r.attempt == 1 for r in rows), [(r.id, r.status, r.error) for r in rows]
+    claims = [e.run_id for i in ids for e in run_events(i) if e.message.startswith("claimed by worker ")]
+    assert sorted(claims) == ids, "each run is claimed exactly once"
+    assert len({r.worker_id for r in rows}) > 1, "the work should be spread over several workers"
     logs = "".join(processes.output(w) for w in workers)
     logs += "".join((home / "runs" / f"run-{i}" / "train.log").read_text() for i in ids)
-    assert "database is locked" not in logs
+    assert "database is locked" not in logs and "Traceback" not in logs
 
 
 def test_cancel_mid_run_stops_at_the_next_step_saves_the_adapter_and_ends_cancelled(

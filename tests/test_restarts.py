@@ -36,7 +36,7 @@ def resumer(previous: dict) -> recovery.AutoResumer:
     return thread
 
 
-def test_a_run_still_running_when_the_app_died_is_reaped_and_resumed(home):
+def test_a_run_still_running_when_the_app_died_is_reaped_and_resumed(db_url):
     run_id = make_run("running", last_step=12)
     done = resumer({})
     assert done.resumed == [run_id]
@@ -45,7 +45,7 @@ def test_a_run_still_running_when_the_app_died_is_reaped_and_resumed(home):
     assert any(e.message == f"{recovery.AUTO_RESUME_EVENT} 12" for e in run_events(run_id))
 
 
-def test_only_runs_interrupted_by_the_shutdown_are_resumed(home):
+def test_only_runs_interrupted_by_the_shutdown_are_resumed(db_url):
     stopping_at = time.time() - 60
     by_shutdown = make_run("interrupted", finished_at=stopping_at + 1)
     just_before = make_run("interrupted", finished_at=stopping_at - 5)  # the worker got the signal first
@@ -56,7 +56,7 @@ def test_only_runs_interrupted_by_the_shutdown_are_resumed(home):
     assert get_run(long_ago).status == "interrupted" and get_run(cancelled).status == "cancelled"
 
 
-def test_a_run_interrupted_again_without_progress_waits_for_a_person(home):
+def test_a_run_interrupted_again_without_progress_waits_for_a_person(db_url):
     run_id = make_run("running", last_step=10)
     recovery.add_event(run_id, f"{recovery.AUTO_RESUME_EVENT} 10")
     done = resumer({})
@@ -65,13 +65,13 @@ def test_a_run_interrupted_again_without_progress_waits_for_a_person(home):
     assert "press Resume" in run_events(run_id)[-1].message
 
 
-def test_a_run_that_got_further_since_its_last_automatic_resume_is_resumed_again(home):
+def test_a_run_that_got_further_since_its_last_automatic_resume_is_resumed_again(db_url):
     run_id = make_run("running", last_step=20)
     recovery.add_event(run_id, f"{recovery.AUTO_RESUME_EVENT} 10")
     assert resumer({}).resumed == [run_id]
 
 
-def test_a_run_whose_worker_still_heartbeats_is_left_running(home, monkeypatch):
+def test_a_run_whose_worker_still_heartbeats_is_left_running(db_url, monkeypatch):
     monkeypatch.setenv("MEDCOT_LEASE_SECONDS", "0.5")
     run_id = make_run("running", lease_expired=False)  # its lease runs 60 s: another live worker holds it
     started = time.monotonic()
@@ -87,7 +87,7 @@ def test_the_app_notes_its_start_and_its_shutdown(home):
 
 
 def test_a_restart_mid_training_leaves_the_run_interrupted_and_the_app_resumes_it_from_its_checkpoint(
-        home, processes, tmp_path):
+        db_url, home, processes, tmp_path):
     config = demo_config_file(tmp_path / "demo.yaml", **{"training.max_steps": 20, "training.save_steps": 5,
                                                         "name": "restart-me"})
     cli("enqueue", str(config))

@@ -12,6 +12,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 from conftest import child_env, wait_for
@@ -23,17 +24,23 @@ def head() -> str:
     return ScriptDirectory.from_config(store.alembic_config()).get_current_head()
 
 
-def version(db: Path) -> list[tuple[str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT version_num FROM alembic_version").fetchall()
+def version(db: Path | str) -> list[tuple[str]]:
+    """The revisions recorded in a database (a SQLite file, or any URL)."""
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+    finally:
+        engine.dispose()
 
 
-def test_a_new_data_directory_gets_the_newest_schema_and_the_migrations_match_the_models(home: Path) -> None:
+def test_a_new_data_directory_gets_the_newest_schema_and_the_migrations_match_the_models(db_url: str) -> None:
     engine = store.get_engine()
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert differences == [], "a model changed without a migration: write its migration with `make migration m=...`"
-    assert version(home / "runs.db") == [(head(),)]
+    assert version(db_url) == [(head(),)]
 
 
 def test_a_database_of_the_first_release_is_upgraded_in_place_keeping_its_runs(tmp_path: Path) -> None:
@@ -82,7 +89,7 @@ def test_a_migration_that_rebuilds_a_referenced_table_keeps_every_row_and_the_fo
 
 
 def test_processes_starting_together_on_an_empty_data_directory_migrate_once_without_errors(
-        home: Path, tmp_path: Path) -> None:
+        db_url: str, tmp_path: Path) -> None:
     go = tmp_path / "go"
     # Each process imports everything first, says it is ready, then waits for the same starting signal.
     script = ("import sys, time, pathlib; from medcot_ui.store import get_engine, list_runs; "
@@ -96,4 +103,4 @@ def test_processes_starting_together_on_an_empty_data_directory_migrate_once_wit
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in results]
     assert [out.strip() for out, _ in results] == ["0"] * 4
-    assert version(home / "runs.db") == [(head(),)]
+    assert version(db_url) == [(head(),)]
