@@ -229,6 +229,25 @@ def test_bad_input_is_refused_with_the_field_named(demo: Any) -> None:
         next(demo.engine.compare(999, "Q?"))
 
 
+def test_the_generation_sliders_allow_exactly_what_the_settings_accept(demo: Any) -> None:
+    import gradio as gr
+
+    from medcot_ui.hosting.context import AppContext
+    from medcot_ui.tabs import compare as tab
+
+    with gr.Blocks():
+        ui = tab.build(AppContext())
+    for name in ("max_new_tokens", "temperature", "top_p"):
+        slider = getattr(ui, name)
+        assert (slider.minimum, slider.maximum) == GenerationSettings.bounds(name), name
+    top = ui.max_new_tokens.maximum
+    assert GenerationSettings.from_values(top, 0.6, 0.9, 1, False).max_new_tokens == top
+    with pytest.raises(CompareError, match=f"max_new_tokens: {top + 1} "):
+        GenerationSettings.from_values(top + 1, 0.6, 0.9, 1, False)
+    shown = (ui.max_new_tokens.value, ui.temperature.value, ui.top_p.value, ui.seed.value, ui.greedy.value)
+    assert GenerationSettings.from_values(*shown) == GenerationSettings(), "the tab starts at the defaults"
+
+
 def test_a_run_that_is_not_finished_cannot_be_compared(demo: Any) -> None:
     from jobs.queue import enqueue
     from medcot_ui.training.presets import quick_demo
