@@ -7,7 +7,10 @@ Examples::
     medcot enqueue demo.yaml --set lora.r=32     # queue it for the worker
     medcot list                                  # what is queued, running, finished
     medcot show 3                                # one run: status, config, last metrics, log tail
-    medcot cancel 3 / medcot resume 3 / medcot delete 3 / medcot restore 3
+    medcot cancel 3                              # stop run 3 (a queued run at once)
+    medcot resume 3                              # continue it from its last checkpoint
+    medcot delete 3                              # delete it (restorable for an hour)
+    medcot restore 3                             # undo the delete
     medcot worker                                # train queued runs (the app starts one for you)
     medcot build-demo-model                      # the tiny offline model (built on first use anyway)
 """
@@ -105,15 +108,43 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _action(fn_name: str, done: str) -> Any:
-    def cmd(args: argparse.Namespace) -> int:
-        import jobs.queue as q
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from jobs.queue import request_cancel
+    from medcot_ui.store import RunStatus
 
-        result = getattr(q, fn_name)(args.run_id)
-        state = result if isinstance(result, str) else getattr(result, "status", "")
-        print(f"run {args.run_id}: {done}" + (f" ({state})" if state else ""))
-        return 0
-    return cmd
+    if request_cancel(args.run_id) == RunStatus.cancelled:
+        print(f"run {args.run_id}: cancelled before it started (`medcot resume {args.run_id}` queues it again)")
+    else:
+        print(f"run {args.run_id}: stopping at its next step; it saves its adapter and becomes cancelled "
+              f"(`medcot show {args.run_id}` to follow it)")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from jobs.queue import resume
+
+    resume(args.run_id)
+    print(f"run {args.run_id}: queued again; it continues from its last checkpoint when a worker picks it up")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from jobs.queue import delete_run
+    from medcot_ui.hosting.settings import get_settings
+    from medcot_ui.units import duration
+
+    delete_run(args.run_id)
+    print(f"run {args.run_id}: deleted; `medcot restore {args.run_id}` brings it back within "
+          f"{duration(get_settings().undo_seconds)}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from jobs.queue import restore_run
+
+    run = restore_run(args.run_id)
+    print(f"run {args.run_id}: restored ({run.status})")
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -157,15 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=20, help="how many events to show")
     p.add_argument("--config", action="store_true", help="also print the run's config")
     p.set_defaults(fn=cmd_show)
-    for name, fn, done, help_text in (
-            ("cancel", "request_cancel", "cancel requested", "stop a run at its next step (adapter is saved)"),
-            ("resume", "resume", "queued to resume", "continue an interrupted or cancelled run from its checkpoint"),
-            ("delete", "delete_run", "deleted (`medcot restore` brings it back within the undo period)",
-             "delete a finished run with its metrics and files"),
-            ("restore", "restore_run", "restored", "undo a delete (within MEDCOT_UNDO_SECONDS, default 1 hour)")):
+    for name, fn, help_text in (
+            ("cancel", cmd_cancel, "stop a run: a queued one at once, a running one at its next step (adapter saved)"),
+            ("resume", cmd_resume, "continue an interrupted or cancelled run from its checkpoint"),
+            ("delete", cmd_delete, "delete a finished run with its metrics and files"),
+            ("restore", cmd_restore, "undo a delete (within MEDCOT_UNDO_SECONDS, default 1 hour)")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("run_id", type=int)
-        p.set_defaults(fn=_action(fn, done))
+        p.set_defaults(fn=fn)
     p = sub.add_parser("worker", help="train queued runs one at a time (the app starts one unless told not to)")
     p.add_argument("--exit-when-idle", action="store_true")
     p.set_defaults(fn=cmd_worker)

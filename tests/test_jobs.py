@@ -129,7 +129,9 @@ def test_cancel_mid_run_stops_at_the_next_step_saves_the_adapter_and_ends_cancel
     run_id = enqueue(tmp_path, **{"training.max_steps": 2000, "training.logging_steps": 10})
     processes.worker()
     wait_for(lambda: (get_run(run_id).last_step or 0) >= 15, timeout=90, interval=0.05, what="step 15")
-    cli("cancel", str(run_id))
+    said = cli("cancel", str(run_id)).stdout
+    assert said == f"run {run_id}: stopping at its next step; it saves its adapter and becomes cancelled " \
+                   f"(`medcot show {run_id}` to follow it)\n"
     wait_for(lambda: status(run_id) != "running", timeout=60, what="the run to stop")
     run = get_run(run_id)
     assert run.status == "cancelled"
@@ -175,6 +177,33 @@ def test_an_invalid_config_is_refused_naming_the_field_and_nothing_is_enqueued(h
     assert "lora.r: Input should be greater than or equal to 1 (allowed: >= 1 and <= 256)" in out.stderr
     assert "training.learning_rate" in out.stderr
     assert "no runs yet" in cli("list").stdout
+
+
+def test_cancelling_a_queued_run_says_it_was_cancelled_before_it_started(home: Path, tmp_path: Path) -> None:
+    run_id = enqueue(tmp_path)
+    said = cli("cancel", str(run_id)).stdout
+    assert said == f"run {run_id}: cancelled before it started (`medcot resume {run_id}` queues it again)\n"
+    assert status(run_id) == "cancelled"
+    assert "queued again" in cli("resume", str(run_id)).stdout and status(run_id) == "queued"
+
+
+@pytest.mark.parametrize(("setting", "refusal"), [
+    ("training.max_steps=true", "training.max_steps: must be a number, not true"),
+    ("training.learning_rate=.nan", "training.learning_rate: must be a number, not nan"),
+    ("lora.dropout=false", "lora.dropout: must be a number, not false")])
+def test_a_yes_no_or_nan_given_for_a_number_is_refused_naming_the_field(home: Path, setting: str,
+                                                                        refusal: str) -> None:
+    out = cli("enqueue", "--set", setting, check=False)
+    assert out.returncode == 2 and refusal in out.stderr
+    assert "no runs yet" in cli("list").stdout
+
+
+def test_a_broken_json_config_names_the_place_once(home: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "unfinished')
+    out = cli("enqueue", str(broken), check=False)
+    assert out.returncode == 2
+    assert "JSON: Unterminated string starting at line 1, column 10" in out.stderr and "at at" not in out.stderr
 
 
 @pytest.mark.parametrize("action", ["cancel", "resume", "delete"])

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from medcot_ui.training.prompts import RECIPE_TEMPLATE, validate_template
 
@@ -26,9 +28,24 @@ def _f(default: Any, label: str, help: str, **kw: Any) -> Any:
     return Field(default, title=label, description=help, **kw)
 
 
+def _is_number(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_number(a) for a in get_args(annotation))
+    return annotation in (int, float)
+
+
 class _Section(BaseModel):
-    # Unknown keys are errors: a typo in a YAML file must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown keys are errors: a typo in a YAML file must not be silently ignored. NaN and infinity are no
+    # setting's value, and pydantic's default would report a NaN as out of range rather than as not a number.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would take `true` as 1: `--set training.max_steps=true` is a mistake, not a step count.
+        if isinstance(value, bool) and _is_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
 
 
 class ModelSettings(_Section):
@@ -151,7 +168,14 @@ class RunConfig(_Section):
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
-        return parse_config(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError([f"JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno}, column {exc.colno}"]) \
+                from None
+        if not isinstance(data, dict):
+            raise ConfigError(["JSON: the top level must be an object of sections"])
+        return parse_config(data)
 
     @classmethod
     def from_yaml(cls, text: str) -> "RunConfig":
@@ -195,6 +219,8 @@ def _describe(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown setting"
+    elif err["type"] == "finite_number":
+        msg = f"must be a number, not {err['input']}"
     # Cross-field validators start their message with the field they blame ("file_path: required ...").
     head, sep, rest = msg.partition(": ")
     if err["type"] == "value_error" and sep and head.isidentifier() and len(loc) <= 1:
