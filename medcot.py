@@ -18,7 +18,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -87,7 +86,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run is None:
         print(f"run {args.run_id} does not exist", file=sys.stderr)
         return 2
-    info = {"id": run.id, "name": run.name, "status": run.status, "attempt": run.attempt,
+    info = {"id": run.id, "name": run.name, "status": str(run.status), "attempt": run.attempt,
             **{key: when(getattr(run, f"{key}_at"), seconds=True) for key in ("created", "started", "finished")},
             "steps": f"{run.last_step}/{run.total_steps or '?'}", "device": run.device,
             "output_dir": run.output_dir, "dataset_fingerprint": run.dataset_fingerprint, "error": run.error}
@@ -104,7 +103,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for e in run_events(run.id, limit=args.events):
         print(f"  {when(e.ts, seconds=True)} {e.level:<7} {e.message}")
     if args.config:
-        print(json.dumps(run.config, indent=2))
+        print(run.config_json)
     return 0
 
 

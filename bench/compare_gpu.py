@@ -177,13 +177,12 @@ def bench_mode(mode: str, model_dir: Path, adapter: Path, tokens: int, repeats: 
     import torch
 
     from medcot_ui.compare.engine import CompareEngine
-    from medcot_ui.training.config import RunConfig
     from medcot_ui.training.prompts import PromptFormat
     from medcot_ui.store import get_run
 
     four_bit = mode == "4bit"
     run_id = finished_run(model_dir, adapter, four_bit)
-    config = RunConfig.from_json(get_run(run_id).config_json)
+    config = get_run(run_id).run_config()
     rows: list[dict[str, Any]] = []
     # Everything that generates runs on the engine's model thread (CUDA-graph state is per thread).
     engine = CompareEngine(update_interval_s=0.05, precision="4bit" if four_bit else "16bit")

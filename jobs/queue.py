@@ -140,14 +140,14 @@ def finish(run_id: int, status: RunStatus, error: str | None = None, only_if_run
     """Record a run's outcome (no-op when it already left 'running' and ``only_if_running``)."""
     with write_session() as s:
         run = s.get(Run, run_id)
-        if run is None or (only_if_running and run.status != RunStatus.running.value):
+        if run is None or (only_if_running and run.status != RunStatus.running):
             return False
-        run.status = status.value
+        run.status = status
         run.finished_at = time.time()
         run.error = error
         run.lease_expires_at = None
         s.add(RunEvent(run_id=run_id, level="error" if status == RunStatus.failed else "info",
-                       message=f"{status.value}" + (f": {error}" if error else "")))
+                       message=f"{status}" + (f": {error}" if error else "")))
         return True
 
 
@@ -160,15 +160,15 @@ def _existing(session: Any, run_id: int) -> Run:
     return run
 
 
-def request_cancel(run_id: int) -> str:
+def request_cancel(run_id: int) -> RunStatus:
     """Cancel: a queued run is cancelled at once; a running one stops at its next step and saves its adapter."""
     with write_session() as s:
         run = _existing(s, run_id)
-        if run.status == RunStatus.queued.value:
-            run.status, run.finished_at = RunStatus.cancelled.value, time.time()
+        if run.status == RunStatus.queued:
+            run.status, run.finished_at = RunStatus.cancelled, time.time()
             s.add(RunEvent(run_id=run_id, message="cancelled while queued"))
-            return RunStatus.cancelled.value
-        if run.status != RunStatus.running.value:
+            return RunStatus.cancelled
+        if run.status != RunStatus.running:
             raise QueueError(f"run {run_id} is {run.status}; only queued or running runs can be cancelled")
         run.cancel_requested = True
         s.add(RunEvent(run_id=run_id, message="cancel requested: stopping at the next step"))
@@ -179,9 +179,9 @@ def resume(run_id: int) -> Run:
     """Queue an interrupted or cancelled run again; it continues from its last checkpoint."""
     with write_session() as s:
         run = _existing(s, run_id)
-        if run.status not in {r.value for r in RESUMABLE}:
+        if run.status not in RESUMABLE:
             raise QueueError(f"run {run_id} is {run.status}; only interrupted or cancelled runs can be resumed")
-        run.status, run.resume, run.cancel_requested = RunStatus.queued.value, True, False
+        run.status, run.resume, run.cancel_requested = RunStatus.queued, True, False
         run.error, run.finished_at, run.worker_id, run.pid = None, None, None, None
         s.add(RunEvent(run_id=run_id, message="resume queued: will continue from the last checkpoint"))
         return run
@@ -193,7 +193,7 @@ def delete_run(run_id: int) -> None:
     A running run must be cancelled first."""
     with write_session() as s:
         run = _existing(s, run_id)
-        if run.status == RunStatus.running.value:
+        if run.status == RunStatus.running:
             raise QueueError(f"run {run_id} is running; cancel it before deleting it")
         run.deleted_at = time.time()
         s.add(RunEvent(run_id=run_id, message="deleted (restorable until it is purged)"))
@@ -221,7 +221,7 @@ def purge_deleted(older_than_s: float | None = None) -> list[int]:
     with write_session() as s:
         # A running run is never deleted; the status test only guards against a claim that raced a delete.
         runs = list(s.exec(select(Run).where(Run.deleted_at.is_not(None), Run.deleted_at <= cutoff,
-                                             Run.status != RunStatus.running.value).with_for_update()))
+                                             Run.status != RunStatus.running).with_for_update()))
         purged = [(r.id, r.output_dir) for r in runs]
         for run in runs:
             for table in (Metric, RunEvent, Comparison, Publish):

@@ -67,7 +67,7 @@ def record_stopping() -> None:
 
 def running_run_ids() -> set[int]:
     with read_session() as s:
-        return set(s.exec(select(Run.id).where(Run.status == RunStatus.running.value)))
+        return set(s.exec(select(Run.id).where(Run.status == RunStatus.running)))
 
 
 def _auto_resumed_at_steps(run_id: int) -> list[int]:
@@ -80,7 +80,7 @@ def _auto_resumed_at_steps(run_id: int) -> list[int]:
 def resume_interrupted(candidates: set[int], stopping_at: float | None) -> list[int]:
     """Queue again each interrupted run a restart interrupted (see the module doc); returns their ids."""
     with read_session() as s:
-        rows = list(s.exec(select(Run).where(Run.status == RunStatus.interrupted.value, live_runs())))
+        rows = list(s.exec(select(Run).where(Run.status == RunStatus.interrupted, live_runs())))
     resumed = []
     for run in rows:
         by_restart = run.id in candidates or (
@@ -120,7 +120,7 @@ class AutoResumer(threading.Thread):
             self.resumed += resume_interrupted(self.candidates, self.stopping_at)
             self.stopping_at = None  # those interrupted during the shutdown were handled in the first pass
             waiting = {i for i in self.candidates if (r := get_run(i)) is not None
-                       and r.status == RunStatus.running.value}
+                       and r.status == RunStatus.running}
             if not waiting or time.time() > deadline:
                 for run_id in self.resumed:
                     print(f"[app] run {run_id}: interrupted by the restart, resumed from its last checkpoint",

@@ -107,7 +107,7 @@ def _save_outputs(run_id: int, config: RunConfig, loaded: LoadedModel, output_di
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
-def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> str:
+def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> RunStatus:
     """Train run ``run_id`` (already claimed by ``worker_id``) and record its outcome; returns the status."""
     from jobs.callbacks import NanInjector, StudioCallback, TokenCounter, drop_metrics_after
     from jobs.queue import finish
@@ -120,7 +120,7 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
     output_dir = Path(run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        config = RunConfig.from_json(run.config_json)
+        config = run.run_config()
         if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
             raise ConfigError(problems)
         loaded = load_for_training(config)
@@ -151,19 +151,19 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if callback.failure:
             finish(run_id, RunStatus.failed, callback.failure)
-            return RunStatus.failed.value
+            return RunStatus.failed
         _save_outputs(run_id, config, loaded, output_dir, loaded.backend, started)
         status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
         finish(run_id, status, "cancelled by the user; the adapter at the last step was saved"
                if callback.cancelled else None)
-        return status.value
+        return status
     except (ConfigError, DataError, ModelLoadError) as exc:
         finish(run_id, RunStatus.failed, str(exc))
     except Exception as exc:  # noqa: BLE001 - any crash must end the run, never the worker
         traceback.print_exc()
         message = OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
         finish(run_id, RunStatus.failed, message)
-    return RunStatus.failed.value
+    return RunStatus.failed
 
 
 def _limit_cpu_threads() -> None:
@@ -181,7 +181,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def train_direct(config: RunConfig) -> tuple[int, str]:
+def train_direct(config: RunConfig) -> tuple[int, RunStatus]:
     """Train a config now in this process, without the queue (the run is still recorded like any other)."""
     from jobs.queue import LeaseKeeper, claim_specific, enqueue
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_id = os.environ.get("MEDCOT_WORKER_ID", f"cli-{os.getpid()}")
     parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
     status = run_training(args.run_id, worker_id, parent)
-    return 0 if status in {RunStatus.succeeded.value, RunStatus.cancelled.value} else 1
+    return 0 if status in {RunStatus.succeeded, RunStatus.cancelled} else 1
 
 
 if __name__ == "__main__":

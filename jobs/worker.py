@@ -9,7 +9,6 @@ runs carry on.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -86,9 +85,6 @@ class Worker:
         run = get_run(run_id)
         output_dir = Path(run.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "run.json").write_text(json.dumps(
-            {"run_id": run_id, "name": run.name, "attempt": run.attempt, "resume": run.resume,
-             "config": json.loads(run.config_json)}, indent=2), encoding="utf-8")
         log_path = output_dir / "train.log"
         env = dict(os.environ, MEDCOT_WORKER_ID=self.worker_id, MEDCOT_PARENT_PID=str(os.getpid()),
                    PYTHONUNBUFFERED="1")
@@ -131,7 +127,7 @@ class Worker:
         self._child = None
         rc = child.wait()
         row = get_run(run_id)
-        if row is not None and row.status == RunStatus.running.value and row.worker_id == self.worker_id:
+        if row is not None and row.status == RunStatus.running and row.worker_id == self.worker_id:
             if rc < 0:
                 finish(run_id, RunStatus.interrupted, f"The training process was killed (signal {-rc}). "
                                                       "Resume to continue from the last checkpoint.")

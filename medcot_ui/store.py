@@ -8,22 +8,22 @@ comparisons work the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Optional
 
-from sqlalchemy import Column, Index, Text, event
+from sqlalchemy import Column, Enum, Index, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from medcot_ui.hosting.settings import database_url
+from medcot_ui.training.config import RunConfig
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -44,7 +44,9 @@ class Run(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = ""
-    status: str = Field(default=RunStatus.queued.value)
+    # Stored as the plain status string (a VARCHAR, no CHECK), read back as the enum.
+    status: RunStatus = Field(default=RunStatus.queued,
+                              sa_type=Enum(RunStatus, native_enum=False, create_constraint=False, length=None))
     config_json: str = Field(sa_column=Column(Text, nullable=False))
     created_at: float = Field(default_factory=time.time)
     started_at: Optional[float] = None
@@ -74,7 +76,7 @@ class Run(SQLModel, table=True):
 
     @property
     def base_model(self) -> str:
-        return self.config.get("model", {}).get("base_model", "")
+        return self.run_config().model.base_model
 
     @property
     def label(self) -> str:
@@ -90,9 +92,9 @@ class Run(SQLModel, table=True):
     def has_adapter(self) -> bool:
         return (self.adapter_dir / "adapter_config.json").exists()
 
-    @property
-    def config(self) -> dict[str, Any]:
-        return json.loads(self.config_json)
+    def run_config(self) -> RunConfig:
+        """The run's configuration as stored when it was queued (validated again on reading)."""
+        return RunConfig.from_json(self.config_json)
 
 
 class Metric(SQLModel, table=True):

@@ -130,17 +130,16 @@ def test_a_second_runs_adapter_swaps_in_without_reloading_the_base(demo: Any) ->
     from safetensors.torch import load_file, save_file
 
     from jobs.queue import finish, enqueue
-    from medcot_ui.training.config import RunConfig
     from medcot_ui.store import RunStatus, write_session, Run
 
     run1, config, adapter1 = comparable_run(demo.run_id)
-    run2 = enqueue(RunConfig.from_json(run1.config_json).with_overrides({"name": "negated"}))
+    run2 = enqueue(run1.run_config().with_overrides({"name": "negated"}))
     adapter2 = Path(run2.output_dir) / "adapter"
     shutil.copytree(adapter1, adapter2)
     weights = load_file(adapter2 / "adapter_model.safetensors")
     save_file({k: -v if "lora_B" in k else v for k, v in weights.items()}, adapter2 / "adapter_model.safetensors")
     with write_session() as s:
-        s.get(Run, run2.id).status = RunStatus.running.value
+        s.get(Run, run2.id).status = RunStatus.running
     finish(run2.id, RunStatus.succeeded)
 
     engine = demo.engine
@@ -350,10 +349,8 @@ def test_the_static_cache_decode_path_gives_the_same_greedy_answers_as_the_eager
 ])
 def test_a_qlora_runs_base_is_served_in_16_bit_only_when_the_gpu_has_room(
         demo: Any, free_gib: float, training: bool, four_bit_run: bool, expected: bool) -> None:
-    from medcot_ui.training.config import RunConfig
-
-    run, config, _ = comparable_run(demo.run_id)
-    config = RunConfig.from_json(run.config_json).with_overrides({"model.load_in_4bit": four_bit_run})
+    _, config, _ = comparable_run(demo.run_id)
+    config = config.with_overrides({"model.load_in_4bit": four_bit_run})
     engine = CompareEngine(memory_probe=lambda: GpuMemory(int(free_gib * GiB), 80 * GiB),
                            training_probe=lambda: [SimpleNamespace(id=9, device="NVIDIA H100")] if training else [])
     assert engine._serve_4bit(config) is expected

@@ -39,7 +39,7 @@ def test_a_demo_run_enqueued_from_the_cli_trains_in_the_background_and_its_adapt
     assert all(m.loss is not None and m.learning_rate is not None for m in run_metrics(run_id))
     assert all(m.eval_loss is None for m in run_metrics(run_id)), "evaluation is off in the demo preset"
     out = Path(run.output_dir)
-    assert {"adapter", "config.yaml", "summary.json", "run.json", "train.log"} <= {p.name for p in out.iterdir()}
+    assert {"adapter", "config.yaml", "summary.json", "train.log"} <= {p.name for p in out.iterdir()}
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

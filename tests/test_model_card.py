@@ -52,9 +52,8 @@ def test_the_demo_runs_card_has_every_section_valid_metadata_and_the_runs_own_nu
         assert f"| {package} | {version} |" in text
     # The full training config, exactly as trained, both in the card and beside it.
     block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
-    assert RunConfig.from_yaml(block) == RunConfig.from_json(run.config_json)
-    assert RunConfig.from_yaml((tmp_path / "training_config.yaml").read_text()) == RunConfig.from_json(
-        run.config_json)
+    assert RunConfig.from_yaml(block) == run.run_config()
+    assert RunConfig.from_yaml((tmp_path / "training_config.yaml").read_text()) == run.run_config()
     assert "![Training and eval loss against step](loss_curve.png)" in text
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Not for clinical decisions" in text and "made-up, illustrative rows" in text

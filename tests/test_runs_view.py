@@ -58,7 +58,7 @@ def test_the_table_shows_loss_steps_and_duration_and_keeps_active_runs_beyond_th
     for run in done:
         with write_session() as s:
             row = s.get(Run, run.id)
-            row.status, row.started_at, row.finished_at = RunStatus.succeeded.value, 1000.0, 1125.0
+            row.status, row.started_at, row.finished_at = RunStatus.succeeded, 1000.0, 1125.0
             row.last_step, row.total_steps, row.last_loss = 30, 30, 1.23456
     rows = runs_view.table_rows(limit=2)
     assert [r[0] for r in rows] == [done[2].id, done[1].id, old.id]

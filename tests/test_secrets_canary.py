@@ -100,7 +100,7 @@ def test_a_token_canary_never_leaves_the_environment(home, processes, tmp_path, 
 
     leaks = {"pages and API results": search(json.dumps(served, default=str)),
              "app, worker and CLI output": search(processes.output(app.proc))}
-    for path in home.rglob("*"):  # the database (and its WAL), train.log, run.json, config.yaml, exports ...
+    for path in home.rglob("*"):  # the database (and its WAL), train.log, config.yaml, exports ...
         if path.is_file() and (found := search(path.read_bytes())):
             leaks[str(path.relative_to(home))] = found
     assert not any(leaks.values()), {k: v for k, v in leaks.items() if v}

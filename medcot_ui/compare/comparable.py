@@ -17,19 +17,19 @@ def comparable_run(run_id: int) -> tuple[Any, RunConfig, Path]:
     if run is None or run.deleted:
         raise CompareError(f"run {run_id} does not exist" + (" (it was deleted)" if run is not None else ""))
     adapter = run.adapter_dir
-    if run.status not in (RunStatus.succeeded.value, RunStatus.cancelled.value):
+    if run.status not in (RunStatus.succeeded, RunStatus.cancelled):
         raise CompareError(f"run {run_id} is {run.status}: only a finished run (or a cancelled one that saved its "
                            "adapter) can be compared")
     if not run.has_adapter:
         raise CompareError(f"run {run_id} saved no adapter (expected {adapter}); it cannot be compared")
-    return run, RunConfig.from_json(run.config_json), adapter
+    return run, run.run_config(), adapter
 
 
 def comparable_runs() -> list[Any]:
     """Finished runs with a saved adapter, newest first."""
     from medcot_ui.store import RunStatus, list_runs
 
-    return [r for r in list_runs() if r.status in (RunStatus.succeeded.value, RunStatus.cancelled.value)
+    return [r for r in list_runs() if r.status in (RunStatus.succeeded, RunStatus.cancelled)
             and r.has_adapter]
 
 

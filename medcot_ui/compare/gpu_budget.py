@@ -41,7 +41,7 @@ def running_training_runs() -> list[Any]:
     """Runs whose status is running (from the database: training lives in other processes)."""
     from medcot_ui.store import RunStatus, list_runs
 
-    return [r for r in list_runs() if r.status == RunStatus.running.value]
+    return [r for r in list_runs() if r.status == RunStatus.running]
 
 
 def safety_margin(total: int) -> int:

@@ -107,7 +107,7 @@ def gather(run_id: int, kind: str = "adapter", repo_id: str | None = None, files
         rows = list(s.exec(select(Comparison).where(Comparison.run_id == run_id).order_by(Comparison.id.desc())))
     summary_file = Path(run.output_dir) / "summary.json"
     summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.exists() else {}
-    return CardInputs(run=run, config=RunConfig.from_json(run.config_json), metrics=run_metrics(run_id),
+    return CardInputs(run=run, config=run.run_config(), metrics=run_metrics(run_id),
                       comparisons=pick_examples(rows), summary=summary, kind=kind, repo_id=repo_id,
                       publish_versions=publish_versions(kind), files=list(files or []), merged_dtype=merged_dtype)
 

@@ -81,11 +81,11 @@ def publishable(run: Run | None) -> str | None:
         return "Choose a run first."
     if run.deleted:
         return f"Run {run.id} was deleted. Restore it in the Runs tab to publish it."
-    if run.status not in {s.value for s in FINISHED}:
+    if run.status not in FINISHED:
         return f"Run {run.id} is {run.status}: wait until it has finished."
     if not run.has_adapter:
         return (f"Run {run.id} ({run.status}) saved no adapter, so there is nothing to publish."
-                + (" Resume it to train it to the end." if run.status != RunStatus.succeeded.value else ""))
+                + (" Resume it to train it to the end." if run.status != RunStatus.succeeded else ""))
     return None
 
 
@@ -93,7 +93,7 @@ def publishable_runs(limit: int = 200) -> list[Run]:
     from sqlmodel import select
 
     with read_session() as s:
-        runs = list(s.exec(select(Run).where(Run.status.in_([x.value for x in FINISHED]), live_runs())
+        runs = list(s.exec(select(Run).where(Run.status.in_(FINISHED), live_runs())
                            .order_by(Run.id.desc()).limit(limit)))
     return [r for r in runs if publishable(r) is None]
 

@@ -7,7 +7,6 @@ query each) and only runs the heavier queries when a signature changed.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from sqlalchemy import func, text
 from sqlmodel import select
 
@@ -25,6 +23,7 @@ from medcot_ui.hosting.redact import scrub
 from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
                              read_session, run_events)
 from medcot_ui.textfiles import tail_lines
+from medcot_ui.training.config import RunConfig
 from medcot_ui.units import duration, human_size, when
 
 TABLE_COLUMNS = ["id", "name", "status", "model", "dataset", "started", "duration", "last loss", "steps", "queue"]
@@ -35,7 +34,7 @@ CHART_MAX_POINTS = 1500    # longer histories are thinned evenly (the last point
 LOG_TAIL_LINES = 60
 # A queued run that no worker picked up within this long probably has no worker to go to.
 NO_WORKER_AFTER_S = 15.0
-ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
+ACTIVE = (RunStatus.queued, RunStatus.running)
 
 
 # ---- formatting -----------------------------------------------------------------------------------------
@@ -43,24 +42,23 @@ ACTIVE = (RunStatus.queued.value, RunStatus.running.value)
 def _config_summary(config_json: str) -> tuple[str, str]:
     """(model, dataset) as the table shows them."""
     try:
-        cfg = json.loads(config_json)
-        model, data = cfg.get("model", {}), cfg.get("data", {})
-    except (ValueError, AttributeError):
+        config = RunConfig.from_json(config_json)
+    except ValueError:  # not valid JSON, or no longer a valid config
         return "?", "?"
-    source = data.get("source")
-    if source == "demo":
+    data = config.data
+    if data.source == "demo":
         dataset = "demo data"
-    elif source == "file":
-        dataset = Path(str(data.get("file_path") or "?")).name
+    elif data.source == "file":
+        dataset = Path(data.file_path or "?").name
     else:
-        dataset = f"{data.get('dataset_id', '?')} ({data.get('dataset_config', '')}, {data.get('split', '')})"
-    return str(model.get("base_model", "?")), dataset
+        dataset = f"{data.dataset_id} ({data.dataset_config}, {data.split})"
+    return config.model.base_model, dataset
 
 
 def _duration_of(started: float | None, finished: float | None, status: str, now: float) -> str:
-    if not started or status == RunStatus.queued.value:  # a resumed run waiting again has no clock running
+    if not started or status == RunStatus.queued:  # a resumed run waiting again has no clock running
         return "-"
-    return duration((now if status == RunStatus.running.value else finished or now) - started)
+    return duration((now if status == RunStatus.running else finished or now) - started)
 
 
 # ---- the table ------------------------------------------------------------------------------------------
@@ -77,11 +75,11 @@ class QueueInfo:
 
 def _queue_infos(s: Any, now: float) -> dict[int, QueueInfo]:
     """Why each queued run waits: which runs are training, or that no worker seems to be there."""
-    queued = list(s.exec(select(Run.id, Run.created_at).where(Run.status == RunStatus.queued.value, live_runs())
+    queued = list(s.exec(select(Run.id, Run.created_at).where(Run.status == RunStatus.queued, live_runs())
                          .order_by(Run.id)))
     if not queued:
         return {}
-    running = list(s.exec(select(Run.id, Run.name).where(Run.status == RunStatus.running.value)
+    running = list(s.exec(select(Run.id, Run.name).where(Run.status == RunStatus.running)
                           .order_by(Run.id)))
     infos: dict[int, QueueInfo] = {}
     for pos, (run_id, created) in enumerate(queued, start=1):
@@ -107,7 +105,7 @@ def _queue_infos(s: Any, now: float) -> dict[int, QueueInfo]:
 
 
 def _status_label(status: str, cancel_requested: bool) -> str:
-    return "running (cancelling)" if status == RunStatus.running.value and cancel_requested else status
+    return "running (cancelling)" if status == RunStatus.running and cancel_requested else status
 
 
 def table_rows(limit: int = TABLE_LIMIT, now: float | None = None) -> list[list[Any]]:
@@ -272,9 +270,9 @@ class Progress:
 def progress(run: Run, perf: Performance, now: float | None = None) -> Progress:
     now = now or time.time()
     done, total = run.last_step, run.total_steps
-    if run.status == RunStatus.queued.value:
+    if run.status == RunStatus.queued:
         return Progress(done, total, None, "queued" + (f" (resumes after step {done})" if done else ""))
-    if run.status in {s.value for s in FINISHED}:
+    if run.status in FINISHED:
         took = duration((run.finished_at or now) - run.started_at) if run.started_at else "-"
         return Progress(done, total, None, f"{run.status} at step {done} of {total or '?'} · took {took}")
     if not done:
@@ -305,7 +303,7 @@ def artifacts(run: Run) -> list[tuple[str, str, str]]:
     if root is None or not root.exists():
         return []
     meaning = {"adapter": "LoRA adapter + tokenizer (what Compare and Publish use)", "config.yaml": "resolved config",
-               "summary.json": "final metrics summary", "train.log": "training log", "run.json": "run record",
+               "summary.json": "final metrics summary", "train.log": "training log",
                "wandb": "Weights & Biases files (an offline run uploads with `wandb sync`)"}
     out = []
     for p in sorted(root.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
@@ -340,7 +338,7 @@ _TECHNICAL = re.compile(r"^([A-Z][A-Za-z]+(Error|Exception)): ")
 
 def error_heading(status: str) -> str:
     """How the run's error line is introduced: a failure went wrong; a cancel or an interruption just stopped it."""
-    return "What went wrong:" if status == RunStatus.failed.value else "Why it stopped:"
+    return "What went wrong:" if status == RunStatus.failed else "Why it stopped:"
 
 
 def explain_error(error: str | None) -> str:
@@ -378,7 +376,7 @@ def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) 
         run = s.get(Run, run_id)
         if run is None or run.deleted:
             return None
-        queue = _queue_infos(s, now).get(run_id) if run.status == RunStatus.queued.value else None
+        queue = _queue_infos(s, now).get(run_id) if run.status == RunStatus.queued else None
     perf = performance(run_id)
     model, dataset = _config_summary(run.config_json)
     status = _status_label(run.status, run.cancel_requested)
@@ -386,18 +384,18 @@ def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) 
               f"{run.device or 'device not known yet'} · model `{model}` · data {dataset}")
     if queue is not None:
         header += f"\n\nQueue position **#{queue.position}**: {queue.reason}."
-    if run.resume and run.status == RunStatus.queued.value:
+    if run.resume and run.status == RunStatus.queued:
         header += "\n\nThis run resumes from its last checkpoint."
     try:
-        config_yaml = yaml.safe_dump(json.loads(run.config_json), sort_keys=False, allow_unicode=True)
-    except ValueError:
+        config_yaml = run.run_config().to_yaml()
+    except ValueError:  # not valid JSON, or no longer a valid config: shown as stored
         config_yaml = run.config_json
     return RunDetail(
         run=run, header=header, progress=progress(run, perf, now), perf=perf, error=explain_error(run.error),
         config_yaml=scrub(config_yaml), queue=queue,
         can_cancel=run.status in ACTIVE and not run.cancel_requested,
-        can_resume=run.status in {r.value for r in RESUMABLE},
-        can_delete=run.status != RunStatus.running.value,
+        can_resume=run.status in RESUMABLE,
+        can_delete=run.status != RunStatus.running,
         charts=chart_frames(metric_rows(run_id)) if with_charts else {})
 
 

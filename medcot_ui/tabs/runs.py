@@ -13,7 +13,7 @@ import gradio as gr
 import jobs.queue as queue
 from medcot_ui.training import form
 from medcot_ui.runs import view as runs_view
-from medcot_ui.training.config import ConfigError, RunConfig
+from medcot_ui.training.config import ConfigError
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import get_run
@@ -264,7 +264,7 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
         if run is None or run.deleted:
             raise gr.Error("Select a run first.")
         try:
-            config = RunConfig.from_json(run.config_json).with_overrides({"name": f"{run.name}-copy"[:100]})
+            config = run.run_config().with_overrides({"name": f"{run.name}-copy"[:100]})
         except ConfigError as exc:  # a run saved by an older schema: say which settings no longer fit
             raise gr.Error("This run's config no longer validates: " + "; ".join(exc.errors)) from None
         values = form.config_to_values(config)
