@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.hosting.settings import DEMO_DATA_FILE, DEMO_MODEL_ID, get_settings
+from medcot_ui.training.config import LoraSettings, RunConfig
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 USER, ASSISTANT = "<｜User｜>", "<｜Assistant｜>"
@@ -215,7 +216,7 @@ def torch_dtype(precision: str) -> Any:
     return torch.float16
 
 
-def load_for_training(config: Any) -> LoadedModel:
+def load_for_training(config: RunConfig) -> LoadedModel:
     """Base model + tokenizer with LoRA applied, on the backend the config and machine allow."""
     backend = choose_backend(config.model.backend)
     try:
@@ -228,21 +229,25 @@ def load_for_training(config: Any) -> LoadedModel:
         raise _explain_load_failure(config.model.base_model, exc) from None
 
 
-def _load_unsloth(config: Any) -> LoadedModel:
+def peft_kwargs(lora: LoraSettings) -> dict[str, Any]:
+    """The LoRA settings as PEFT's ``LoraConfig`` names them; Unsloth's ``get_peft_model`` takes the same."""
+    return {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout, "bias": "none",
+            "target_modules": lora.target_modules, "use_rslora": lora.use_rslora}
+
+
+def _load_unsloth(config: RunConfig) -> LoadedModel:
     from unsloth import FastLanguageModel  # noqa: I001 - unsloth must be imported before transformers
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=resolve_model(config.model.base_model), max_seq_length=config.model.max_seq_length,
         dtype=None, load_in_4bit=config.model.load_in_4bit)
     gc = {"unsloth": "unsloth", "true": True, "false": False}[config.lora.gradient_checkpointing]
-    model = FastLanguageModel.get_peft_model(
-        model, r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout, bias="none",
-        target_modules=config.lora.target_modules, use_gradient_checkpointing=gc,
-        random_state=config.lora.random_state, use_rslora=config.lora.use_rslora, loftq_config=None)
+    model = FastLanguageModel.get_peft_model(model, **peft_kwargs(config.lora), use_gradient_checkpointing=gc,
+                                             random_state=config.lora.random_state, loftq_config=None)
     return LoadedModel(model, tokenizer, "unsloth", device_description())
 
 
-def _load_transformers(config: Any) -> LoadedModel:
+def _load_transformers(config: RunConfig) -> LoadedModel:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
@@ -268,9 +273,6 @@ def _load_transformers(config: Any) -> LoadedModel:
     elif checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                      bias="none", target_modules=config.lora.target_modules, use_rslora=config.lora.use_rslora,
-                      task_type="CAUSAL_LM")
     torch.manual_seed(config.lora.random_state)
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, LoraConfig(**peft_kwargs(config.lora), task_type="CAUSAL_LM"))
     return LoadedModel(model, tokenizer, "transformers", device_description())
