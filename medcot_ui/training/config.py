@@ -8,6 +8,7 @@ YAML, and is what the CLI reads. Validation errors name the field and the allowe
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 import types
 from typing import Any, Literal, Union, get_args, get_origin
@@ -15,6 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
+from pydantic.fields import FieldInfo
 
 from medcot_ui.training.prompts import RECIPE_TEMPLATE, validate_template
 
@@ -226,7 +228,7 @@ def _describe(err: dict[str, Any]) -> str:
     if err["type"] == "value_error" and sep and head.isidentifier() and len(loc) <= 1:
         loc, msg = loc + [head], rest
     info = _field_info(tuple(loc))
-    bounds = _bounds(info) if info is not None and err["type"].endswith(("_than", "_equal")) else ""
+    bounds = field_bounds(info).text if info is not None and err["type"].endswith(("_than", "_equal")) else ""
     suffix = f" (allowed: {bounds})" if bounds else ""
     return f"{'.'.join(loc)}: {msg}{suffix}" if loc else f"{msg}{suffix}"
 
@@ -243,16 +245,27 @@ def _field_info(loc: tuple[Any, ...]) -> Any:
     return info
 
 
-def _bounds(info: Any) -> str:
+@dataclass(frozen=True)
+class Bounds:
+    """A numeric setting's allowed range, read from its schema constraints (ge/gt, le/lt)."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    text: str = ""  # e.g. ">= 1 and <= 256", as error messages and the form's help show it; "" when unbounded
+
+
+def field_bounds(info: FieldInfo) -> Bounds:
+    """The range of a schema field: the form's number limits and the "(allowed: ...)" of a config error."""
     lo = hi = None
+    lo_text = hi_text = ""
     for m in info.metadata:
         for attr, sign in (("ge", ">="), ("gt", ">")):
-            if getattr(m, attr, None) is not None:
-                lo = f"{sign} {getattr(m, attr)}"
+            if (value := getattr(m, attr, None)) is not None:
+                lo, lo_text = value, f"{sign} {value}"
         for attr, sign in (("le", "<="), ("lt", "<")):
-            if getattr(m, attr, None) is not None:
-                hi = f"{sign} {getattr(m, attr)}"
-    return " and ".join(b for b in (lo, hi) if b)
+            if (value := getattr(m, attr, None)) is not None:
+                hi, hi_text = value, f"{sign} {value}"
+    return Bounds(lo, hi, " and ".join(t for t in (lo_text, hi_text) if t))
 
 
 def parse_config(data: dict[str, Any]) -> RunConfig:

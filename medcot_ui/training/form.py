@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from medcot_ui.training.config import SECTIONS, ConfigError, RunConfig, field_paths, parse_config
+from medcot_ui.training.config import (SECTIONS, Bounds, ConfigError, RunConfig, field_bounds, field_paths,
+                                      parse_config)
 
 RUN_GROUP = "Run"
 
@@ -43,28 +44,13 @@ def _kind(annotation: Any) -> tuple[str, tuple[str, ...]]:
     return {bool: "checkbox", int: "int", float: "number"}.get(annotation, "text"), ()
 
 
-def _range(info: Any) -> tuple[float | None, float | None, str]:
-    lo = hi = None
-    parts = []
-    for m in info.metadata:
-        for attr, sign in (("ge", ">="), ("gt", ">")):
-            if getattr(m, attr, None) is not None:
-                lo = getattr(m, attr)
-                parts.insert(0, f"{sign} {lo}")
-        for attr, sign in (("le", "<="), ("lt", "<")):
-            if getattr(m, attr, None) is not None:
-                hi = getattr(m, attr)
-                parts.append(f"{sign} {hi}")
-    return lo, hi, " and ".join(parts)
-
-
 def _spec(path: str, info: Any, group: str) -> FieldSpec:
     kind, choices = _kind(info.annotation)
-    lo, hi, bounds = _range(info) if kind in {"int", "number"} else (None, None, "")
+    bounds = field_bounds(info) if kind in {"int", "number"} else Bounds()
     default = info.get_default(call_default_factory=True)
-    help_text = (info.description or "") + (f" Allowed: {bounds}." if bounds else "")
+    help_text = (info.description or "") + (f" Allowed: {bounds.text}." if bounds.text else "")
     return FieldSpec(path=path, label=info.title or path, help=help_text, kind=kind, default=default, group=group,
-                     choices=choices, minimum=lo, maximum=hi, bounds=bounds,
+                     choices=choices, minimum=bounds.minimum, maximum=bounds.maximum, bounds=bounds.text,
                      multiline=isinstance(default, str) and "\n" in default)
 
 
