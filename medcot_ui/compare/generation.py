@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medcot_ui.compare.errors import CompareError
+from medcot_ui.training.config import field_bounds
 
 
 class GenerationSettings(BaseModel):
@@ -27,9 +28,8 @@ class GenerationSettings(BaseModel):
     @classmethod
     def bounds(cls, name: str) -> tuple[float, float]:
         """(lowest, highest) allowed value of a numeric setting, as its field declares them."""
-        metadata = cls.model_fields[name].metadata
-        return (next(m.ge for m in metadata if getattr(m, "ge", None) is not None),
-                next(m.le for m in metadata if getattr(m, "le", None) is not None))
+        bounds = field_bounds(cls.model_fields[name])
+        return bounds.minimum, bounds.maximum
 
     @classmethod
     def from_values(cls, max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any, greedy: Any
@@ -44,9 +44,8 @@ class GenerationSettings(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             name = str(exc.errors()[0]["loc"][0])
-            lo, hi = cls.bounds(name)
             raise CompareError(f"{name}: {values[name]} is outside the allowed range "
-                               f"(allowed: >= {lo} and <= {hi})") from None
+                               f"(allowed: {field_bounds(cls.model_fields[name]).text})") from None
 
     def generate_kwargs(self) -> dict[str, Any]:
         """The sampling arguments of transformers' ``generate``."""
