@@ -6,10 +6,11 @@ Arms run alternately (A B A B ...) in one launch on the same random-init 8B and 
   fast  the app's job with the "fast" preset (packing, larger micro-batches; same data)
   sweep:NAME:FLAGS  the reference script with extra flags (used to search for the fast preset)
 
-    python bench/gpu_training.py --work /tmp/medcot-gpu --arms ref,app --rounds 2 --max-steps 30
+    python bench/gpu_training.py --work /tmp/medcot-gpu --arms ref,app --rounds 3 --max-steps 30 --logging-steps 5
+    python bench/gpu_training.py --report A.jsonl B.jsonl   # one table from several launches' results
 
-Steady s/step is the median over logging windows after the first 10 steps (model load, warmup and compile
-excluded); real tokens/s counts non-padding tokens (TRL's num_tokens). HFU counts 6 x 8.03 G FLOP per token:
+Steady s/step is the median over logging windows after the first ``--steady-after`` steps (model load, warmup
+and compile excluded); real tokens/s counts non-padding tokens (TRL's num_tokens). HFU counts 6 x 8.03 G FLOP per token:
 forward, backward to the activations (the base is frozen, so no weight gradients) and the recomputed forward
 of gradient checkpointing, against the ~790 TFLOP/s bf16 this H200 class measured.
 """
@@ -34,9 +35,9 @@ PARAMS = 8.03e9
 PEAK_FLOPS = 790e12
 
 
-def run_ref(work: Path, max_steps: int, flags: str = "") -> dict:
+def run_ref(work: Path, max_steps: int, logging_steps: int, steady_after: int, flags: str = "") -> dict:
     cmd = [sys.executable, str(ROOT / "bench" / "reference_recipe.py"), "--model", str(work / "model"),
-           "--data", str(work / "rows.jsonl"), "--max-steps", str(max_steps),
+           "--data", str(work / "rows.jsonl"), "--max-steps", str(max_steps), "--logging-steps", str(logging_steps),
            "--output-dir", str(work / "ref-out"), *shlex.split(flags)]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -45,10 +46,10 @@ def run_ref(work: Path, max_steps: int, flags: str = "") -> dict:
     if line is None:
         return {"error": (out.stdout + out.stderr)[-3000:], "wall_s": wall}
     r = json.loads(line[len("RESULT "):])
-    times = r["step_times"][10:]
+    times = r["step_times"][steady_after:]
     tok = dict(r["tokens"])
     steps = sorted(tok)
-    first = next((s for s in steps if s >= 10), steps[0] if steps else 0)
+    first = next((s for s in steps if s >= steady_after), steps[0] if steps else 0)
     windows = [(a, b) for a, b in zip(steps, steps[1:]) if a >= first]
     rates = [(tok[b] - tok[a]) / sum(r["step_times"][a:b]) for a, b in windows]
     per_window = [sum(r["step_times"][a:b]) / (b - a) for a, b in windows]
@@ -58,14 +59,15 @@ def run_ref(work: Path, max_steps: int, flags: str = "") -> dict:
             "load_s": r["load_s"], "wall_s": wall}
 
 
-def run_app(work: Path, max_steps: int, preset: str, arm: str) -> dict:
+def run_app(work: Path, max_steps: int, logging_steps: int, steady_after: int, preset: str, arm: str) -> dict:
     home = work / f"home-{arm}"
     env = dict(os.environ, MEDCOT_HOME=str(home), PYTHONUNBUFFERED="1")
     from medcot_ui.training.presets import PRESETS
 
     config = PRESETS[preset]().with_overrides({
         "model.base_model": str(work / "model"), "data.source": "file", "data.file_path": str(work / "rows.jsonl"),
-        "data.split": "train", "training.max_steps": max_steps, "name": f"bench-{arm}"})
+        "data.split": "train", "training.max_steps": max_steps, "training.logging_steps": logging_steps,
+        "name": f"bench-{arm}"})
     cfg = work / f"{arm}.yaml"
     cfg.write_text(config.to_yaml())
     subprocess.run([sys.executable, "-m", "medcot", "enqueue", str(cfg)], check=True, env=env, cwd=ROOT,
@@ -81,7 +83,7 @@ def run_app(work: Path, max_steps: int, preset: str, arm: str) -> dict:
         return {"error": f"{status}: {error}\n{log}", "wall_s": wall}
     rows = db.execute("SELECT step, seconds_per_step, tokens_per_s, gpu_mem_gb FROM metrics WHERE run_id = ? "
                       "AND loss IS NOT NULL ORDER BY step", (run_id,)).fetchall()
-    steady = [r for r in rows if r[0] > 10 and r[1]]
+    steady = [r for r in rows if r[0] > steady_after and r[1]]
     summary = json.loads((home / "runs" / f"run-{run_id}" / "summary.json").read_text())
     return {"s_per_step": statistics.median(r[1] for r in steady),
             "mean_s_per_step": statistics.mean(r[1] for r in steady),
@@ -118,31 +120,56 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def per_round(results: list[dict]) -> str:
+    """Each round's s/step and tokens/s, in launch order, with app / ref for each round that has both."""
+    lines = []
+    for rnd in sorted({r["round"] for r in results}):
+        row = {r["arm"]: r for r in results if r["round"] == rnd and "error" not in r}
+        cells = [f"{arm} {r['s_per_step']:.3f} s/step {r['tokens_per_s']:,.0f} tok/s" for arm, r in row.items()]
+        if "ref" in row and "app" in row:
+            cells.append(f"app/ref tokens/s {row['app']['tokens_per_s'] / row['ref']['tokens_per_s']:.3f}x")
+        lines.append(f"round {rnd}: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
+def run_arm(arm: str, work: Path, args: argparse.Namespace, rnd: int) -> dict:
+    steps = (args.max_steps, args.logging_steps, args.steady_after)
+    if arm == "ref":
+        return run_ref(work, *steps)
+    if arm.startswith("sweep:"):
+        return run_ref(work, *steps, arm.split(":", 2)[2])
+    return run_app(work, *steps, "recipe" if arm == "app" else arm, f"{arm}-{rnd}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/medcot-gpu"))
     p.add_argument("--arms", default="ref,app,fast")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-steps", type=int, default=30)
+    p.add_argument("--logging-steps", type=int, default=5)
+    p.add_argument("--steady-after", type=int, default=10, help="steps left out of the steady s/step (warm-up)")
     p.add_argument("--results", type=Path, help="append results here (JSON lines) and report all of them")
+    p.add_argument("--report", type=Path, nargs="+", help="only print the table of these results files")
     args = p.parse_args()
+    if args.report:
+        results = [json.loads(line) for f in args.report if f.exists() for line in f.read_text().splitlines()]
+        print(report(results))
+        print(per_round(results))
+        return
     if not (args.work / "model" / "config.json").exists():
         subprocess.run([sys.executable, str(ROOT / "bench" / "make_random_8b.py"), str(args.work)], check=True)
     results_file = args.results or args.work / "results.jsonl"
     for rnd in range(args.rounds):
-        for arm in args.arms.split(","):
-            if arm == "ref":
-                r = run_ref(args.work, args.max_steps)
-            elif arm.startswith("sweep:"):
-                r = run_ref(args.work, args.max_steps, arm.split(":", 2)[2])
-            else:
-                r = run_app(args.work, args.max_steps, "recipe" if arm == "app" else arm, f"{arm}-{rnd}")
+        for arm in args.arms.split(","):  # alternating: A B A B ...
+            r = run_arm(arm, args.work, args, rnd)
             r.update(arm=arm, round=rnd, max_steps=args.max_steps)
             print(json.dumps(r)[:400], flush=True)
             with open(results_file, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
     all_results = [json.loads(line) for line in results_file.read_text().splitlines()]
     print(report(all_results))
+    print(per_round(all_results))
 
 
 if __name__ == "__main__":
