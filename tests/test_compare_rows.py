@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from medcot_ui.compare.decoding import Decoder, bucket
+from medcot_ui.compare.fast_decode import Decoder, bucket
 from medcot_ui.compare.row_lora import AdapterError, RowLoRA, inject, read_adapter
 
 NEW_TOKENS = 24
