@@ -144,10 +144,10 @@ def test_a_second_runs_adapter_swaps_in_without_reloading_the_base(demo: Any) ->
 
     engine = demo.engine
     _drain(engine.compare(demo.run_id, "Fever?", GenerationSettings(max_new_tokens=2, greedy=True)))
-    base_weights = engine._loaded.model.get_base_model().model.embed_tokens.weight
+    base_weights = engine._loaded.model.model.embed_tokens.weight
     n = 12
     final = _drain(engine.compare(run2.id, _question(demo), GenerationSettings(max_new_tokens=n, greedy=True)))[-1]
-    assert engine._loaded.model.get_base_model().model.embed_tokens.weight is base_weights, "base was reloaded"
+    assert engine._loaded.model.model.embed_tokens.weight is base_weights, "base was reloaded"
     runs_loaded = {name.rsplit("-", 1)[0] for name in engine.loaded_adapters}
     assert {f"run-{demo.run_id}", f"run-{run2.id}"} <= runs_loaded
     assert final.tuned.token_ids == _reference_ids(demo, run2.id, final.prompt, n, with_adapter=True)

@@ -49,7 +49,7 @@ def random_8b(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model, make_adapter(model, work / "adapter")
 
 
-def _worst_gap(model: Any, prompt_ids: list[int], generated: list[int], adapter: str | None) -> float:
+def _worst_gap(loaded: Any, prompt_ids: list[int], generated: list[int], adapter: str | None) -> float:
     """How far the generated tokens are from greedy under a teacher-forced reference forward, in units of the
     logits' standard deviation: max over steps of (best logit - logit of the generated token) / std.
 
@@ -58,14 +58,13 @@ def _worst_gap(model: Any, prompt_ids: list[int], generated: list[int], adapter:
     """
     import torch
 
-    ids = torch.tensor([prompt_ids + generated], device=model.device)
+    if adapter is not None:  # that run's weights into the injected layers, as the engine switches runs
+        loaded.lora.load(loaded.adapters[adapter])
+        loaded.active = adapter
+    loaded.lora.set_rows([adapter is not None])  # one row: the adapter on (tuned) or scaled to 0 (base)
+    ids = torch.tensor([prompt_ids + generated], device=loaded.model.device)
     with torch.inference_mode():
-        if adapter is None:
-            with model.disable_adapter():
-                logits = model(input_ids=ids).logits[0].float()
-        else:
-            model.set_adapter(adapter)
-            logits = model(input_ids=ids).logits[0].float()
+        logits = loaded.model(input_ids=ids).logits[0].float()
     steps = logits[len(prompt_ids) - 1: len(prompt_ids) - 1 + len(generated)]
     chosen = steps.gather(1, torch.tensor(generated, device=steps.device)[:, None])[:, 0]
     gaps = (steps.max(dim=1).values - chosen) / steps.std(dim=1)
@@ -111,7 +110,8 @@ def test_both_panes_stream_on_the_gpu_with_the_adapter_on_in_the_tuned_pane_only
 
     loaded = engine._loaded
     prompt_ids = loaded.tokenizer(final.prompt)["input_ids"]
-    gaps = {(pane, ref): _worst_gap(loaded.model, prompt_ids, getattr(final, pane).token_ids, adapter)
+    assert (engine.decode_status.state == "ready") is not four_bit, engine.decode_status
+    gaps = {(pane, ref): _worst_gap(loaded, prompt_ids, getattr(final, pane).token_ids, adapter)
             for pane in ("base", "tuned") for ref, adapter in (("base", None), ("tuned", _adapter_of(engine, run_id)))}
     assert gaps[("tuned", "tuned")] < NOISE and gaps[("base", "base")] < NOISE, gaps
     assert gaps[("tuned", "base")] > NOISE and gaps[("base", "tuned")] > NOISE, gaps
@@ -135,9 +135,10 @@ def test_a_second_runs_adapter_is_applied_after_the_decode_step_was_compiled_for
     settings = GenerationSettings(max_new_tokens=24, greedy=True)
     one = list(engine.compare(first, QUESTION, settings))[-1]
     two = list(engine.compare(second, QUESTION, settings))[-1]
-    assert engine._loaded.compiled_for == _adapter_of(engine, second)
+    assert engine._loaded.active == _adapter_of(engine, second)
+    assert engine.decode_status.state == "ready", engine.decode_status
     assert one.tuned.token_ids != two.tuned.token_ids
-    model, prompt_ids = engine._loaded.model, engine._loaded.tokenizer(two.prompt)["input_ids"]
-    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, _adapter_of(engine, second)) < NOISE
-    assert _worst_gap(model, prompt_ids, two.tuned.token_ids, _adapter_of(engine, first)) > NOISE, "run 1's graph was reused"
-    assert _worst_gap(model, prompt_ids, two.base.token_ids, None) < NOISE
+    loaded, prompt_ids = engine._loaded, engine._loaded.tokenizer(two.prompt)["input_ids"]
+    assert _worst_gap(loaded, prompt_ids, two.tuned.token_ids, _adapter_of(engine, second)) < NOISE
+    assert _worst_gap(loaded, prompt_ids, two.tuned.token_ids, _adapter_of(engine, first)) > NOISE, "run 1's graph was reused"
+    assert _worst_gap(loaded, prompt_ids, two.base.token_ids, None) < NOISE

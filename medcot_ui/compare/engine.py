@@ -1,19 +1,17 @@
 """The Compare engine: the base model and a run's tuned model answer one question side by side, streaming.
 
-One copy of the base weights is loaded once per process. Each run's LoRA adapter is attached to those weights
-with PEFT under the name ``run-<id>-<mtime>`` (a second run's adapter loads beside the first; the base is never
-reloaded). Both panes come from one generation step (``streaming.generate_pair``): base row and adapter row in one
-batch, so two streams cost about one; this module turns the step's tokens into the two panes' updates.
+One copy of the base weights is loaded once per process. Each run's LoRA adapter is kept under the name
+``run-<id>-<mtime>`` and put on those weights with a scale per batch row (``row_lora``; the base is never
+reloaded). Both panes come from one generation step (``streaming.generate_pair``): base row and adapter row in
+one batch, so two streams cost about one; this module turns the step's tokens into the two panes' updates.
 
-Why not Unsloth's inference mode here: its fused LoRA decode kernels (``unsloth.kernels.utils.
-fast_linear_forward``) read the *active* adapter's matrices for every row of a batch and never see PEFT's
-``adapter_names``, so a mixed batch would put the adapter on the base pane too. Correctness of the base pane
-comes first; on CUDA the same job (no host-bound per-token launches) is done by a static KV cache with
-CUDA-graph capture (``fast_decode``), measured in ``bench/compare_gpu.py``.
+On CUDA the decode step is compiled with CUDA graphs over a static KV cache (``fast_decode``), once per loaded
+model and answer-length bucket; the compile runs on the model thread before the first answer while the tab says
+so, and a model that is not compiled says why. Measured in ``bench/compare_gpu.py``.
 
 The GPU is shared with training: before a comparison starts on CUDA it waits (saying why) until the GPU has room
-for it (``gpu_budget``). Generations run one at a time on the shared model (PEFT's mixed-batch hooks are per
-call); a bounded number may wait their turn.
+for it (``gpu_budget``). Generations run one at a time on the shared model (the row scales and the KV caches are
+shared); a bounded number may wait their turn.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from typing import Any, Literal
 from medcot_ui.compare.comparable import comparable_run
 from medcot_ui.compare.streaming import END, PaneStreamer, eos_ids, explain_generation_failure, generate_pair
 from medcot_ui.compare.errors import CompareError
+from medcot_ui.compare.fast_decode import DecodeStatus, Decoder
 from medcot_ui.compare.generation import GenerationSettings
 from medcot_ui.compare.gpu_budget import GpuBudget, GpuMemory, comparison_need, cuda_memory, running_training_runs
 from medcot_ui.compare.loading import LoadedModel, adapter_name, attach_adapter, load_model
@@ -68,7 +67,7 @@ class CompareEngine:
         self.max_waiting = max_waiting
         self.max_adapters = max_adapters
         self.gpu = GpuBudget(memory_probe, training_probe, wait_for_memory_s, memory_poll_s)
-        # None: a static KV cache with CUDA-graph capture on CUDA, eager elsewhere.
+        # None: the decode step compiled with CUDA graphs on CUDA (unquantised weights), eager elsewhere.
         self.fast_decode = fast_decode
         self.update_interval_s = update_interval_s
         self.precision = precision  # of a QLoRA run's base: see _serve_4bit
@@ -107,7 +106,20 @@ class CompareEngine:
         quantised = torch.cuda.is_available() and self._serve_4bit(config)
         self.unload()
         self._loaded = load_model(config.model.base_model, quantised)
+        self._loaded.decoder = self._new_decoder(self._loaded)
         return self._loaded
+
+    def _new_decoder(self, loaded: LoadedModel) -> Decoder:
+        cuda = next(loaded.model.parameters()).device.type == "cuda"
+        why = ("turned off" if self.fast_decode is False else "no CUDA GPU" if not cuda else
+               "4-bit weights: transformers does not compile bitsandbytes models" if loaded.quantised else "")
+        compiled = self.fast_decode if self.fast_decode is not None else not why
+        return Decoder(loaded.model, rows=2, compiled=compiled, why_eager=why or "turned off")
+
+    @property
+    def decode_status(self) -> DecodeStatus | None:
+        """How the loaded model decodes (compiling / ready / eager and why), for the Compare tab."""
+        return self._loaded.decoder.status if self._loaded and self._loaded.decoder else None
 
     def _serve_4bit(self, config: RunConfig) -> bool:
         """Whether to hold the base in 4-bit. A run trained on 16-bit weights is compared on them.
@@ -125,7 +137,7 @@ class CompareEngine:
         """Free the base model and its adapters (e.g. before loading a different base)."""
         if self._loaded is None:
             return
-        if self._loaded.compiled_for is not None:
+        if self._loaded.decoder is not None and self._loaded.decoder.status.state != "eager":
             import torch
 
             self.model_thread.run(torch._dynamo.reset)  # compiled graphs hold the weights and CUDA-graph memory
@@ -206,7 +218,12 @@ class CompareEngine:
         if name not in loaded.adapters:
             yield request.update("loading", f"Attaching the LoRA adapter of run {request.run_id} to the loaded "
                                             "base…")
-        attach_adapter(loaded, name, request.adapter_dir, self.max_adapters)
+        if attach_adapter(loaded, name, request.adapter_dir, self.max_adapters):
+            import torch
+
+            # New layers (another rank or modules): graphs captured for the old ones must go.
+            self.model_thread.run(torch._dynamo.reset)
+            loaded.decoder = self._new_decoder(loaded)
         return name
 
     def _stream(self, request: _Request, name: str) -> Iterator[CompareUpdate]:
@@ -218,13 +235,18 @@ class CompareEngine:
         opened = prompt.rstrip().endswith(THINK_OPEN)
         base, tuned = Pane("Base model", opened), Pane(f"Tuned (run {request.run_id})", opened)
         prompt_ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(next(loaded.model.parameters()).device)
-        static_cache, working = self._decode_mode(loaded, name, prompt_ids.device)
+        decoder, lora = loaded.decoder, loaded.lora
+        assert decoder is not None and lora is not None  # load_base and _prepare set them
+        tokens = prompt_ids.shape[1] + request.settings.max_new_tokens
+        yield from self._warm_up(request, decoder, prompt_ids, tokens)
+        working = "Generating both answers…" + ("" if decoder.status.state == "ready" else
+                                                f" ({decoder.status.message})")
         streamer, failure = PaneStreamer(), []
 
         def generate() -> None:
             try:
-                generate_pair(loaded.model, tokenizer, prompt_ids, name, request.settings, streamer, request.stop,
-                              static_cache)
+                generate_pair(loaded.model, tokenizer, prompt_ids, lora, decoder, request.settings, streamer,
+                              request.stop)
             except BaseException as exc:  # noqa: BLE001 - reported to the consumer below
                 failure.append(exc)
                 streamer.end()
@@ -279,30 +301,14 @@ class CompareEngine:
                 last_yield = now
                 yield
 
-    def _decode_mode(self, loaded: LoadedModel, adapter: str, device: Any) -> tuple[bool, str]:
-        """(use a static KV cache, the message while generating)."""
-        # transformers compiles only unquantised models (bitsandbytes 4-bit is not compileable there); a static
-        # cache without compilation would only be slower.
-        fast = self.fast_decode if self.fast_decode is not None else device.type == "cuda" and not loaded.quantised
-        working = "Generating both answers…"
-        if fast:
-            # A static KV cache makes transformers compile the decode step with CUDA graphs (mode
-            # "reduce-overhead"): an eager step is host-bound, hundreds of small launches per token.
-            if loaded.compiled_for != adapter:
-                working = ("Generating both answers… (the first comparison with this run compiles the decoding "
-                           "step for fast streaming: expect a pause of up to a minute after the first token)")
-            self._guard_compiled_graph(loaded, adapter)
-        return fast, working
-
-    def _guard_compiled_graph(self, loaded: LoadedModel, adapter: str) -> None:
-        """Recompile when the tuned adapter changes.
-
-        PEFT passes the mixed batch's adapter names through forward hooks, and torch.compile does not guard on
-        module hooks (``torch._dynamo.config.skip_nnmodule_hook_guards``): a graph captured for run 7 would
-        silently keep applying run 7's adapter to run 8's pane.
-        """
-        if loaded.compiled_for not in (None, adapter):
-            import torch
-
-            self.model_thread.run(torch._dynamo.reset)  # on the thread that owns the CUDA graphs
-        loaded.compiled_for = adapter
+    def _warm_up(self, request: _Request, decoder: Decoder, prompt_ids: Any, tokens: int
+                 ) -> Iterator[CompareUpdate]:
+        """Compile the decode step for this answer length on the model thread, saying so while it runs."""
+        if decoder.is_warm(tokens):
+            return
+        job = decoder.warm_up(self.model_thread.submit, int(prompt_ids[0, -1]), tokens)
+        start = time.perf_counter()
+        while not job.done():
+            yield request.update("loading", f"{decoder.status.message} {time.perf_counter() - start:.0f} s so far.")
+            time.sleep(0.5)
+        job.result()

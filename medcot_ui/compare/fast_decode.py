@@ -56,7 +56,7 @@ class Decoder:
             self._status = DecodeStatus("compiling", "Preparing fast decoding…")
         else:
             self._status = DecodeStatus("eager", f"Eager decoding ({why_eager}): slower streaming.")
-            log.warning("Compare decodes eagerly: %s", why_eager)
+            log.info("Compare decodes eagerly: %s", why_eager)
 
     @property
     def status(self) -> DecodeStatus:
@@ -67,6 +67,7 @@ class Decoder:
 
     def generate_kwargs(self, tokens: int) -> dict[str, Any]:
         """Extra ``generate`` arguments for a call of ``tokens`` (prompt + max new tokens) in total."""
+        import torch
         from transformers import CompileConfig, StaticCache
 
         size = bucket(tokens)
@@ -74,10 +75,11 @@ class Decoder:
             cache = self._caches.get(size)
             if cache is None:
                 cache = self._caches[size] = StaticCache(config=self.model.config, max_cache_len=size)
-            cache.reset()  # same tensors (addresses) as the graphs captured on it, emptied
+            with torch.inference_mode():  # generate made the cache's tensors in inference mode
+                cache.reset()  # same tensors (addresses) as the graphs captured on it, emptied
         kwargs: dict[str, Any] = {"past_key_values": cache}
         if self.compiled:
-            kwargs["compile_config"] = CompileConfig(fullgraph=True, dynamic=False, mode="reduce-overhead")
+            kwargs["compile_config"] = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
         else:
             kwargs["disable_compile"] = True  # a static cache alone would make transformers compile on CUDA
         return kwargs

@@ -1,4 +1,8 @@
-"""Loading the one base model a process compares on, and attaching runs' LoRA adapters to it by name."""
+"""Loading the one base model a process compares on, and putting runs' LoRA adapters on it by name.
+
+The base stays a plain transformers model; the active adapter is injected with a scale per batch row
+(``row_lora``). Recently used adapters are kept on the CPU by name, so switching back costs one in-place copy.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcot_ui.compare.fast_decode import Decoder
+from medcot_ui.compare.row_lora import AdapterWeights, RowLoRA, read_adapter
+
 
 @dataclass
 class LoadedModel:
     model_id: str
-    model: Any  # a PeftModel once an adapter is attached, else the plain base model
+    model: Any  # the plain base model, with the active adapter's layers injected once one is attached
     tokenizer: Any
     device: str
     quantised: bool
-    adapters: list[str] = field(default_factory=list)  # least recently used first
-    compiled_for: str | None = None  # the adapter the compiled decode step was captured with
+    adapters: dict[str, AdapterWeights] = field(default_factory=dict)  # least recently used first
+    lora: RowLoRA | None = None
+    active: str | None = None  # the adapter whose weights are in ``lora`` now
+    decoder: Decoder | None = None  # static caches and the compiled decode step (set by the engine)
 
 
 def load_model(model_id: str, quantised: bool) -> LoadedModel:
@@ -50,25 +59,29 @@ def adapter_name(run_id: int, adapter_dir: Path) -> str:
     return f"run-{run_id}-{(adapter_dir / 'adapter_model.safetensors').stat().st_mtime_ns}"
 
 
-def attach_adapter(loaded: LoadedModel, name: str, adapter_dir: Path, keep: int) -> None:
-    """Make ``name`` loaded (most recently used); drop older saves of its run and all but ``keep`` adapters."""
-    from peft import PeftModel
+def attach_adapter(loaded: LoadedModel, name: str, adapter_dir: Path, keep: int) -> bool:
+    """Make ``name`` the active adapter (most recently used); drop older saves of its run and all but ``keep``.
 
+    Returns True when the injected layers were replaced (another rank or set of modules): graphs compiled for
+    the old layers must then be dropped. An adapter of the same shape is copied in place instead.
+    """
     if name in loaded.adapters:
-        loaded.adapters.remove(name)
-        loaded.adapters.append(name)
-        return
-    run_prefix = name.rsplit("-", 1)[0] + "-"
-    stale = [a for a in loaded.adapters if a.startswith(run_prefix)]  # older saves of this run
-    if not loaded.adapters:
-        loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name=name,
-                                                 is_trainable=False)
+        loaded.adapters[name] = loaded.adapters.pop(name)
     else:
-        loaded.model.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
-    loaded.model.eval()
-    loaded.adapters.append(name)
-    for old in stale:
-        loaded.model.delete_adapter(old)
-        loaded.adapters.remove(old)
-    while len(loaded.adapters) > keep:
-        loaded.model.delete_adapter(loaded.adapters.pop(0))
+        run_prefix = name.rsplit("-", 1)[0] + "-"
+        for old in [a for a in loaded.adapters if a.startswith(run_prefix)]:  # older saves of this run
+            del loaded.adapters[old]
+        loaded.adapters[name] = read_adapter(adapter_dir)
+        while len(loaded.adapters) > keep:
+            del loaded.adapters[next(iter(loaded.adapters))]
+    weights = loaded.adapters[name]
+    replaced = False
+    if loaded.lora is not None and not loaded.lora.fits(weights):
+        loaded.lora.detach()
+        loaded.lora, replaced = None, True
+    if loaded.lora is None:
+        loaded.lora = RowLoRA(loaded.model, weights)
+    elif loaded.active != name:
+        loaded.lora.load(weights)
+    loaded.active = name
+    return replaced

@@ -1,8 +1,8 @@
 """The generation step: base and tuned answers from one batched ``generate``, each step's tokens streamed out.
 
-Both panes come from ONE batched ``generate`` call: the same prompt twice, with PEFT's mixed-adapter batch
-``adapter_names=["__base__", "run-7"]``, so row 0 runs with every adapter off and row 1 with the run's adapter
-on, and two streams cost about one (decoding is memory-bound: the weights are read once per step for both rows).
+Both panes come from ONE batched ``generate`` call: the same prompt twice, row 0 with the adapter scaled to 0
+and row 1 with it on (``row_lora``), so two streams cost about one (decoding is memory-bound: the weights are
+read once per step for both rows), with the static cache and compiled step of ``fast_decode``.
 :func:`generate_pair` is the one place that decides how; the engine only reads its streamer.
 """
 
@@ -14,9 +14,10 @@ import time
 from typing import Any
 
 from medcot_ui.compare.errors import CompareError
+from medcot_ui.compare.fast_decode import Decoder
 from medcot_ui.compare.generation import GenerationSettings
+from medcot_ui.compare.row_lora import RowLoRA
 
-BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 END = object()  # what the streamer's queue holds once generation has stopped
 
 
@@ -63,29 +64,28 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
-def generate_pair(model: Any, tokenizer: Any, prompt_ids: Any, adapter: str, settings: GenerationSettings,
-                  streamer: PaneStreamer, stop: threading.Event, static_cache: bool) -> None:
-    """Generate the base answer (row 0, adapters off) and the tuned one (row 1, ``adapter`` on) at once.
+def generate_pair(model: Any, tokenizer: Any, prompt_ids: Any, lora: RowLoRA, decoder: Decoder,
+                  settings: GenerationSettings, streamer: PaneStreamer, stop: threading.Event) -> None:
+    """Generate the base answer (row 0, adapter off) and the tuned one (row 1, ``lora`` on) at once.
 
     Runs on the model thread. ``prompt_ids`` is one row (shape 1 x n) on the model's device; every decoding
-    step's pair of tokens goes to ``streamer``, which ends when both rows have stopped. ``static_cache``: a
-    static KV cache, which makes transformers compile the decode step with CUDA graphs.
+    step's pair of tokens goes to ``streamer``, which ends when both rows have stopped.
     """
     import torch
 
     eos = eos_ids(model, tokenizer)
+    tokens = prompt_ids.shape[1] + settings.max_new_tokens
+    lora.set_rows([False, True])
     kwargs: dict[str, Any] = dict(
         input_ids=prompt_ids.repeat(2, 1), attention_mask=torch.ones_like(prompt_ids).repeat(2, 1),
         max_new_tokens=settings.max_new_tokens, streamer=streamer, stopping_criteria=_stop_criteria(stop),
-        adapter_names=[BASE_ADAPTER, adapter], eos_token_id=eos, use_cache=True,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0],
-        **settings.generate_kwargs())
-    if static_cache:
-        kwargs["cache_implementation"] = "static"
+        eos_token_id=eos, use_cache=True, pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+        else eos[0], **settings.generate_kwargs(), **decoder.generate_kwargs(tokens))
     if not settings.greedy:
         torch.manual_seed(settings.seed)
     with torch.inference_mode():
         model.generate(**kwargs)
+    decoder.after_generate(tokens)
 
 
 def explain_generation_failure(exc: BaseException) -> CompareError:
