@@ -2,16 +2,20 @@
 
 On a random-initialised model of DeepSeek-R1-Distill-Llama-8B's exact shape (``bench/make_random_8b.py``; decoding
 speed, latency and memory do not depend on the weight values) with a rank-16 LoRA adapter on all seven projections
-(the recipe's), for bf16 and bitsandbytes 4-bit weights, in one process:
+(the recipe's), bf16 weights, in one process and on one loaded model:
 
-* engine: the Compare engine (``medcot_ui.compare.engine``) as the tab runs it: one batched generate, row 0 base and row 1
-  with the adapter (PEFT mixed-adapter batch), streamed into two panes; eager and with the compiled decode step;
-* plain: ``AutoModelForCausalLM.generate`` of the base model for one stream, eager and (bf16) compiled.
+* first question: a fresh engine answers one question: load, compile warm-up, first token, as the tab's first
+  user after a start sees it;
+* engine: the Compare engine (``medcot_ui.compare.engine``) as the tab runs it, warmed up: one batched generate,
+  row 0 base and row 1 with the adapter (row-scaled LoRA), compiled decode step, streamed into two panes;
+* plain: ``generate`` of the same base weights (adapter layers taken out) for one stream, static cache, compiled
+  by transformers (its default "reduce-overhead"), after its own warm-up.
 
-Per row: time to first token, new tokens/s per stream after the first token, and peak GPU memory. The ceiling row
-is memory bandwidth (measured here) over the bytes one decoding step must read (weights + KV cache).
+Per row: time to first token, new tokens/s per stream after the first token, and peak GPU memory; then the ratio
+engine per pane / plain. The ceiling row is memory bandwidth (measured here) over the bytes one step reads.
 
-    python bench/compare_gpu.py [--work DIR] [--tokens 512] [--modes bf16,4bit]
+    python bench/compare_gpu.py [--work DIR] [--tokens 256] [--repeats 3] [--json out.json]
+    python bench/compare_gpu.py --prepare        # only build model/ and adapter/ (before tests use them)
 
 ``--work`` holds (or gets) ``model/`` from make_random_8b.py and the adapter; MEDCOT_GPU_WORK is the default.
 """
@@ -19,7 +23,6 @@ is memory bandwidth (measured here) over the bytes one decoding step must read (
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -172,51 +175,59 @@ def measured(fn: Any, repeats: int) -> dict[str, Any]:
     return out
 
 
-def bench_mode(mode: str, model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dict[str, Any]]:
-    """One base model load per mode: plain generate first (before any adapter), then the engine on the same weights."""
+def first_question(engine: Any, run_id: int, tokens: int) -> dict[str, Any]:
+    """A fresh engine's first comparison: seconds from the call to each phase, as the tab's user waits."""
+    from medcot_ui.compare.generation import GenerationSettings
+
+    start, phases, first_token = time.perf_counter(), {}, None
+    for update in engine.compare(run_id, QUESTION, GenerationSettings(max_new_tokens=tokens, greedy=True)):
+        now = time.perf_counter() - start
+        key = update.message.split("…")[0].split(" (")[0][:60]
+        if key not in phases:
+            phases[key] = round(now, 1)
+            print(f"  [{now:6.1f} s] {update.message[:150]}", flush=True)
+        if first_token is None and update.base and update.tuned and update.base.tokens and update.tuned.tokens:
+            first_token = now
+    return {"first_token_s": first_token, "total_s": time.perf_counter() - start, "phases": phases,
+            "decode": engine.decode_status.message}
+
+
+def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dict[str, Any]]:
+    """One base model load: the engine's first question and warm runs, then plain generate on the same weights."""
     import torch
 
     from medcot_ui.compare.engine import CompareEngine
-    from medcot_ui.training.prompts import PromptFormat
     from medcot_ui.store import get_run
+    from medcot_ui.training.config import RunConfig
+    from medcot_ui.training.prompts import PromptFormat
 
-    four_bit = mode == "4bit"
-    run_id = finished_run(model_dir, adapter, four_bit)
-    config = get_run(run_id).run_config()
-    rows: list[dict[str, Any]] = []
-    # Everything that generates runs on the engine's model thread (CUDA-graph state is per thread).
-    engine = CompareEngine(update_interval_s=0.05, precision="4bit" if four_bit else "16bit")
-    on_model_thread = engine.model_thread.run
+    run_id = finished_run(model_dir, adapter, False)
+    engine = CompareEngine(update_interval_s=0.05, precision="16bit")
+    first = first_question(engine, run_id, tokens)
+    print(f"first question on a fresh engine: {first}", flush=True)
+    result = measured(lambda: engine_compare(engine, run_id, tokens), repeats)
+    rows = [{"path": "engine, both panes (warm)", "streams": 2, "first_question_s": first["first_token_s"],
+             "first_question": first, **result}]
+    print(f"engine: {result}", flush=True)
+
+    loaded = engine._loaded
+    loaded.lora.detach()  # the plain base model: the same weights without the adapter's layers
+    engine.model_thread.run(torch._dynamo.reset)  # plain generate compiles its own graphs
+    run_config = RunConfig.from_json(get_run(run_id).config_json)
+    prompt = PromptFormat.from_data_settings(run_config.data).inference_prompt(QUESTION, loaded.tokenizer)
+
+    def plain() -> dict[str, Any]:
+        return engine.model_thread.run(lambda: plain_generate(loaded.model, loaded.tokenizer, prompt, tokens, True))
+
     t0 = time.perf_counter()
-    loaded = engine.load_base(config)
-    print(f"[{mode}] base loaded in {time.perf_counter() - t0:.0f} s, "
-          f"{torch.cuda.memory_allocated() / GiB:.1f} GiB", flush=True)
-
-    prompt = PromptFormat.from_data_settings(config.data).inference_prompt(QUESTION, loaded.tokenizer)
-    compiled = [] if four_bit else [("compiled decode", True)]
-    for label, static in [("eager", False)] + compiled:
-        def plain() -> dict[str, Any]:
-            return on_model_thread(lambda: plain_generate(loaded.model, loaded.tokenizer, prompt, tokens, static))
-
-        t0 = time.perf_counter()
-        plain()
-        warm = time.perf_counter() - t0
-        result = measured(plain, repeats)
-        rows.append({"mode": mode, "path": f"plain generate, {label}", "streams": 1, "warmup_s": warm, **result})
-        print(f"[{mode}] plain generate, {label}: {result}", flush=True)
-    on_model_thread(torch._dynamo.reset)  # the engine's model (LoRA layers in) compiles on its own
-
-    for label, fast in [("eager", False)] + compiled:
-        engine.fast_decode = fast
-        t0 = time.perf_counter()
-        engine_compare(engine, run_id, tokens)  # warm-up: adapter attach, kernels, compilation at full length
-        warm = time.perf_counter() - t0
-        result = measured(lambda: engine_compare(engine, run_id, tokens), repeats)
-        rows.append({"mode": mode, "path": f"engine, {label}", "streams": 2, "warmup_s": warm, **result})
-        print(f"[{mode}] engine, {label}: {result}", flush=True)
-    ceiling = memory_bandwidth() / step_bytes(engine._loaded.model, tokens + 200, 2)
-    rows.append({"mode": mode, "path": "ceiling: bandwidth / bytes per step", "streams": 2, "tok_s": ceiling})
-    on_model_thread(torch._dynamo.reset)
+    plain()
+    warm = time.perf_counter() - t0
+    result = measured(plain, repeats)
+    rows.append({"path": "plain generate, one stream, compiled", "streams": 1, "warmup_s": warm, **result})
+    print(f"plain: {result}", flush=True)
+    ceiling = memory_bandwidth() / step_bytes(loaded.model, tokens + 200, 2)
+    rows.append({"path": "ceiling: bandwidth / bytes per step", "streams": 2, "tok_s": ceiling})
+    engine.model_thread.run(torch._dynamo.reset)
     engine.unload()
     return rows
 
@@ -225,25 +236,32 @@ def table(rows: list[dict[str, Any]], device: str, tokens: int) -> str:
     def f(v: Any, spec: str) -> str:
         return format(v, spec) if isinstance(v, (int, float)) and v is not None else "-"
 
-    lines = [f"Compare engine on {device}, random-init 8B (R1-Distill-Llama shape), LoRA r=16 on 7 projections, "
+    lines = [f"Compare engine on {device}, random-init 8B (R1-Distill-Llama shape), bf16, LoRA r=16 on 7 projections, "
              f"{tokens} new tokens, greedy", "",
-             "| weights | path | streams | time to first token (s) | new tokens/s per stream | total tokens/s | "
+             "| path | streams | time to first token (s) | new tokens/s per stream | total tokens/s | "
              "peak GPU memory (GiB) | first call (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         total = r["tok_s"] * r["streams"] if r.get("tok_s") else None
-        lines.append(f"| {r['mode']} | {r['path']} | {r['streams']} | {f(r.get('ttft_s'), '.3f')} | "
-                     f"{f(r.get('tok_s'), '.1f')} | {f(total, '.1f')} | {f(r.get('peak_gib'), '.1f')} | "
-                     f"{f(r.get('warmup_s'), '.0f')} |")
+        first = r.get("first_question_s", r.get("warmup_s"))
+        lines.append(f"| {r['path']} | {r['streams']} | {f(r.get('ttft_s'), '.3f')} | {f(r.get('tok_s'), '.1f')} | "
+                     f"{f(total, '.1f')} | {f(r.get('peak_gib'), '.1f')} | {f(first, '.1f')} |")
+    engine, plain = rows[0].get("tok_s"), rows[1].get("tok_s")
+    if engine and plain:
+        lines += ["", f"engine per pane / plain one stream: **{engine / plain:.3f}x** ({engine:.1f} vs {plain:.1f} "
+                      "tokens/s)"]
+    first = rows[0]["first_question"]
+    lines.append(f"first question on a freshly loaded model: first token after {f(first['first_token_s'], '.1f')} s "
+                 f"(phases, seconds from the call: {first['phases']}); decoding: {first['decode']}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("MEDCOT_GPU_WORK", "/tmp/medcot-gpu")))
-    parser.add_argument("--tokens", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--modes", default="bf16,4bit")
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prepare", action="store_true", help="only build the model and the adapter")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
@@ -259,12 +277,10 @@ def main() -> None:
     model_dir = build_model(args.work / "model")
     adapter = make_adapter(model_dir, args.work / "adapter")
     print(f"model and adapter ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.prepare:
+        return
     device = torch.cuda.get_device_name(0)
-    rows: list[dict[str, Any]] = []
-    for mode in args.modes.split(","):
-        rows += bench_mode(mode.strip(), model_dir, adapter, args.tokens, args.repeats)
-        gc.collect()  # PEFT-wrapped models hold reference cycles: free the weights before the next mode loads
-        torch.cuda.empty_cache()
+    rows = bench(model_dir, adapter, args.tokens, args.repeats)
     if args.json:
         args.json.write_text(json.dumps({"device": device, "tokens": args.tokens, "rows": rows}, indent=2))
     print()
