@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def time_steps(steps: int, logging_steps: int) -> float:
     """Seconds per step spent in the callback for one run of ``steps`` steps."""
+    from jobs.attempt import Attempt
     from jobs.callbacks import StudioCallback
     from jobs.queue import claim, enqueue
     from medcot_ui.training.presets import quick_demo
@@ -36,7 +37,7 @@ def time_steps(steps: int, logging_steps: int) -> float:
     run_id = enqueue(quick_demo()).id
     worker = "bench-worker"
     assert claim(worker) == run_id
-    callback = StudioCallback(run_id, worker, parent_pid=None)
+    callback = StudioCallback(Attempt(run_id, 1), parent_pid=None)
     state = SimpleNamespace(global_step=0, max_steps=steps)
     control = SimpleNamespace(should_save=False, should_training_stop=False)
     callback.on_train_begin(None, state, control)

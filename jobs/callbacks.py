@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import text
 from transformers import TrainerCallback
 
-from medcot_ui.store import Metric, Run, write_session
+from jobs.attempt import STALE_EXIT_CODE, Attempt
+from medcot_ui.store import Metric, Run
 
 
 def _gpu_memory_gb() -> float | None:
@@ -41,12 +42,15 @@ class TokenCounter:
 
 
 class StudioCallback(TrainerCallback):
-    """Writes a metrics row every logging step and stops training on cancel or a non-finite loss."""
+    """Writes a metrics row every logging step and stops training on cancel or a non-finite loss.
 
-    def __init__(self, run_id: int, worker_id: str, parent_pid: int | None, tokens: TokenCounter | None = None):
-        self.run_id = run_id
+    Every write goes through ``attempt.session()``: once a newer attempt owns the run it raises StaleAttempt,
+    which ends ``trainer.train()`` before anything is written."""
+
+    def __init__(self, attempt: Attempt, parent_pid: int | None, tokens: TokenCounter | None = None):
+        self.attempt = attempt
+        self.run_id = attempt.run_id
         self.tokens = tokens
-        self.worker_id = worker_id
         self.parent_pid = parent_pid
         self.failure: str | None = None
         self.cancelled = False
@@ -58,22 +62,14 @@ class StudioCallback(TrainerCallback):
 
         if torch.cuda.is_available():  # peak memory of training, not of the 4-bit conversion at load time
             torch.cuda.reset_peak_memory_stats()
-        with write_session() as s:
+        with self.attempt.session() as s:
             run = s.get(Run, self.run_id)
             run.total_steps = state.max_steps
         self._last_log = (time.perf_counter(), state.global_step, self._token_count())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._orphan_guard()
-        with write_session() as s:
-            row = s.connection().execute(
-                text("UPDATE runs SET heartbeat_at = :now, last_step = :step WHERE id = :id "
-                     "RETURNING cancel_requested, status, worker_id"),
-                {"now": time.time(), "step": state.global_step, "id": self.run_id}).first()
-        cancel_requested, status, worker = row
-        if status != "running" or worker != self.worker_id:
-            # Reaped (our worker stopped heartbeating) or taken over: another attempt owns the run now.
-            os._exit(3)
+        cancel_requested = self.attempt.heartbeat(state.global_step)  # reaped or taken over: StaleAttempt
         if cancel_requested and not self.cancelled:
             self.cancelled = True
             control.should_save = True  # the Trainer checkpoints this step before stopping
@@ -108,7 +104,7 @@ class StudioCallback(TrainerCallback):
     def _write_metric(self, step: int, logs: dict[str, float], loss: float | None, eval_loss: float | None,
                       tokens_per_s: float | None, seconds_per_step: float | None) -> None:
         finite = (lambda v: v if v is not None and math.isfinite(v) else None)
-        with write_session() as s:
+        with self.attempt.session() as s:
             existing = s.exec(_metric_at(self.run_id, step)).first()
             metric = existing or Metric(run_id=self.run_id, step=step)
             if loss is not None:
@@ -129,7 +125,7 @@ class StudioCallback(TrainerCallback):
     def _orphan_guard(self) -> None:
         # If the worker died (kill -9), stop at once: the lease will expire and the run becomes interrupted.
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            os._exit(3)
+            os._exit(STALE_EXIT_CODE)
 
 
 def _metric_at(run_id: int, step: int) -> Any:
@@ -138,11 +134,11 @@ def _metric_at(run_id: int, step: int) -> Any:
     return select(Metric).where(Metric.run_id == run_id, Metric.step == step)
 
 
-def drop_metrics_after(run_id: int, step: int) -> int:
+def drop_metrics_after(attempt: Attempt, step: int) -> int:
     """On resume, forget metrics past the checkpoint: those steps are trained again."""
-    with write_session() as s:
+    with attempt.session() as s:
         res = s.connection().execute(text("DELETE FROM metrics WHERE run_id = :id AND step > :step"),
-                                     {"id": run_id, "step": step})
+                                     {"id": attempt.run_id, "step": step})
         return res.rowcount
 
 

@@ -69,15 +69,18 @@ def claim(worker_id: str, lease_seconds: float | None = None) -> int | None:
         return int(row[0])
 
 
-def claim_specific(run_id: int, worker_id: str, lease_seconds: float | None = None) -> None:
-    """Claim one given queued run (direct CLI training); raises QueueError when someone else has it."""
+def claim_specific(run_id: int, worker_id: str, lease_seconds: float | None = None) -> int:
+    """Claim one given queued run (direct CLI training); returns the attempt number claimed, raises QueueError
+    when someone else has it."""
     with write_session() as s:
-        res = s.connection().execute(text(_CLAIM_SET + "WHERE id = :id AND status = 'queued' AND deleted_at IS NULL"),
-                                     {**_claim_params(worker_id, lease_seconds), "id": run_id})
-        if res.rowcount != 1:
+        row = s.connection().execute(
+            text(_CLAIM_SET + "WHERE id = :id AND status = 'queued' AND deleted_at IS NULL RETURNING attempt"),
+            {**_claim_params(worker_id, lease_seconds), "id": run_id}).first()
+        if row is None:
             _existing(s, run_id)  # says so when it does not exist or was deleted
             raise QueueError(f"run {run_id} is not queued; it cannot be claimed")
         s.add(RunEvent(run_id=run_id, message=f"claimed by worker {worker_id}"))
+        return int(row[0])
 
 
 def renew_lease(run_id: int, worker_id: str, pid: int | None = None, lease_seconds: float | None = None) -> bool:
@@ -136,11 +139,15 @@ def reap_expired(now: float | None = None) -> list[int]:
     return ids
 
 
-def finish(run_id: int, status: RunStatus, error: str | None = None, only_if_running: bool = True) -> bool:
-    """Record a run's outcome (no-op when it already left 'running' and ``only_if_running``)."""
+def finish(run_id: int, status: RunStatus, error: str | None = None, only_if_running: bool = True,
+           attempt: int | None = None) -> bool:
+    """Record a run's outcome (no-op when it already left 'running' and ``only_if_running``, or when ``attempt``
+    is given and is no longer the run's attempt: a newer claim owns it)."""
     with write_session() as s:
-        run = s.get(Run, run_id)
+        run = s.get(Run, run_id, with_for_update=True)
         if run is None or (only_if_running and run.status != RunStatus.running):
+            return False
+        if attempt is not None and run.attempt != attempt:
             return False
         run.status = status
         run.finished_at = time.time()

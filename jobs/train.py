@@ -11,17 +11,19 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from jobs.attempt import STALE_EXIT_CODE, Attempt, StaleAttempt
 from medcot_ui.training.config import ConfigError, RunConfig
 from medcot_ui.data.load import DataError, Prepared, prepare
 from medcot_ui.training.models import LoadedModel, ModelLoadError, installed_versions, load_for_training, torch_dtype
 from medcot_ui.hosting.redact import install as install_redaction
-from medcot_ui.store import ADAPTER_FOLDER, Run, RunStatus, add_event, get_run, run_metrics, write_session
+from medcot_ui.store import ADAPTER_FOLDER, Run, RunEvent, RunStatus, get_run, run_metrics
 from medcot_ui.training.tracking import tracking_problems
 
 OOM_ADVICE = ("The GPU ran out of memory. Lower 'Batch size per device' (raise 'Gradient accumulation' to keep "
@@ -107,14 +109,50 @@ def _save_outputs(run_id: int, config: RunConfig, loaded: LoadedModel, output_di
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
-def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> RunStatus:
-    """Train run ``run_id`` (already claimed by ``worker_id``) and record its outcome; returns the status."""
-    from jobs.callbacks import NanInjector, StudioCallback, TokenCounter, drop_metrics_after
+def _load(attempt: Attempt, config: RunConfig) -> tuple[LoadedModel, Prepared]:
+    """Load model and data, recording them on the run; a stale attempt stops before touching the GPU."""
+    attempt.check()
+    if os.environ.get("MEDCOT_FAULT_STOP_WHILE_LOADING"):  # fault injection for tests: a load that stalls
+        os.kill(os.getpid(), signal.SIGSTOP)
+    loaded = load_for_training(config)
+    prepared = prepare(config.data, loaded.tokenizer)
+    with attempt.session() as s:
+        row = s.get(Run, attempt.run_id)
+        row.pid, row.device = os.getpid(), loaded.device
+        row.dataset_fingerprint = prepared.fingerprint
+        row.versions_json = json.dumps(package_versions())
+        s.add(RunEvent(run_id=attempt.run_id, message=f"model loaded: {config.model.base_model} with the "
+                                                      f"{loaded.backend} backend on {loaded.device}"))
+        s.add(RunEvent(run_id=attempt.run_id, message=f"data: {len(prepared.train_texts)} training rows, "
+                                                      f"{len(prepared.eval_texts)} held out from {prepared.source}"))
+    return loaded, prepared
+
+
+def _resume_point(attempt: Attempt, output_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to continue from (metrics after it are dropped: those steps are trained again)."""
+    from jobs.callbacks import drop_metrics_after
+
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if checkpoint is not None:
+        step = int(checkpoint.name.split("-")[1])
+        dropped = drop_metrics_after(attempt, step)
+        attempt.event(f"resuming from {checkpoint.name} (step {step}); {dropped} later metric rows "
+                      "will be recorded again")
+    elif resume:
+        attempt.event("no checkpoint saved yet: starting from step 0", "warning")
+    return checkpoint
+
+
+def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None) -> RunStatus | None:
+    """Train run ``run_id`` (claimed as ``attempt_number``) and record its outcome; returns the status, or None when
+    the attempt lost the run to a newer one or a reaper (it wrote nothing then)."""
+    from jobs.callbacks import NanInjector, StudioCallback, TokenCounter
     from jobs.queue import finish
 
     run = get_run(run_id)
     if run is None:
         raise SystemExit(f"run {run_id} does not exist")
+    attempt = Attempt(run_id, attempt_number)
     _limit_cpu_threads()
     started = time.time()
     output_dir = Path(run.output_dir)
@@ -123,47 +161,34 @@ def run_training(run_id: int, worker_id: str, parent_pid: int | None = None) -> 
         config = run.run_config()
         if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
             raise ConfigError(problems)
-        loaded = load_for_training(config)
-        add_event(run_id, f"model loaded: {config.model.base_model} with the {loaded.backend} backend "
-                          f"on {loaded.device}")
-        prepared = prepare(config.data, loaded.tokenizer)
-        with write_session() as s:
-            row = s.get(Run, run_id)
-            row.pid, row.device = os.getpid(), loaded.device
-            row.dataset_fingerprint = prepared.fingerprint
-            row.versions_json = json.dumps(package_versions())
-        add_event(run_id, f"data: {len(prepared.train_texts)} training rows, {len(prepared.eval_texts)} held out "
-                          f"from {prepared.source}")
-        callback = StudioCallback(run_id, worker_id, parent_pid)
+        loaded, prepared = _load(attempt, config)
+        callback = StudioCallback(attempt, parent_pid)
         callbacks: list[Any] = [callback]
         if os.environ.get("MEDCOT_FAULT_NAN_AT_STEP"):
             callbacks.append(NanInjector(int(os.environ["MEDCOT_FAULT_NAN_AT_STEP"])))
         trainer = build_trainer(config, loaded, prepared, output_dir, callbacks)
         callback.tokens = trainer.data_collator = TokenCounter(trainer.data_collator)
-        checkpoint = latest_checkpoint(output_dir) if run.resume else None
-        if checkpoint is not None:
-            step = int(checkpoint.name.split("-")[1])
-            dropped = drop_metrics_after(run_id, step)
-            add_event(run_id, f"resuming from {checkpoint.name} (step {step}); {dropped} later metric rows "
-                              "will be recorded again")
-        elif run.resume:
-            add_event(run_id, "no checkpoint saved yet: starting from step 0", "warning")
+        checkpoint = _resume_point(attempt, output_dir, run.resume)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         if callback.failure:
-            finish(run_id, RunStatus.failed, callback.failure)
+            finish(run_id, RunStatus.failed, callback.failure, attempt=attempt_number)
             return RunStatus.failed
+        attempt.check()  # the adapter folder is the live attempt's once another owns the run
         _save_outputs(run_id, config, loaded, output_dir, loaded.backend, started)
         status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
         finish(run_id, status, "cancelled by the user; the adapter at the last step was saved"
-               if callback.cancelled else None)
+               if callback.cancelled else None, attempt=attempt_number)
         return status
+    except StaleAttempt as exc:
+        print(exc, flush=True)
+        return None
     except (ConfigError, DataError, ModelLoadError) as exc:
-        finish(run_id, RunStatus.failed, str(exc))
+        finish(run_id, RunStatus.failed, str(exc), attempt=attempt_number)
     except Exception as exc:  # noqa: BLE001 - any crash must end the run, never the worker
         traceback.print_exc()
         message = OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
-        finish(run_id, RunStatus.failed, message)
-    return RunStatus.failed
+        finish(run_id, RunStatus.failed, message, attempt=attempt_number)
+    return RunStatus.failed.value
 
 
 def _limit_cpu_threads() -> None:
@@ -187,21 +212,24 @@ def train_direct(config: RunConfig) -> tuple[int, RunStatus]:
 
     run = enqueue(config)
     worker_id = f"cli-{os.getpid()}"
-    claim_specific(run.id, worker_id)
+    attempt = claim_specific(run.id, worker_id)
     with LeaseKeeper(run.id, worker_id):
-        status = run_training(run.id, worker_id)
-    return run.id, status
+        status = run_training(run.id, attempt)
+    return run.id, status or get_run(run.id).status  # lost its lease (the process froze): reaped meanwhile
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
     parser.add_argument("run_id", type=int, help="a run already claimed by a worker (`medcot train CONFIG` trains a "
                                                  "config file directly)")
+    parser.add_argument("--attempt", type=int, required=True,
+                        help="the attempt number the worker claimed; the process writes nothing once it is stale")
     args = parser.parse_args(argv)
     install_redaction()  # no token reaches train.log or the run's rows (errors, events)
-    worker_id = os.environ.get("MEDCOT_WORKER_ID", f"cli-{os.getpid()}")
     parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
-    status = run_training(args.run_id, worker_id, parent)
+    status = run_training(args.run_id, args.attempt, parent)
+    if status is None:
+        return STALE_EXIT_CODE
     return 0 if status in {RunStatus.succeeded, RunStatus.cancelled} else 1
 
 

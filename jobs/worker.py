@@ -86,15 +86,15 @@ class Worker:
         output_dir = Path(run.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         log_path = output_dir / "train.log"
-        env = dict(os.environ, MEDCOT_WORKER_ID=self.worker_id, MEDCOT_PARENT_PID=str(os.getpid()),
-                   PYTHONUNBUFFERED="1")
+        env = dict(os.environ, MEDCOT_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
         # A fresh interpreter (fork + exec): the child opens its own database connections, never ours.
         dispose_engines()
         with open(log_path, "ab") as log:
             log.write(f"\n=== attempt {run.attempt} by worker {self.worker_id} ===\n".encode())
             log.flush()
-            child = subprocess.Popen([sys.executable, "-m", "jobs.train", str(run_id)], cwd=PROJECT_DIR,
-                                     stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            argv = [sys.executable, "-m", "jobs.train", str(run_id), f"--attempt={run.attempt}"]
+            child = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
         self._child = child
         add_event(run_id, f"training process started (pid {child.pid})")
         cancel_seen_at: float | None = None
