@@ -65,6 +65,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from medcot_ui.runs.status import status_text
     from medcot_ui.store import list_runs
 
     runs = list_runs(args.limit)
@@ -75,18 +76,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in runs:
         steps = f"{r.last_step}/{r.total_steps or '?'}"
         loss = f"{r.last_loss:.4f}" if r.last_loss is not None else "-"
-        print(f"{r.id:>4}  {r.status:<11} {steps:>9}  {loss:>8}  {when(r.created_at, seconds=True):<19}  {r.name}")
+        status = status_text(r.status, r.cancel_requested, r.lease_expires_at, r.heartbeat_at)
+        print(f"{r.id:>4}  {status:<11} {steps:>9}  {loss:>8}  {when(r.created_at, seconds=True):<19}  {r.name}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from medcot_ui.runs.status import status_text
     from medcot_ui.store import get_run, run_events, run_metrics
 
     run = get_run(args.run_id)
     if run is None:
         print(f"run {args.run_id} does not exist", file=sys.stderr)
         return 2
-    info = {"id": run.id, "name": run.name, "status": str(run.status), "attempt": run.attempt,
+    status = status_text(run.status, run.cancel_requested, run.lease_expires_at, run.heartbeat_at)
+    info = {"id": run.id, "name": run.name, "status": status, "attempt": run.attempt,
             **{key: when(getattr(run, f"{key}_at"), seconds=True) for key in ("created", "started", "finished")},
             "steps": f"{run.last_step}/{run.total_steps or '?'}", "device": run.device,
             "output_dir": run.output_dir, "dataset_fingerprint": run.dataset_fingerprint, "error": run.error}

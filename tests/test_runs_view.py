@@ -176,3 +176,25 @@ def test_errors_are_explained_in_plain_words(error, expected):
     text = runs_view.explain_error(error)
     assert expected in text
     assert error.splitlines()[0] in text  # the original is kept for whoever needs it
+
+
+def test_a_running_run_whose_worker_died_is_shown_as_not_responding_in_the_tab_and_the_cli(home):
+    from conftest import cli
+    from medcot_ui.store import get_run
+    from medcot_ui.units import when
+
+    run = _queue("orphaned")
+    assert queue.claim("worker-that-dies", lease_seconds=1.0) == run.id
+    heartbeat = when(get_run(run.id).heartbeat_at, seconds=True)
+    assert runs_view.table_rows()[0][2] == "running"
+    signature = runs_view.run_signature(run.id)
+    time.sleep(1.2)  # the worker is gone: nobody renews the lease, and no worker or app is left to reap the run
+    assert get_run(run.id).status == "running"  # the row itself still says so ...
+    said = f"not responding since {heartbeat}"  # ... but no display does
+    assert runs_view.table_rows()[0][2] == said
+    assert runs_view.run_signature(run.id) != signature, "the Runs tab redraws the header when the lease expires"
+    detail = runs_view.run_detail(run.id)
+    assert f"**{said}**" in detail.header
+    assert detail.progress.text.startswith(f"step 0 of 30 · no heartbeat since {heartbeat}")
+    assert said in cli("list").stdout
+    assert f"status: {said}" in cli("show", str(run.id)).stdout

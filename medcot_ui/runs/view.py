@@ -20,6 +20,7 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from medcot_ui.hosting.redact import scrub
+from medcot_ui.runs.status import not_responding, status_text
 from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
                              read_session, run_events)
 from medcot_ui.textfiles import tail_lines
@@ -104,15 +105,11 @@ def _queue_infos(s: Any, now: float) -> dict[int, QueueInfo]:
     return infos
 
 
-def _status_label(status: str, cancel_requested: bool) -> str:
-    return "running (cancelling)" if status == RunStatus.running and cancel_requested else status
-
-
 def table_rows(limit: int = TABLE_LIMIT, now: float | None = None) -> list[list[Any]]:
     """One row per run, newest first (every queued or running run is included even beyond ``limit``)."""
     now = now or time.time()
     cols = (Run.id, Run.name, Run.status, Run.config_json, Run.started_at, Run.finished_at, Run.last_step,
-            Run.total_steps, Run.last_loss, Run.cancel_requested)
+            Run.total_steps, Run.last_loss, Run.cancel_requested, Run.lease_expires_at, Run.heartbeat_at)
     with read_session() as s:
         recent = list(s.exec(select(*cols).where(live_runs()).order_by(Run.id.desc()).limit(limit)))
         oldest_shown = recent[-1][0] if recent else 0
@@ -120,9 +117,10 @@ def table_rows(limit: int = TABLE_LIMIT, now: float | None = None) -> list[list[
                              .order_by(Run.id.desc())))
         queue = _queue_infos(s, now)
     rows = []
-    for (rid, name, status, config_json, started, finished, step, total, loss, cancelling) in active + recent:
+    for (rid, name, status, config_json, started, finished, step, total, loss, cancelling, lease, beat) in (
+            active + recent):
         model, dataset = _config_summary(config_json)
-        rows.append([rid, name, _status_label(status, cancelling), model, dataset, when(started),
+        rows.append([rid, name, status_text(status, cancelling, lease, beat, now), model, dataset, when(started),
                      _duration_of(started, finished, status, now),
                      f"{loss:.4f}" if loss is not None else "-", f"{step} / {total or '?'}",
                      queue[rid].short() if rid in queue else ""])
@@ -153,7 +151,8 @@ def run_signature(run_id: int | None) -> tuple[Any, ...] | None:
         return None
     with read_session() as s:
         run = s.exec(select(Run.status, Run.last_step, Run.heartbeat_at, Run.finished_at, Run.cancel_requested,
-                            Run.attempt, Run.error, Run.output_dir).where(Run.id == run_id, live_runs())).first()
+                            Run.attempt, Run.error, Run.lease_expires_at, Run.output_dir)
+                     .where(Run.id == run_id, live_runs())).first()
         if run is None:
             return ("gone",)
         last_event = s.exec(select(func.max(RunEvent.id)).where(RunEvent.run_id == run_id)).one()
@@ -162,7 +161,8 @@ def run_signature(run_id: int | None) -> tuple[Any, ...] | None:
         log_size = log.stat().st_size if log else 0
     except OSError:
         log_size = 0
-    return tuple(run[:-1]) + (last_event, log_size)
+    # The lease expiring changes nothing in the row, but it changes what the header says.
+    return tuple(run[:-1]) + (last_event, log_size, not_responding(run[0], run[-2]))
 
 
 def metric_signature(run_id: int | None) -> tuple[int, int | None] | None:
@@ -275,6 +275,10 @@ def progress(run: Run, perf: Performance, now: float | None = None) -> Progress:
     if run.status in FINISHED:
         took = duration((run.finished_at or now) - run.started_at) if run.started_at else "-"
         return Progress(done, total, None, f"{run.status} at step {done} of {total or '?'} · took {took}")
+    if not_responding(run.status, run.lease_expires_at, now):
+        return Progress(done, total, None, f"step {done} of {total or '?'} · no heartbeat since "
+                        f"{when(run.heartbeat_at, seconds=True)}: its worker stopped; once a worker or the app "
+                        "marks it interrupted, Resume continues from the last checkpoint")
     if not done:
         return Progress(0, total, None, "starting: loading the model and the data")
     per_step = perf.seconds_per_step
@@ -379,7 +383,7 @@ def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) 
         queue = _queue_infos(s, now).get(run_id) if run.status == RunStatus.queued else None
     perf = performance(run_id)
     model, dataset = _config_summary(run.config_json)
-    status = _status_label(run.status, run.cancel_requested)
+    status = status_text(run.status, run.cancel_requested, run.lease_expires_at, run.heartbeat_at, now)
     header = (f"### Run {run.id}: {run.name}\n**{status}** · attempt {run.attempt or 0} · "
               f"{run.device or 'device not known yet'} · model `{model}` · data {dataset}")
     if queue is not None:
