@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, child_env, cli, demo_config_file, wait_for
 from jobs import queue
 from jobs.train import latest_checkpoint
-from medcot_ui.store import get_run, run_events, run_metrics
+from medcot_ui.store import RunStatus, get_run, run_events, run_metrics
 
 
 def enqueue(tmp_path: Path, **overrides: object) -> int:
@@ -92,15 +94,44 @@ def test_a_trainer_stalled_while_loading_wakes_after_a_newer_attempt_started_and
     assert len(loads) == 2, "only attempts 1 and 3 loaded a model into the run"
 
 
-def test_a_trainer_started_for_an_attempt_that_lost_its_run_exits_before_loading_the_model(home: Path) -> None:
+def lose_to_a_newer_attempt(run_id: int) -> None:
+    """Attempt 1's worker dies (its lease runs out), the run is reaped, resumed and claimed as attempt 2."""
+    time.sleep(0.05)
+    assert queue.reap_expired() == [run_id]
+    queue.resume(run_id)
+    assert queue.claim("live-worker") == run_id
+
+
+def test_each_write_of_an_attempt_that_lost_its_run_is_refused_whole(db_url: str, home: Path) -> None:
+    from jobs.attempt import Attempt, StaleAttempt
+    from jobs.callbacks import drop_metrics_after
+    from medcot_ui.store import Metric, write_session
+    from medcot_ui.training.presets import quick_demo
+
+    run_id = queue.enqueue(quick_demo()).id
+    assert queue.claim("dying-worker", lease_seconds=0.01) == run_id
+    old = Attempt(run_id, 1)
+    old.event("model loaded")
+    assert old.heartbeat(3) is False
+    with write_session() as s:
+        s.add_all(Metric(run_id=run_id, step=step, loss=1.0) for step in range(1, 6))
+    lose_to_a_newer_attempt(run_id)
+    before = snapshot(run_id)
+    for write in (lambda: old.event("model loaded"), lambda: old.heartbeat(4), lambda: drop_metrics_after(old, 2)):
+        with pytest.raises(StaleAttempt, match=f"run {run_id}: attempt 1 no longer owns the run"):
+            write()
+    assert queue.finish(run_id, RunStatus.succeeded, attempt=1) is False
+    assert snapshot(run_id) == before
+    assert drop_metrics_after(Attempt(run_id, 2), 2) == 3  # the owner's own resume still works
+
+
+def test_a_trainer_started_for_an_attempt_that_lost_its_run_exits_before_loading_the_model(
+        db_url: str, home: Path) -> None:
     from medcot_ui.training.presets import quick_demo
 
     run_id = queue.enqueue(quick_demo()).id
     assert queue.claim("gone-worker", lease_seconds=0.01) == run_id  # attempt 1, whose worker died
-    time.sleep(0.05)
-    assert queue.reap_expired() == [run_id]
-    queue.resume(run_id)
-    assert queue.claim("live-worker") == run_id  # attempt 2 owns the run now
+    lose_to_a_newer_attempt(run_id)
     before = snapshot(run_id)
     proc = subprocess.run([sys.executable, "-m", "jobs.train", str(run_id), "--attempt=1"], cwd=ROOT,
                           env=child_env(), capture_output=True, text=True, timeout=120)
