@@ -60,7 +60,7 @@ def test_the_training_process_reports_a_broken_data_file_with_the_loaders_line_n
     assert run is not None and run.status == "failed"
     with pytest.raises(DataError) as direct:
         read_file(data)
-    assert run.error == str(direct.value) == "rows.jsonl: line 2 is not valid JSON (Expecting value at column 35)"
+    assert run.error == str(direct.value) == "rows.jsonl: line 2 is not valid JSON at column 35 (expecting value)"
 
 
 def test_the_held_out_split_is_seeded_and_sized_by_the_user(home: Path) -> None:
@@ -109,7 +109,7 @@ def test_time_to_first_unreachable_answer_does_not_depend_on_dns(monkeypatch: py
     """A resolver that hangs (some offline networks) is cut off by the probe's own deadline."""
     import socket
 
-    from medcot_ui.data.load import hub_reachable
+    from medcot_ui.data.hub import hub_reachable
 
     def hang(*_: object, **__: object) -> None:
         time.sleep(5)

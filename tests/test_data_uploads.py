@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from medcot_ui.training.config import DataSettings
-from medcot_ui.data import load
+from medcot_ui.data.load import load
 from medcot_ui.data.uploads import UploadLimits, UploadRejected, accept_upload
 
 ROW = {"Question": "q?", "Complex_CoT": "because", "Response": "a."}
@@ -77,6 +77,9 @@ def test_a_broken_jsonl_upload_is_rejected_with_its_line_number_and_nothing_is_l
     ("empty.jsonl", b"", "the file is empty"),
     ("header.csv", b"Question,Complex_CoT,Response\n", "the file has no rows"),
     ("table.xlsx", b"PK", "unsupported file type '.xlsx'"),
+    ("page.html", b"<script>alert(1)</script>", "unsupported file type '.html'"),
+    ("notes.json", json.dumps([ROW, "just a sentence", ROW]).encode(),
+     "notes.json: rows are not objects: row 2 is a JSON string, not an object with named columns"),
 ])
 def test_empty_or_unsupported_uploads_are_rejected_and_nothing_is_left(home: Path, tmp_path: Path, name: str,
                                                                        content: bytes, message: str) -> None:
@@ -124,3 +127,23 @@ def test_on_a_shared_server_a_run_may_train_only_on_uploaded_files(home, tmp_pat
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_text(elsewhere.read_text())
     assert data_file_problems(data.model_copy(update={"file_path": str(stored)})) == []
+
+
+def test_the_same_file_uploaded_under_two_names_is_shown_by_each_uploaders_name(home: Path, tmp_path: Path) -> None:
+    from medcot_ui.data.report import CheckedReports, analyse
+    from medcot_ui.runs.view import _config_summary
+    from medcot_ui.training.config import RunConfig
+
+    mine = accept_upload(incoming(tmp_path / "a", "ward-7 audit.jsonl", jsonl(4)))
+    theirs = accept_upload(incoming(tmp_path / "b", "cases.jsonl", jsonl(4)))
+    assert mine.path == theirs.path, "one stored copy for equal bytes"
+    checked = CheckedReports(4)
+    shown = []
+    for upload in (mine, theirs):
+        data = DataSettings(source="file", file_path=str(upload.path), file_name=upload.original_name,
+                            split="train")
+        report = analyse(data, "demo:tiny-llama", 256, loaded=checked.loaded_for(data))
+        checked.put(report)
+        config = RunConfig(data=data)
+        shown.append((report.prepared.source, _config_summary(config.to_json())[1]))
+    assert shown == [("ward-7 audit.jsonl (train)", "ward-7 audit.jsonl"), ("cases.jsonl (train)", "cases.jsonl")]

@@ -97,6 +97,7 @@ def test_a_user_loads_the_demo_data_sees_rows_and_histogram_and_gets_a_line_numb
     expect(page.locator("#dataset-rows")).to_contain_text("The right coronary artery (11).")
     [stored] = list(uploads.iterdir())
     assert stored.suffix == ".csv" and stored.read_bytes() == csv_file.read_bytes()
+    expect(page.locator("#dataset-file-name textarea, #dataset-file-name input")).to_have_value("notes.csv")
 
 
 def test_a_large_upload_shows_progress_while_its_tokens_are_counted(home: Path, processes: Any, browser: Any,

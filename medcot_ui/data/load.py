@@ -107,11 +107,15 @@ def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
+            raise DataError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} "
+                            f"({_json_problem(exc)})") from None
         if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
             data = next(iter(data.values()))  # {"data": [...]} / {"train": [...]}
         if not isinstance(data, list):
             raise DataError(f"{name}: expected a JSON array of row objects")
+        if (bad := next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)) is not None:
+            raise DataError(f"{name}: rows are not objects: row {bad + 1} is a JSON {_json_type(data[bad])}, not an "
+                            'object with named columns such as {"Question": ..., "Response": ...}')
         return data
     # restkey/restval: DictReader files extra cells under None and fills missing ones with None; we name the line.
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS, restval=_MISSING_CELL)
@@ -155,14 +159,25 @@ def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{name}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+                raise DataError(f"{name}: line {number} is not valid JSON at column {exc.colno} "
+                                f"({_json_problem(exc)})") from None
             if not isinstance(record, dict):
-                raise DataError(f"{name}: line {number} is a JSON {type(record).__name__}, "
+                raise DataError(f"{name}: line {number} is a JSON {_json_type(record)}, "
                                 "not an object with named columns")
             records.append(record)
     if not records:  # every line was blank
         raise DataError(f"{name}: the file is empty")
     return records
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """json's message without its trailing 'starting at' / 'at' (we say where ourselves): 'unterminated string'."""
+    return re.sub(r"( starting)? at$", "", exc.msg).lower()
+
+
+def _json_type(value: Any) -> str:
+    names = {str: "string", list: "array", bool: "true/false", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 _SLICE = re.compile(r"^(?P<split>\w+)(\[(?P<a>-?\d*)(?P<ap>%?):(?P<b>-?\d*)(?P<bp>%?)\])?$")
@@ -186,23 +201,28 @@ def apply_slice(records: list[dict[str, Any]], split: str) -> list[dict[str, Any
 
 
 def source_key(data: Any) -> tuple[str, ...]:
-    """What identifies the loaded records (not the mapping or template): equal keys need no re-read."""
+    """What identifies the loaded records (not the mapping or template): equal keys need no re-read. The name a
+    file was uploaded as is part of it: records loaded for one person never show another's name for the same bytes."""
     if data.source == "hub":
         return ("hub", data.dataset_id, data.dataset_config, data.split)
-    return (data.source, data.file_path if data.source == "file" else "", data.split)
+    if data.source == "file":
+        return ("file", data.file_path, data.file_name, data.split)
+    return (data.source, "", data.split)
 
 
 def load(data: Any) -> Loaded:
     """Read the configured source; chat rows get their derived question/reasoning/answer columns."""
     if data.source == "hub":
-        records, source, content = _load_hub(data)
+        from medcot_ui.data.hub import load_hub  # imported here: hub.py raises this module's DataError
+
+        records, source, content = load_hub(data)
     else:
         path = Path(DEMO_DATA_FILE if data.source == "demo" else data.file_path)
         if not path.exists():
             raise DataError(f"file_path: '{path}' does not exist")
         records = apply_slice(read_file(path), data.split)
         content = "sha256:" + file_sha256(path)[:16]
-        source = f"{'demo data' if data.source == 'demo' else path.name} ({data.split})"
+        source = f"{'demo data' if data.source == 'demo' else data.file_label()} ({data.split})"
     expand_chat(records)
     return Loaded(records, source, content, source_key(data))
 
@@ -211,79 +231,6 @@ def file_sha256(path: Path) -> str:
     """The file's content hash (hex): what names a stored upload and fingerprints a data file."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-class HubUnreachable(DataError):
-    """The Hub could not be reached (no network); the demo data and uploads still work."""
-
-
-HUB_TIMEOUT_S = 5.0
-
-
-def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """Can the Hub endpoint be reached at all? Answers within ``timeout`` even when DNS hangs.
-
-    Without this check ``datasets`` retries for about half a minute before giving up on a machine with no
-    network. Any HTTP answer counts as reachable; urllib honours the proxy settings of the environment.
-    """
-    import threading
-    import urllib.error
-    import urllib.request
-
-    from huggingface_hub import constants
-
-    answer: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with urllib.request.urlopen(constants.ENDPOINT, timeout=timeout):
-                answer.append(True)
-        except urllib.error.HTTPError:
-            answer.append(True)
-        except (OSError, ValueError):
-            answer.append(False)
-
-    # A daemon thread: a resolver that hangs is abandoned, and never holds up the process's exit.
-    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return bool(answer and answer[0])
-
-
-def _hub_offline_mode() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _unreachable(data: Any, why: str) -> HubUnreachable:
-    return HubUnreachable(
-        f"The Hugging Face Hub is unreachable from this machine ({why}), so '{data.dataset_id}' cannot be "
-        "loaded. Use the bundled demo data or upload a file instead.")
-
-
-def _load_hub(data: Any) -> tuple[list[dict[str, Any]], str, str]:
-    import datasets
-
-    # In offline mode datasets answers from its local cache (quickly); otherwise check the network first.
-    offline = _hub_offline_mode()
-    if not offline and not hub_reachable():
-        raise _unreachable(data, "no network connection")
-    try:
-        ds = datasets.load_dataset(data.dataset_id, data.dataset_config or None, split=data.split)
-    except datasets.exceptions.DatasetNotFoundError:
-        if offline:
-            raise _unreachable(data, "HF_HUB_OFFLINE is set and the dataset is not in the local cache") from None
-        raise DataError(f"dataset_id: '{data.dataset_id}' was not found on the Hub (check the id; a private or "
-                        "gated dataset needs HF_TOKEN)") from None
-    except (ConnectionError, OSError) as exc:
-        why = "HF_HUB_OFFLINE is set and the dataset is not in the local cache" if offline else type(exc).__name__
-        raise _unreachable(data, why) from None
-    except ValueError as exc:
-        raise DataError(f"split: {exc}") from None
-    revision = getattr(ds.info, "version", None)
-    return ds.to_list(), f"{data.dataset_id}/{data.dataset_config} ({data.split})", \
-        f"fingerprint:{ds._fingerprint}" + (f" version:{revision}" if revision else "")
 
 
 # ---- mapping and formatting ----------------------------------------------------------------------------
@@ -319,9 +266,6 @@ def map_rows(records: list[dict[str, Any]], data: Any) -> list[Row]:
     problems: list[str] = []
     rows = []
     for i, rec in enumerate(records, start=1):
-        if not isinstance(rec, dict):
-            problems.append(f"row {i}: expected an object with named columns, got {_describe_cell(rec)}")
-            continue
         values = []
         for column in columns.values():
             value = rec.get(column)

@@ -52,7 +52,7 @@ def tokenizer_for(model_id: str) -> TokenizerChoice:
 def _find_tokenizer(model_id: str) -> TokenizerChoice:
     from transformers import AutoTokenizer
 
-    from medcot_ui.data.load import hub_reachable
+    from medcot_ui.data.hub import hub_reachable
     from medcot_ui.training.models import resolve_model
 
     try:

@@ -230,7 +230,7 @@ def _data_section(config: RunConfig, run: Run) -> str:
     elif d.source == "demo":
         what = f"MedCoT Studio's bundled demo data (`data/demo/medical_demo.jsonl`), split `{d.split}`"
     else:
-        what = f"an uploaded file (`{Path(d.file_path).name}`, not published), split `{d.split}`"
+        what = f"an uploaded file (`{d.file_label()}`, not published), split `{d.split}`"
     return "\n".join([
         f"- Dataset: {what}",
         f"- Fingerprint: `{run.dataset_fingerprint or 'not recorded'}` (identifies the exact rows, column mapping "

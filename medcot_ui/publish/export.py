@@ -351,7 +351,7 @@ def hub_unreachable_reason() -> str | None:
     """Why this machine cannot publish at all (offline mode, or no answer from the Hub), or None when it can."""
     from huggingface_hub import constants
 
-    from medcot_ui.data.load import hub_reachable
+    from medcot_ui.data.hub import hub_reachable
 
     local = "*Export locally* works without it."
     if constants.HF_HUB_OFFLINE:

@@ -50,7 +50,7 @@ def _config_summary(config_json: str) -> tuple[str, str]:
     if data.source == "demo":
         dataset = "demo data"
     elif data.source == "file":
-        dataset = Path(data.file_path or "?").name
+        dataset = data.file_label() or "?"
     else:
         dataset = f"{data.dataset_id} ({data.dataset_config}, {data.split})"
     return config.model.base_model, dataset

@@ -13,13 +13,12 @@ from medcot_ui.data import report as dr
 from medcot_ui.data.columns import ROLES
 from medcot_ui.training.config import ConfigError, DataSettings, ModelSettings
 from medcot_ui.hosting.context import AppContext
-from medcot_ui.data.load import FILE_TYPES
 from medcot_ui.tabs.guard import guard
 from medcot_ui.data.uploads import UploadLimits, UploadRejected, accept_upload, is_stored_upload
 
 # The form's settings by config path (as in the Train form); "Use in the Train form" sends them in this order.
 FORM_PATHS = ("data.source", "data.dataset_id", "data.dataset_config", "data.split", "data.file_path",
-              "data.question_column", "data.reasoning_column", "data.answer_column", "data.template",
+              "data.file_name", "data.question_column", "data.reasoning_column", "data.answer_column", "data.template",
               "data.custom_template", "data.eval_size", "data.split_seed", "model.base_model", "model.max_seq_length")
 # What "Use in the Train form" copies (the model is chosen on the Train tab; this tab follows it).
 PUSHED_PATHS = tuple(p for p in FORM_PATHS if p != "model.base_model")
@@ -56,11 +55,14 @@ def build(ctx: AppContext) -> dict[str, Any]:
                                                              **_help(DataSettings, "dataset_config"))
             form["data.split"] = gr.Textbox(d.split, **_help(DataSettings, "split"))
             with gr.Group(visible=d.source == "file") as file_box:
-                upload = gr.File(label=f"Upload a data file ({limits.describe()})", file_types=list(FILE_TYPES),
+                # No file_types: Gradio refuses other types itself, with a traceback in the server log; our own
+                # check (accept_upload) refuses them with a sentence on the page instead.
+                upload = gr.File(label=f"Upload a data file: JSON, JSONL, CSV or Parquet ({limits.describe()})",
                                  type="filepath", elem_id="dataset-upload")
-                form["data.file_path"] = gr.Textbox(
-                    d.file_path, interactive=False,
-                    label="Uploaded file as stored on the server (the run trains on this copy)")
+                form["data.file_name"] = gr.Textbox(d.file_name, interactive=False, label="Uploaded as",
+                                                    elem_id="dataset-file-name")
+                # The stored copy (named by its content hash) is what the run reads; people see the name above.
+                form["data.file_path"] = gr.Textbox(d.file_path, visible=False)
             with gr.Row():
                 load_btn = gr.Button("Load and check", variant="primary", elem_id="dataset-load")
                 demo_btn = gr.Button("Load the demo data", elem_id="dataset-demo")
@@ -188,17 +190,17 @@ def check(ui: dict[str, Any], values: dict[Any, Any], request: gr.Request | None
 def on_upload(path: str | None, request: gr.Request) -> tuple[Any, ...]:
     guard(request, "upload")
     if not path:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), False, gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), False, gr.skip()
     try:
         accepted = accept_upload(path, Path(path).name)
     except UploadRejected as exc:
         rejected = f"### ❌ Upload rejected\n{exc}\n\nNothing of this file was kept."
-        return rejected, gr.skip(), gr.skip(), gr.skip(), False, None
+        return rejected, gr.skip(), gr.skip(), gr.skip(), gr.skip(), False, None
     note = (f"Uploaded **{accepted.original_name}**: {accepted.rows:,} rows, columns "
             f"{', '.join(f'`{c}`' for c in accepted.columns)}. Checking all of it (enter a slice such as "
             "train[0:500] under Split to use part of it)…")
     # A new file is used whole: a slice left over from the Hub default would silently drop rows.
-    return note, str(accepted.path), "file", "train", True, gr.skip()
+    return note, str(accepted.path), accepted.original_name, "file", "train", True, gr.skip()
 
 
 def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) -> None:
@@ -231,8 +233,8 @@ def wire(ui: dict[str, Any], train_ui: dict[str, Any] | None = None, *_: Any) ->
     ui["demo"].click(lambda: ("demo", "train"), outputs=[form["data.source"], form["data.split"]]
                      ).then(load_and_check, **checking)
     ui["upload"].upload(on_upload, inputs=ui["upload"],
-                        outputs=[ui["status"], form["data.file_path"], form["data.source"], form["data.split"],
-                                 ui["upload_ok"], ui["upload"]]
+                        outputs=[ui["status"], form["data.file_path"], form["data.file_name"], form["data.source"],
+                                 form["data.split"], ui["upload_ok"], ui["upload"]]
                         ).success(check_upload, **{**checking, "inputs": {*checking["inputs"], ui["upload_ok"]}})
     # Re-check when the mapping or format is changed by hand (the loaded records are reused, not re-read).
     for path in ("data.question_column", "data.reasoning_column", "data.answer_column", "data.template"):

@@ -75,7 +75,8 @@ def build(ctx: AppContext) -> dict[str, Any]:
                              info="Fills every field below.", elem_id="train-preset", scale=2)
         field(next(s for s in specs if s.group == form.RUN_GROUP))
         with gr.Column(scale=1, min_width=200):
-            load = gr.UploadButton("Load config (YAML)", file_types=[".yaml", ".yml", ".json"], size="md",
+            # No file_types: Gradio's own refusal prints a traceback; RunConfig.load refuses in a sentence.
+            load = gr.UploadButton("Load config (YAML)", size="md",
                                    elem_id="train-load")
             save = gr.Button("Save config (YAML)", size="md", elem_id="train-save")
     saved = gr.File(label="Saved config", visible=False, interactive=False, elem_id="train-saved")
@@ -201,7 +202,7 @@ def wire(train_ui: dict[str, Any], runs_ui: dict[str, Any], tabs: gr.Tabs) -> No
         if not file:
             return [gr.skip()] * len(paths) + [gr.skip()]
         try:
-            config = RunConfig.from_yaml(Path(file).read_text(encoding="utf-8", errors="replace"))
+            config = RunConfig.load(file)
         except ConfigError as exc:
             lines = "\n".join(f"- {e}" for e in exc.errors)
             return [gr.skip()] * len(paths) + [f"⚠️ Could not load {Path(file).name}; the form is unchanged:\n"

@@ -8,9 +8,9 @@ YAML, and is what the CLI reads. Validation errors name the field and the allowe
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass
 from pathlib import Path
-import types
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -22,6 +22,7 @@ from medcot_ui.training.prompts import RECIPE_TEMPLATE, validate_template
 
 RECIPE_MODEL = "unsloth/DeepSeek-R1-Distill-Llama-8B"
 RECIPE_DATASET = "FreedomIntelligence/medical-o1-reasoning-SFT"
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -118,6 +119,10 @@ class DataSettings(_Section):
     dataset_config: str = _f("en", "Dataset config", "Hub dataset configuration (e.g. en, zh, en_mix).")
     split: str = _f("train[0:500]", "Split or slice", "e.g. train, train[0:500], train[:10%].", min_length=1)
     file_path: str = _f("", "Data file", "JSON, JSONL, CSV or Parquet; used when the source is 'file'.")
+    # Uploads are stored under their content hash; the name a person uploaded the file as travels with the run
+    # (never stored per file, where another person uploading the same bytes would see it).
+    file_name: str = _f("", "Uploaded as", "The data file's name when it was uploaded (shown instead of the "
+                        "stored copy's name).", max_length=255)
     question_column: str = _f("Question", "Question column", "Column holding the question.", min_length=1)
     reasoning_column: str = _f("Complex_CoT", "Reasoning column", "Column holding the chain of thought.",
                                min_length=1)
@@ -130,6 +135,10 @@ class DataSettings(_Section):
     eval_size: int = _f(0, "Held-out rows", "Rows kept out of training for eval loss and Compare samples.",
                         ge=0, le=100_000)
     split_seed: int = _f(3407, "Split seed", "Seed of the train / held-out split.", ge=0)
+
+    def file_label(self) -> str:
+        """The data file as people know it: the name it was uploaded as, else the file's own name."""
+        return self.file_name or Path(self.file_path).name
 
     @field_validator("custom_template")
     @classmethod
@@ -191,8 +200,14 @@ class RunConfig(_Section):
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        text = Path(path).read_text(encoding="utf-8")
-        return cls.from_json(text) if str(path).endswith(".json") else cls.from_yaml(text)
+        path = Path(path)
+        if path.suffix.lower() not in CONFIG_SUFFIXES:
+            raise ConfigError([f"{path.name}: a run config is a {', '.join(CONFIG_SUFFIXES)} file"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError([f"{path.name}: not UTF-8 text; a run config is YAML or JSON"]) from None
+        return cls.from_json(text) if path.suffix.lower() == ".json" else cls.from_yaml(text)
 
     def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
         """Apply dotted overrides like {'lora.r': 32}; the result is validated as a whole."""
