@@ -1,30 +1,73 @@
 #!/usr/bin/env bash
-# Everything the GPU issues need measured, in as few device calls as possible (each call has 10 minutes).
-# On the GPU machine, from the project root, with .whl/ (scripts/gpu-bundle.sh) carried along:
-#   scripts/gpu-check.sh tests     GPU tests (training through queue/worker with both backends, Compare) and
-#                                  the Compare bench: ~6 min on an H200
-#   scripts/gpu-check.sh train     the training A/B bench: reference script vs app job vs fast preset: ~8 min
-# Results (pytest log, bench tables, raw JSONL) go to $OUT (the device tool brings that folder back).
-set -euo pipefail
+# Everything the GPU issues need measured, in two device calls of under 9 minutes each. On the GPU machine, from
+# the project root, with .whl/ (scripts/gpu-bundle.sh) carried along:
+#   scripts/gpu-check.sh tests   GPU test suite (training through queue/worker, Compare) and the Compare bench
+#   scripts/gpu-check.sh train   training A/B rounds (reference script vs app job), fast preset, app-on-GPU walk
+# Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other.
+# Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
+# returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
+set -uo pipefail
 stage=${1:?usage: scripts/gpu-check.sh tests|train}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
+budget=${GPU_CHECK_BUDGET_S:-500}
 mkdir -p "$out" "$work"
-if [ ! -f /tmp/site/.installed ]; then  # /tmp survives while the machine stays warm
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  touch /tmp/site/.installed
-fi
-export PYTHONPATH=/tmp/site:$PWD MEDCOT_GPU_WORK=$work
-[ -f "$work/model/config.json" ] || python3 bench/make_random_8b.py "$work"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+left() { echo $((budget - SECONDS > 5 ? budget - SECONDS : 5)); }
+
+# run GPU LOG CMD...: one step on one GPU, killed when the budget runs out; its exit status goes to the log.
+run() {
+  local gpu=$1 log=$2
+  shift 2
+  echo "== [$SECONDS s] $*" >>"$log"
+  CUDA_VISIBLE_DEVICES=$gpu timeout --signal=INT --kill-after=15 "$(left)" "$@" >>"$log" 2>&1
+  echo "== [$SECONDS s] exit $? : $1 $2" >>"$log"
+}
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  >"$out/install.txt" 2>&1 || { cat "$out/install.txt"; exit 1; }
+export PYTHONPATH=/tmp/site:$PWD MEDCOT_GPU_WORK=$work PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import torch, transformers, peft, gradio; print("torch", torch.__version__, "transformers",
+transformers.__version__, "peft", peft.__version__, "gradio", gradio.__version__)' 2>&1 | tail -1
+  echo "installed in $SECONDS s"; } >>"$out/install.txt"
+gpus=$(nvidia-smi -L | wc -l)
+second=$((gpus > 1 ? 1 : 0))
+run 0 "$out/install.txt" python3 bench/make_random_8b.py "$work"
+
 case "$stage" in
   tests)
-    python3 -m pytest -m gpu -v -p no:cacheprovider 2>&1 | tee "$out/pytest-gpu.log"
-    python3 bench/compare_gpu.py --tokens 256 --repeats 2 --json "$out/compare-gpu.json" 2>&1 | tee "$out/compare-bench.txt"
+    run 0 "$out/install.txt" python3 bench/compare_gpu.py --work "$work" --prepare  # the adapter, before both lanes
+    lane_a() { run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_*gpu*.py; }
+    lane_b() {
+      run "$second" "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" --tokens 256 --repeats 3 \
+        --json "$out/compare-gpu.json"
+      if [ -f bench/eval_throughput.py ]; then run "$second" "$out/eval-throughput.txt" python3 bench/eval_throughput.py; fi
+    }
     ;;
   train)
-    python3 bench/gpu_training.py --work "$work" --arms ref,app,fast --rounds 2 --max-steps 40 \
-      --results "$out/results-gpu.jsonl" 2>&1 | tee "$out/train-bench.txt"
+    # Lane B trains in its own folder (its reference-script arm writes ref-out/ too), on the same model and rows.
+    mkdir -p "$work-b" && ln -sfn "$work/model" "$work-b/model" && ln -sfn "$work/rows.jsonl" "$work-b/rows.jsonl"
+    lane_a() {
+      run 0 "$out/train-bench.txt" python3 bench/gpu_training.py --work "$work" --arms ref,app --rounds 3 \
+        --max-steps 30 --logging-steps 5 --results "$out/results-gpu.jsonl"
+    }
+    lane_b() {
+      run "$second" "$out/fast-bench.txt" python3 bench/gpu_training.py --work "$work-b" --rounds 1 --max-steps 30 \
+        --logging-steps 5 --arms "fast,sweep:packed-4x2-no-recompute:--packing --batch 4 --grad-accum 2 --checkpointing false" \
+        --results "$out/results-fast.jsonl"
+      run "$second" "$out/app-on-gpu.txt" python3 bench/app_on_gpu.py --work "$work" --steps 20 --tokens 256
+    }
     ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
+
+if [ "$gpus" -gt 1 ]; then
+  lane_a & lane_b & wait
+else
+  lane_a; lane_b
+fi
+if [ "$stage" = train ]; then
+  python3 bench/gpu_training.py --report "$out/results-gpu.jsonl" "$out/results-fast.jsonl" >>"$out/train-bench.txt" 2>&1
+fi
+echo "stage $stage done in $SECONDS s on $gpus GPU(s)"
+tail -n 30 "$out"/*.txt "$out"/*.log 2>/dev/null | cut -c1-300

@@ -78,7 +78,8 @@ class RowLoRALinear(nn.Module):
         self.base = base
         self.register_buffer("lora_a", a, persistent=False)
         self.register_buffer("lora_b", b, persistent=False)
-        self.row_scale = row_scale  # shared by every layer: (rows, 1, 1), scaling folded in
+        # Shared by every layer: (rows, 1, 1) with the scaling folded in; a buffer, so compiled graphs read it.
+        self.register_buffer("row_scale", row_scale, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         delta = (x.to(self.lora_a.dtype) @ self.lora_a.t()) @ self.lora_b.t()
