@@ -155,9 +155,10 @@ def main() -> None:
             print((home / "runs" / f"run-{run_id}" / "train.log").read_text(errors="replace")[-3000:])
             raise SystemExit(1)
         compare(client, run_id, args.tokens)
-        md, table, file = client.predict(run_id, "adapter", api_name="/export_locally")
-        say(f"Publish tab: {str(md).strip()[:400]}")
-        say(f"  exported file: {json.dumps(file)[:200]}")
+        shown = client.predict(run_id, "adapter", api_name="/export_locally")
+        say(f"Publish tab: {next((str(o).strip() for o in shown if isinstance(o, str) and o.strip()), '')[:400]}")
+        files = [o for o in shown if isinstance(o, dict) and str(o.get("value", "")).endswith(".zip")]
+        say(f"  download offered: {json.dumps(files)[:200]}")
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -73,7 +73,7 @@ def _peft_generate(model_dir: Path, adapter: Path, ids: Any) -> list[int]:
 
 def _both_rows(model: Any, lora: RowLoRA, ids: Any) -> list[list[int]]:
     lora.set_rows([False, True])
-    decoder = Decoder(model, rows=2, compiled=False, why_eager="CPU")
+    decoder = Decoder(model, rows=2, compiled=False, why_eager="CPU", static=True)
     return _greedy(model, ids.repeat(2, 1), **decoder.generate_kwargs(ids.shape[1] + NEW_TOKENS))
 
 
@@ -125,3 +125,20 @@ def test_an_adapter_compare_cannot_apply_is_refused_naming_the_setting(
 
 def test_static_caches_come_in_power_of_two_buckets_so_later_questions_reuse_compiled_shapes() -> None:
     assert [bucket(n) for n in (1, 1024, 1025, 1800, 4096, 5000)] == [1024, 1024, 2048, 2048, 4096, 8192]
+
+
+def test_a_decode_step_that_transformers_does_not_compile_is_reported_not_silently_run_eager(
+        built_demo_model: Path) -> None:
+    """On the CPU transformers compiles nothing: a decoder asked to compile must say so in its status."""
+    from concurrent.futures import Future
+
+    def run_here(fn: Any) -> Future:
+        done: Future = Future()
+        done.set_result(fn())
+        return done
+
+    decoder = Decoder(_base(built_demo_model), rows=2, compiled=True)
+    assert decoder.status.state == "compiling"
+    decoder.warm_up(run_here, token_id=5, tokens=40).result()
+    assert decoder.status.state == "failed" and "eager" in decoder.status.message
+    assert not decoder.compiled and decoder.generate_kwargs(40) == {}, "then eager over a dynamic cache"

@@ -2,8 +2,8 @@
 
 An eager decode step of an 8B model is host-bound (hundreds of small kernel launches per token). With a static
 KV cache transformers' ``generate`` compiles the decode step (``torch.compile`` mode "reduce-overhead": CUDA
-graphs). Compiling takes about a minute, so it is done once per loaded model, in the background right after
-the load (``warm_up``), and the tab shows ``status`` meanwhile. The cache is kept per length bucket (powers of
+graphs). Compiling takes about a minute, so it is done once per loaded model and length bucket, on the model
+thread before the first answer that needs it (``warm_up``), while the tab shows ``status``. The cache is kept per length bucket (powers of
 two), so later comparisons reuse the same shapes and addresses and replay the captured graphs.
 
 Nothing falls back to the eager path silently: when compiling is not possible (CPU, 4-bit weights) or fails,
@@ -23,7 +23,6 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 MIN_BUCKET = 1024
-WARM_UP_TOKENS = 1200 + 600  # the default max new tokens plus a long question's prompt: the usual bucket
 
 
 @dataclass(frozen=True)
@@ -43,19 +42,25 @@ def bucket(tokens: int) -> int:
 
 
 class Decoder:
-    """Static caches and the compile switch for one loaded model with ``rows`` batch rows."""
+    """Static caches and the compile switch for one loaded model with ``rows`` batch rows.
 
-    def __init__(self, model: Any, rows: int = 2, compiled: bool = True, why_eager: str = ""):
+    ``static``: use the static caches even when not compiled (tests check that path on the CPU); by default only
+    a compiled decoder does, since an eager step over a static cache attends to every empty slot and is slower.
+    """
+
+    def __init__(self, model: Any, rows: int = 2, compiled: bool = True, why_eager: str = "",
+                 static: bool | None = None):
         self.model = model
         self.rows = rows
         self.compiled = compiled
+        self.static = compiled if static is None else static
         self._caches: dict[int, Any] = {}
         self._warm: set[int] = set()
         self._lock = threading.Lock()
         if compiled:
             self._status = DecodeStatus("compiling", "Preparing fast decoding…")
         else:
-            self._status = DecodeStatus("eager", f"Eager decoding ({why_eager}): slower streaming.")
+            self._status = DecodeStatus("eager", f"eager decoding: {why_eager}")
             log.info("Compare decodes eagerly: %s", why_eager)
 
     @property
@@ -70,6 +75,8 @@ class Decoder:
         import torch
         from transformers import CompileConfig, StaticCache
 
+        if not (self.static or self.compiled):
+            return {}  # a dynamic cache: transformers compiles nothing for it
         size = bucket(tokens)
         with self._lock:
             cache = self._caches.get(size)
@@ -89,16 +96,19 @@ class Decoder:
         if not self.compiled:
             return
         if not hasattr(self.model, "_compiled_call"):
-            self.compiled = False
-            self._status = DecodeStatus("failed", "Fast decoding is off: transformers did not compile the decode "
-                                                  "step for this model, so answers stream on the slower eager path.")
+            self._fail("Fast decoding is off: transformers did not compile the decode step for this model, so "
+                       "answers stream on the slower eager path.")
             log.error("Compare: the decode step was not compiled; decoding eagerly")
             return
         self._warm.add(bucket(tokens))
 
-    def warm_up(self, submit: Callable[[Callable[[], Any]], Future], token_id: int, tokens: int = WARM_UP_TOKENS
-                ) -> Future:
-        """Compile the decode step for the usual bucket on the model thread (``submit``), in the background."""
+    def _fail(self, message: str) -> None:
+        self.compiled = self.static = False  # eager over a dynamic cache from now on
+        self._status = DecodeStatus("failed", message)
+
+    def warm_up(self, submit: Callable[[Callable[[], Any]], Future], token_id: int, tokens: int) -> Future:
+        """Compile the decode step for the bucket of ``tokens`` on the model thread (``submit``), in the
+        background; the returned future ends when it is ready (or failed, which the status then says)."""
         if not self.compiled:
             done: Future = Future()
             done.set_result(None)
@@ -119,10 +129,9 @@ class Decoder:
                                     min_new_tokens=4, do_sample=False, pad_token_id=token_id,
                                     **self.generate_kwargs(tokens))
         except Exception as exc:  # noqa: BLE001 - reported in the status and the log, then eager
-            self.compiled = False
             first = str(exc).splitlines()[0] if str(exc) else ""
-            self._status = DecodeStatus("failed", f"Fast decoding failed to compile ({type(exc).__name__}: "
-                                                  f"{first[:200]}); answers stream on the slower eager path.")
+            self._fail(f"Fast decoding failed to compile ({type(exc).__name__}: {first[:200]}); answers stream on "
+                       "the slower eager path.")
             log.exception("Compare: compiling the decode step failed; decoding eagerly")
             return
         self.after_generate(tokens)
