@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from jobs import recovery
 from medcot_ui.hosting import serving as hosting
+from medcot_ui.hosting.gate import HostingGate
 from medcot_ui.publish.export import reap_interrupted as fail_interrupted_publishes
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.training.models import ensure_demo_model
@@ -21,7 +22,6 @@ from medcot_ui.hosting.redact import install as install_redaction
 from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import get_engine
 from medcot_ui.tabs import compare, dataset, publish, runs, train
-from medcot_ui.tabs.guard import HostingGate
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     if resumer is not None:
         resumer.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit handlers on `kill`
+    os.environ.update(hosting.cache_environment(settings))  # before the Blocks read where Gradio's cache is
     demo = build_app(AppContext(settings))
     demo.queue(**hosting.queue_options(settings)).launch(
         **hosting.launch_options(settings), app_kwargs={"middleware": [Middleware(HostingGate)]})

@@ -61,6 +61,13 @@ def blocked_paths(settings: Settings) -> list[str]:
     return sorted({str(p.resolve()) for p in paths})
 
 
+def cache_environment(settings: Settings) -> dict[str, str]:
+    """Gradio's file caches inside this app's own data directory: two apps on one machine (each with its own
+    data directory) would otherwise share /tmp/gradio, and one would serve the files the other handed out."""
+    cache = settings.home / "gradio-cache"
+    return {"GRADIO_TEMP_DIR": str(cache), "GRADIO_EXAMPLES_CACHE": str(cache / "examples")}
+
+
 def queue_options(settings: Settings) -> dict[str, Any]:
     # api_open=False: the REST routes may not skip the queue (and so its size and concurrency limits).
     return {"max_size": settings.queue_max_size, "default_concurrency_limit": settings.concurrency_limit,
@@ -73,7 +80,7 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         # Gradio refuses a larger body before storing it; the Dataset tab applies the same limit to what it keeps.
         "max_file_size": int(settings.max_upload_mb * 2**20),
         # Exports may be handed out by the handlers that make them (Gradio copies them into its cache first);
-        # guard.HostingGate refuses direct fetches of anything in the data directory.
+        # gate.HostingGate refuses direct fetches of anything in the data directory.
         "allowed_paths": [str(settings.exports_dir)], "blocked_paths": blocked_paths(settings),
         # Surfaces the app does not need: per-browser call history (it can record typed tokens), the
         # monitoring dashboard (its summary route has no login check), the MCP server, server-side rendering.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -55,53 +54,3 @@ def guard(request: gr.Request | None, action: str) -> Caller:
 def may(request: gr.Request | None, action: str) -> bool:
     """For showing or hiding controls and read-only views (the handlers still call guard)."""
     return allowed(caller_of(request), action)
-
-
-class HostingGate:
-    """ASGI middleware for the two Gradio routes that run before any handler (and so before ``guard``).
-
-    * File route (``/gradio_api/file=...``): nothing inside the data directory is fetched directly. Files a
-      handler returns (exports) are copied into Gradio's cache and served from there, so a guessed path to
-      another user's export, the database or an upload is refused whatever the caller.
-    * Upload route, in space mode: only allowed callers may put files on the Space (an anonymous visitor could
-      otherwise store files there). In password mode Gradio's own login check already refuses anonymous uploads.
-
-    It sits inside Gradio's SessionMiddleware, so it reads the same signed login as ``caller_of``.
-    """
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                body = refusal.encode()
-                await send({"type": "http.response.start", "status": 403,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                        (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    def _refusal(scope: dict[str, Any]) -> str | None:
-        path, method = scope.get("path", ""), scope.get("method")
-        if method in {"GET", "HEAD"} and ("/file=" in path or "/gradio_api/file/" in path):
-            target = path.split("/file=", 1)[1] if "/file=" in path else path.split("/gradio_api/file/", 1)[1]
-            if _inside_data_dir(target):
-                return "File not allowed."
-        if (method == "POST" and path.rstrip("/").endswith("/upload") and get_settings().auth_mode == "space"
-                and not allowed(caller_from_oauth((scope.get("session") or {}).get("oauth_info")), "upload")):
-            return "Sign in with an allowed Hugging Face account to upload files."
-        return None
-
-
-def _inside_data_dir(target: str) -> bool:
-    """Whether a file route's target lies in MEDCOT_HOME (Gradio's own cache excepted, wherever it is)."""
-    try:
-        resolved = (Path.cwd() / target).resolve()  # an absolute target replaces cwd
-        cache = Path(gr.utils.get_upload_folder()).resolve()
-        return resolved.is_relative_to(get_settings().home) and not resolved.is_relative_to(cache)
-    except (OSError, ValueError):
-        return True  # cannot tell: refuse
