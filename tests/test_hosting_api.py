@@ -363,7 +363,7 @@ def test_file_routes_refuse_path_traversal_and_the_data_directory(app_factory):
         status, body = http(app.url + path, headers=session_cookie("alice"))  # even an allowed user
         rows.append((path[:60], str(status)))
         assert status >= 400 or b"<!doctype html>" in body[:200].lower(), (path, status, body[:200])
-        assert b"root:" not in body and b"SQLite format" not in body and b"export" not in body
+        assert b"root:" not in body and b"SQLite format" not in body and b'"secret"' not in body
     print_table("file routes (path | status)", rows)
     assert secret_file.exists()
     export.unlink()

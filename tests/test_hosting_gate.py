@@ -148,3 +148,15 @@ def test_fifty_wrong_passwords_at_once_are_mostly_refused_unchecked_and_the_righ
         status, _ = sign_in(app.url, "alice", PASSWORDS["alice"])
     assert status == 200
     assert sign_in(app.url, "mallory", "wrong")[0] == 400, "a success starts the client afresh"
+
+
+@pytest.mark.browser
+def test_a_person_still_signs_in_from_the_login_page(app_factory, browser):
+    app = app_factory("password", PASSWORD_ENV)
+    page = browser.new_page()
+    page.goto(app.url)
+    page.get_by_label("username").fill("alice")
+    page.get_by_label("password").fill(PASSWORDS["alice"])
+    page.get_by_role("button", name="Login").click()
+    page.get_by_role("tab", name="Runs").wait_for(timeout=60_000)
+    page.close()
