@@ -121,7 +121,7 @@ def table_rows(limit: int = TABLE_LIMIT, now: float | None = None) -> list[list[
             active + recent):
         model, dataset = _config_summary(config_json)
         rows.append([rid, name, status_text(status, cancelling, lease, beat, now), model, dataset, when(started),
-                     _duration_of(started, finished, status, now),
+                     _duration_of(started, finished, status, beat if not_responding(status, lease, now) else now),
                      f"{loss:.4f}" if loss is not None else "-", f"{step} / {total or '?'}",
                      queue[rid].short() if rid in queue else ""])
     return sorted(rows, key=lambda r: -r[0])
