@@ -6,7 +6,8 @@ from pathlib import Path
 
 from medcot_ui.compare.gpu_budget import comparison_bytes, comparison_shape
 from medcot_ui.training.config import RunConfig
-from medcot_ui.training.estimate import estimate, model_shape
+from medcot_ui.training.estimate import estimate
+from medcot_ui.training.model_shape import model_shape
 
 
 def test_a_comparisons_weights_are_the_train_estimates_parameters_at_two_bytes_each() -> None:

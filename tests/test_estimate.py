@@ -1,18 +1,22 @@
-"""The GPU memory / time-per-step estimate: matches the reference measurements and moves the right way."""
+"""The Train estimate: matches the reference measurements, moves the right way, includes starting and loading the
+model, and says it in time and memory with the GPU it assumes."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from medcot_ui.training import estimate
+from medcot_ui.training import estimate, estimate_text
 from medcot_ui.training.config import RunConfig
+from medcot_ui.training.model_shape import model_shape
 from medcot_ui.training.presets import quick_demo
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def test_the_recipe_model_has_8_billion_parameters_and_42_million_lora_parameters():
-    shape, source = estimate.model_shape("unsloth/DeepSeek-R1-Distill-Llama-8B")
+    shape, source = model_shape("unsloth/DeepSeek-R1-Distill-Llama-8B")
     assert "known shape" in source
     assert shape.params == pytest.approx(8.03e9, rel=0.002)
     assert shape.lora_params(16, ALL) == pytest.approx(42e6, rel=0.01)  # recipe.md: about 42 M (0.52 %)
@@ -21,7 +25,7 @@ def test_the_recipe_model_has_8_billion_parameters_and_42_million_lora_parameter
 def test_the_demo_models_parameter_count_is_read_from_its_config_and_matches_the_real_model(home):
     from transformers import AutoModelForCausalLM
 
-    shape, source = estimate.model_shape("demo:tiny-llama")
+    shape, source = model_shape("demo:tiny-llama")
     assert "config.json" in source
     model = AutoModelForCausalLM.from_pretrained(home / "models" / "demo-tiny-llama")
     assert shape.params == sum(p.numel() for p in model.parameters())
@@ -46,6 +50,18 @@ def test_the_estimate_matches_the_h200_reference_measurements():
     assert abs(rows["recipe, Unsloth, T4 (walk-through, not fitted)"]["s/step error"]) < 0.5
 
 
+def test_a_whole_run_includes_starting_and_loading_the_model_and_matches_measured_runs(home):
+    demo = estimate.estimate(quick_demo(), cpu=True)
+    assert demo.startup_s >= 5 and demo.run_seconds(30) == pytest.approx(demo.startup_s + 30 * demo.seconds_per_step)
+    runs = {r["what"]: r for r in estimate.whole_run_calibration()}
+    assert set(runs) == {"Quick demo, CPU (2-core VM, queued)", "recipe 40 steps, Unsloth, H200 (app)"}
+    assert all(abs(r["error"]) < 0.35 for r in runs.values()), runs
+    # Reading a 16 GB checkpoint takes longer than a tiny one; a model not on this machine is downloaded first.
+    recipe = estimate.estimate(RunConfig(), backend="unsloth")
+    assert recipe.startup_s > estimate.STARTUP_S["unsloth"] + 5 and recipe.download_gb == pytest.approx(16, rel=0.05)
+    assert demo.download_gb == 0
+
+
 def test_bigger_settings_cost_more_memory_and_time_and_slower_gpus_take_longer():
     base = estimate.estimate(RunConfig(), backend="unsloth")
     bigger_batch = estimate.estimate(RunConfig().with_overrides({"training.per_device_train_batch_size": 8}),
@@ -63,23 +79,33 @@ def test_bigger_settings_cost_more_memory_and_time_and_slower_gpus_take_longer()
     assert packed.tokens_per_step == 8 * 2048
 
 
-def test_the_description_explains_its_basis_and_flags_what_does_not_fit():
-    text = estimate.describe(RunConfig().with_overrides({"model.load_in_4bit": False}), gpu="T4 (16 GB)", cuda=True)
-    assert "does not fit in 15 GiB" in text
-    assert "8.03 B" in text and "6 x (params + attention) x tokens" in text and "810 tokens" in text
-    assert "Calibration vs measurements" in text and "6.5" in text and "10.1" in text
+def _visible(text: str) -> str:
+    """What shows before 'How this is estimated' is unfolded."""
+    return text.split("<details>")[0]
 
 
-def test_on_a_cpu_machine_the_estimate_says_so(home):
-    text = estimate.describe(quick_demo(), cuda=False)
-    assert "no CUDA GPU" in text and "On this CPU: about" in text
-    assert "Planning for a GPU" in text
-    assert "impractical" in estimate.describe(RunConfig(), cuda=False)
-    cpu = estimate.estimate(quick_demo(), cpu=True)
-    assert cpu.on_cpu and cpu.backend == "transformers" and 0.05 < cpu.seconds_per_step < 5
+def test_the_description_speaks_in_time_and_memory_names_the_gpu_and_flags_what_does_not_fit():
+    config = RunConfig().with_overrides({"model.load_in_4bit": False})
+    text = estimate_text.describe(config, gpu="T4 (16 GB)", cuda=True)
+    shown = _visible(text)
+    assert "**T4 (16 GB)**" in shown and "more than the 15.7 GB it has" in shown
+    assert "whole run" in shown and re.search(r"\| \d+ min \|", shown)
+    assert "downloads the model (16 GB)" in shown
+    assert "TFLOP" not in shown and "GiB" not in shown
+    assert "6 x (params + attention) x tokens" in text and "810 tokens" in text  # the basis, folded away
+    assert "Whole runs:" in text and "66.5 s" in text
+
+
+def test_on_a_cpu_machine_the_estimate_says_so_with_the_whole_run_time(home):
+    shown = _visible(estimate_text.describe(quick_demo(), cuda=False))
+    assert "No GPU on this machine" in shown
+    assert re.search(r"On this CPU the run takes \*\*about \d+ s\*\*: \d+ s to start and load the model, then 30 "
+                     r"steps of [\d.]+ s", shown)
+    assert "Planning for a GPU: **H200 (141 GB)** (no GPU here" in shown
+    assert "impractical" in estimate_text.describe(RunConfig(), cuda=False)
 
 
 def test_an_unknown_model_gets_no_numbers_but_a_reason():
     config = RunConfig().with_overrides({"model.base_model": "someone/unknown-model"})
     assert estimate.estimate(config) is None
-    assert "No estimate for `someone/unknown-model`" in estimate.describe(config, cuda=True)
+    assert "No estimate for `someone/unknown-model`" in estimate_text.describe(config, cuda=True)

@@ -119,7 +119,7 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     # Run 'first': the CPU preset with 300 steps, so it is still training while we look at it. Its config is
     # saved as YAML first, and the file holds exactly what the form shows.
     fill_demo_form(page, "first", 300)
-    assert "no CUDA GPU" in page.locator("#train-estimate").inner_text()  # the estimate says where it trains
+    assert "No GPU on this machine" in page.locator("#train-estimate").inner_text()  # the estimate says where it trains
     assert "medcot enqueue" in page.locator("#train-cli").inner_text()
     page.locator("#train-save").click()
     link = page.locator("#train-saved a[download='first.yaml']")

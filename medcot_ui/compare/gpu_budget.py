@@ -15,7 +15,7 @@ from typing import Any
 from medcot_ui.compare.errors import CompareError
 from medcot_ui.compare.generation import GenerationSettings
 from medcot_ui.training.config import RunConfig
-from medcot_ui.training.estimate import ModelShape, model_shape, shape_from_config
+from medcot_ui.training.model_shape import ModelShape, model_shape, shape_from_config
 
 GiB = 2**30
 NF4_BYTES_PER_PARAM = 0.53  # 4-bit weights, double-quantised scales, and room for bitsandbytes' buffers

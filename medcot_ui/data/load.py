@@ -104,19 +104,7 @@ def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]
         raise DataError(f"{name}: line {line} is not UTF-8 text (byte {exc.start} cannot be decoded); "
                         "save the file as UTF-8") from None
     if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} "
-                            f"({_json_problem(exc)})") from None
-        if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-            data = next(iter(data.values()))  # {"data": [...]} / {"train": [...]}
-        if not isinstance(data, list):
-            raise DataError(f"{name}: expected a JSON array of row objects")
-        if (bad := next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)) is not None:
-            raise DataError(f"{name}: rows are not objects: row {bad + 1} is a JSON {_json_type(data[bad])}, not an "
-                            'object with named columns such as {"Question": ..., "Response": ...}')
-        return data
+        return _json_rows(text, name)
     # restkey/restval: DictReader files extra cells under None and fills missing ones with None; we name the line.
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA_CELLS, restval=_MISSING_CELL)
     records = []
@@ -140,6 +128,23 @@ def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]
     except csv.Error as exc:
         raise DataError(f"{name}: line {start} is not valid CSV ({exc})") from None
     return records
+
+
+def _json_rows(text: str, name: str) -> list[dict[str, Any]]:
+    """A JSON array of row objects (or {"data": [...]}); a row that is not an object is refused by number."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} "
+                        f"({_json_problem(exc)})") from None
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+        data = next(iter(data.values()))  # {"data": [...]} / {"train": [...]}
+    if not isinstance(data, list):
+        raise DataError(f"{name}: expected a JSON array of row objects")
+    if (bad := next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)) is not None:
+        raise DataError(f"{name}: rows are not objects: row {bad + 1} is a JSON {_json_type(data[bad])}, not an "
+                        'object with named columns such as {"Question": ..., "Response": ...}')
+    return data
 
 
 def _read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:

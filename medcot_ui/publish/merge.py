@@ -68,7 +68,7 @@ def merge_adapter(adapter: Path, out_dir: Path, dtype: str = "auto", base: str |
 def memory_needed(base_model: str, dtype: str = "float16") -> int | None:
     """Bytes of RAM a merge needs: the base model's weights in ``dtype`` plus a quarter for loading and saving
     (shards are written one at a time). None when the model's shape is not known on this machine."""
-    from medcot_ui.training.estimate import model_shape
+    from medcot_ui.training.model_shape import model_shape
 
     shape, _ = model_shape(base_model)
     if shape is None:

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from jobs.queue import enqueue
-from medcot_ui.training import estimate
+from medcot_ui.training import estimate_text, gpus
 from medcot_ui.training import form
 from medcot_ui.training import tracking
 from medcot_ui.data import uploads
@@ -95,10 +95,10 @@ def build(ctx: AppContext) -> dict[str, Any]:
             if group == "Tracking":
                 gr.Markdown(_wandb_note(), elem_id="train-wandb-note")
     with gr.Accordion("Before you launch: estimate, resolved config, CLI command", open=True):
-        gpu = gr.Dropdown(choices=list(estimate.GPUS), value=estimate.detected_gpu() or estimate.REFERENCE_GPU,
+        gpu = gr.Dropdown(choices=list(gpus.GPUS), value=gpus.detected_gpu() or gpus.REFERENCE_GPU,
                           label="Estimate for GPU", info="This machine's GPU when it has one; else pick the one you "
                           "plan to train on.", elem_id="train-gpu")
-        estimate_md = gr.Markdown(estimate.describe(RunConfig(), cuda=cuda_available()), elem_id="train-estimate")
+        estimate_md = gr.Markdown(estimate_text.describe(RunConfig(), cuda=cuda_available()), elem_id="train-estimate")
         with gr.Row():
             config_yaml = gr.Code(RunConfig().to_yaml(), language="yaml", label="Resolved config", max_lines=30,
                                   interactive=False, elem_id="train-config-yaml")
@@ -152,7 +152,7 @@ def wire(train_ui: dict[str, Any], runs_ui: dict[str, Any], tabs: gr.Tabs) -> No
         boxes, summary = _error_updates(paths, problems)
         if config is None:
             return (summary, gr.skip(), gr.skip(), gr.skip(), *boxes)
-        return (summary, estimate.describe(config, data[train_ui["gpu"]], cuda=cuda_available()),
+        return (summary, estimate_text.describe(config, data[train_ui["gpu"]], cuda=cuda_available()),
                 config.to_yaml(), form.cli_command(config), *boxes)
 
     gr.on([c.change for c in components] + [train_ui["gpu"].change], review,

@@ -1,7 +1,8 @@
-"""How much GPU memory and how long per step a run config will take, with the basis spelled out.
+"""How much GPU memory and how long a run config will take (starting and loading the model included), with the
+basis spelled out. The model's shape comes from ``model_shape``, the GPUs from ``gpus``; ``estimate_text`` says
+it in words for the Train tab.
 
-Model: the parameter count comes from the model's own ``config.json`` when it is on this machine (the demo
-model, a local folder, or the Hugging Face cache), else from a table of known shapes (the recipe's 8 B model).
+Starting = process start, imports, data preparation and saves (fitted, see STARTUP_S) + reading the checkpoint.
 
 Memory (GiB, like ``torch.cuda.max_memory_allocated`` and the Runs tab) adds up:
   * frozen weights: 4-bit NF4 with double quantisation ~0.516 byte/param for the decoder's linear layers;
@@ -30,86 +31,18 @@ Time per step = FLOPs / effective rate + a fixed cost per forward/backward pass.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from medcot_ui.training.config import RECIPE_DATASET, RECIPE_MODEL, RunConfig
-from medcot_ui.hosting.settings import DEMO_DATA_FILE, DEMO_MODEL_ID, get_settings
+from medcot_ui.hosting.settings import DEMO_DATA_FILE, DEMO_MODEL_ID
+from medcot_ui.training.config import RECIPE_DATASET, RunConfig
+from medcot_ui.training.gpus import GPUS, REFERENCE_GPU
+from medcot_ui.training.model_shape import RECIPE_SHAPE, ModelShape, is_on_this_machine, model_shape
+from medcot_ui.training.presets import quick_demo
 
 GIB = 2**30
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    vocab: int
-    head_dim: int = 0  # 0 = hidden // heads
-    tied: bool = False
-
-    @property
-    def hd(self) -> int:
-        return self.head_dim or self.hidden // self.heads
-
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """(in, out) of each linear layer in one decoder block (Llama naming)."""
-        h, i, q, kv = self.hidden, self.intermediate, self.heads * self.hd, self.kv_heads * self.hd
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
-
-    @property
-    def linear_params(self) -> int:
-        return self.layers * sum(a * b for a, b in self.linear_shapes().values())
-
-    @property
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied else 2)  # input embedding + LM head
-
-    @property
-    def other_params(self) -> int:
-        return self.hidden * (2 * self.layers + 1)  # RMS norms
-
-    @property
-    def params(self) -> int:
-        return self.linear_params + self.embedding_params + self.other_params
-
-    def lora_params(self, r: int, targets: list[str]) -> int:
-        shapes = self.linear_shapes()
-        return self.layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in targets)
-
-
-# Llama-3.1-8B architecture (shared/docs/recipe.md): about 8.03 B parameters.
-RECIPE_SHAPE = ModelShape(hidden=4096, layers=32, heads=32, kv_heads=8, intermediate=14336, vocab=128256)
-KNOWN_SHAPES: dict[str, ModelShape] = {
-    RECIPE_MODEL.lower(): RECIPE_SHAPE,
-    "deepseek-ai/deepseek-r1-distill-llama-8b": RECIPE_SHAPE,
-    "unsloth/deepseek-r1-distill-llama-8b-unsloth-bnb-4bit": RECIPE_SHAPE,
-    "unsloth/deepseek-r1-distill-llama-8b-bnb-4bit": RECIPE_SHAPE,
-    "meta-llama/llama-3.1-8b-instruct": RECIPE_SHAPE,
-    "meta-llama/llama-3.1-8b": RECIPE_SHAPE,
-}
-
-
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    tflops: float      # dense bf16 (fp16 on T4) tensor-core peak
-    bandwidth: float   # memory bandwidth, TB/s
-    memory_gib: float  # what the card offers to PyTorch, roughly
-
-
-GPUS: dict[str, Gpu] = {g.name: g for g in (
-    Gpu("H200 (141 GB)", 989.4, 4.8, 139.8), Gpu("H100 SXM (80 GB)", 989.4, 3.35, 79.2),
-    Gpu("H100 PCIe (80 GB)", 756.0, 2.0, 79.2), Gpu("A100 (80 GB)", 312.0, 2.04, 79.2),
-    Gpu("A100 (40 GB)", 312.0, 1.56, 39.4), Gpu("L40S (48 GB)", 362.0, 0.864, 44.4),
-    Gpu("RTX 4090 (24 GB)", 165.2, 1.008, 23.6), Gpu("A10 (24 GB)", 125.0, 0.6, 22.1),
-    Gpu("L4 (24 GB)", 121.0, 0.3, 22.0), Gpu("T4 (16 GB)", 65.0, 0.32, 14.6))}
-REFERENCE_GPU = "H200 (141 GB)"
 
 # The recipe data's average row: 6,900 tokens/s x 0.94 s/step / 8 rows per step (the H200 measurement).
 RECIPE_ROW_TOKENS = 810.0
@@ -140,55 +73,22 @@ CPU_FLOPS_PER_THREAD = 8e9
 CPU_STEP_OVERHEAD_S = 0.1
 # GPU: the least a forward/backward pass costs (launches, Python), whatever the model.
 GPU_PASS_FLOOR_S = 0.01
-
-
-def _shape_from_config(cfg: dict[str, Any]) -> ModelShape | None:
-    try:
-        return ModelShape(hidden=int(cfg["hidden_size"]), layers=int(cfg["num_hidden_layers"]),
-                          heads=int(cfg["num_attention_heads"]),
-                          kv_heads=int(cfg.get("num_key_value_heads") or cfg["num_attention_heads"]),
-                          intermediate=int(cfg["intermediate_size"]), vocab=int(cfg["vocab_size"]),
-                          head_dim=int(cfg.get("head_dim") or 0), tied=bool(cfg.get("tie_word_embeddings")))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def shape_from_config(model_config: Any) -> ModelShape | None:
-    """The shape of a transformers model config (a loaded model's ``.config`` or a config.json dict), counted as
-    the estimate counts it; None when a field is missing. The Compare tab's GPU memory budget uses it."""
-    cfg = model_config if isinstance(model_config, dict) else model_config.get_text_config().to_dict()
-    return _shape_from_config(cfg)
-
-
-def _local_config_json(model_id: str) -> Path | None:
-    if model_id == DEMO_MODEL_ID:
-        path = get_settings().demo_model_dir / "config.json"
-        return path if path.exists() else None
-    if Path(model_id).is_dir():
-        path = Path(model_id) / "config.json"
-        return path if path.exists() else None
-    try:  # the Hugging Face cache, without touching the network
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model_id, "config.json")
-    except Exception:  # noqa: BLE001 - an odd id is "not cached", not an error
-        return None
-    return Path(cached) if isinstance(cached, str) else None
-
-
-def model_shape(model_id: str) -> tuple[ModelShape | None, str]:
-    """The model's shape and where it came from (its config.json on this machine, or the known-shapes table)."""
-    path = _local_config_json(model_id)
-    if path is not None:
-        try:
-            shape = _shape_from_config(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            shape = None
-        if shape is not None:
-            return shape, f"the model's config.json on this machine ({path})"
-    if model_id.lower() in KNOWN_SHAPES:
-        return KNOWN_SHAPES[model_id.lower()], "the known shape of the Llama-3.1-8B architecture"
-    return None, "no config.json on this machine and not a known model"
+# Starting a training process, outside its steps and the checkpoint read: Python, imports, preparing the data,
+# saving checkpoints and the adapter. CPU: the Quick demo reached its first step 5-6 s after it was queued
+# (docs/BENCHMARKS.md, queue overhead). Unsloth: the recipe through the app on the H200 spent ~30 s outside its
+# 40 steps (66.5-71.3 s wall, 0.94-0.99 s/step), ~6 s of it reading and quantising the checkpoint (the reference
+# script's load_s), so ~24 s. transformers on a GPU was not measured: its imports are lighter than Unsloth's.
+STARTUP_S = {"cpu": 5.0, "unsloth": 24.0, "transformers": 12.0}
+# Reading a 16-bit checkpoint from local disk (and quantising it): 16 GB in ~6 s on the H200 machine.
+LOAD_BYTES_PER_S = 2.7e9
+CHECKPOINT_BYTES_PER_PARAM = 2  # a 16-bit checkpoint on disk (and what a first download fetches)
+# Whole runs measured end to end, to check the estimate with its start included (nothing is fitted to the demo).
+WHOLE_RUNS = (
+    {"what": "Quick demo, CPU (2-core VM, queued)", "config": "demo", "gpu": None, "backend": "transformers",
+     "seconds": 9.56},
+    {"what": "recipe 40 steps, Unsloth, H200 (app)", "config": "recipe40", "gpu": REFERENCE_GPU, "backend": "unsloth",
+     "seconds": 66.5},
+)
 
 
 def row_tokens(config: RunConfig) -> tuple[float, str]:
@@ -214,6 +114,8 @@ class Estimate:
     memory_gib: dict[str, float]
     seconds_per_step: float
     flops_per_step: float
+    startup_s: float = 0.0  # before the first step: process, imports, data, reading the checkpoint, final save
+    download_gb: float = 0.0  # the checkpoint a first run downloads (0 when it is on this machine)
     on_cpu: bool = False
     basis: list[str] = field(default_factory=list)
 
@@ -225,11 +127,16 @@ class Estimate:
     def tokens_per_s(self) -> float:
         return self.tokens_per_step / self.seconds_per_step
 
+    def run_seconds(self, steps: int) -> float:
+        """The whole run: starting (model loading included) and ``steps`` steps; no download."""
+        return self.startup_s + steps * self.seconds_per_step
+
     def fits(self) -> bool | None:
         return None if self.on_cpu else self.total_gib <= GPUS[self.gpu].memory_gib
 
 
-def _backend_for_gpu(requested: str) -> str:
+def backend_for_gpu(requested: str) -> str:
+    """The backend a GPU run of the config's ``model.backend`` uses."""
     # 'auto' picks Unsloth on a GPU machine with requirements-gpu.txt installed.
     return "unsloth" if requested in {"auto", "unsloth"} else "transformers"
 
@@ -291,73 +198,68 @@ def _fit() -> tuple[float, dict[str, float]]:
     return rate, fixed
 
 
+def _rate_and_pass(shape: ModelShape, backend: str, gpu: str, cpu: bool) -> tuple[float, float]:
+    """(effective FLOP/s, fixed seconds per forward/backward pass) on ``gpu`` or this CPU."""
+    if cpu:
+        return int(os.environ.get("MEDCOT_CPU_THREADS", "1")) * CPU_FLOPS_PER_THREAD, CPU_STEP_OVERHEAD_S
+    ref_rate, fixed = _fit()
+    ref_gpu, card = GPUS[REFERENCE_GPU], GPUS[gpu]
+    per_pass = max(GPU_PASS_FLOOR_S, fixed[backend] * shape.linear_params / RECIPE_SHAPE.linear_params
+                   * ref_gpu.bandwidth / card.bandwidth)
+    return ref_rate * card.tflops / ref_gpu.tflops, per_pass
+
+
 def estimate(config: RunConfig, gpu: str = REFERENCE_GPU, backend: str | None = None,
              cpu: bool = False) -> Estimate | None:
     """The estimate for ``config`` on ``gpu`` (or on this machine's CPU when ``cpu``); None for unknown models."""
-    shape, shape_source = model_shape(config.model.base_model)
+    base = config.model.base_model
+    shape, shape_source = model_shape(base)
     if shape is None:
         return None
-    backend = "transformers" if cpu else _backend_for_gpu(backend or config.model.backend)
-    t = config.training
+    backend = "transformers" if cpu else backend_for_gpu(backend or config.model.backend)
     tokens, row, micro_tokens, row_source = _step_tokens(config)
-    rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
     checkpointing = config.lora.gradient_checkpointing != "false"
     flops = _flops(shape, tokens, row, checkpointing)
-    if cpu:
-        import os
-
-        threads = int(os.environ.get("MEDCOT_CPU_THREADS", "1"))
-        rate, per_pass = threads * CPU_FLOPS_PER_THREAD, CPU_STEP_OVERHEAD_S
-    else:
-        ref_rate, fixed = _fit()
-        ref_gpu, card = GPUS[REFERENCE_GPU], GPUS[gpu]
-        rate = ref_rate * card.tflops / ref_gpu.tflops
-        per_pass = max(GPU_PASS_FLOOR_S, fixed[backend] * shape.linear_params / RECIPE_SHAPE.linear_params
-                       * ref_gpu.bandwidth / card.bandwidth)
-    seconds = flops / rate + per_pass * t.gradient_accumulation_steps
+    rate, per_pass = _rate_and_pass(shape, backend, gpu, cpu)
+    checkpoint_bytes = shape.params * CHECKPOINT_BYTES_PER_PARAM
     est = Estimate(backend=backend, gpu="CPU" if cpu else gpu, params=shape.params,
                    trainable=shape.lora_params(config.lora.r, config.lora.target_modules), tokens_per_step=tokens,
                    peak_micro_batch_tokens=micro_tokens,
-                   memory_gib=_memory(config, shape, backend, micro_tokens, cpu), seconds_per_step=seconds,
-                   flops_per_step=flops, on_cpu=cpu)
-    est.basis = [
-        f"Parameters: {shape.params / 1e9:.3g} B from {shape_source}; LoRA r={config.lora.r} on "
-        f"{len(config.lora.target_modules)} module types = {est.trainable / 1e6:.3g} M trainable.",
-        f"Tokens per step: {rows_per_step} rows (batch {t.per_device_train_batch_size} x accumulation "
-        f"{t.gradient_accumulation_steps}) x {row:.0f} tokens"
-        + (" (packed to the max sequence length)" if t.packing else f" per row: {row_source}") + ".",
-        f"Peak memory at the longest micro-batch: {micro_tokens:.0f} tokens "
-        f"({PEAK_ROW_FACTOR}x the average row, capped at the max sequence length).",
-    ]
-    if cpu:
-        est.basis.append(f"CPU: {flops / 1e9:.3g} GFLOP per step at an assumed {CPU_FLOPS_PER_THREAD / 1e9:.0f} "
-                         f"GFLOP/s per training thread plus {CPU_STEP_OVERHEAD_S} s fixed cost per forward/backward "
-                         "(the demo preset measured 0.21 s/step on a shared 2-core machine).")
-    else:
-        est.basis.append(f"Time: {flops / 1e12:.3g} TFLOP per step ({6 if checkpointing else 4} x (params + "
-                         f"attention) x tokens) at an effective {rate / 1e12:.0f} TFLOP/s, plus {per_pass:.2f} s "
-                         f"fixed per forward/backward ({backend}: weights streamed and dequantised each pass, "
-                         f"optimizer, launches), both fitted to the H200 runs and scaled to the {gpu}'s peak "
-                         "FLOP/s and memory bandwidth.")
+                   memory_gib=_memory(config, shape, backend, micro_tokens, cpu),
+                   seconds_per_step=flops / rate + per_pass * config.training.gradient_accumulation_steps,
+                   flops_per_step=flops, on_cpu=cpu,
+                   startup_s=STARTUP_S["cpu" if cpu else backend] + checkpoint_bytes / LOAD_BYTES_PER_S,
+                   download_gb=0.0 if base == DEMO_MODEL_ID or is_on_this_machine(base) else checkpoint_bytes / 1e9)
+    est.basis = _basis(config, est, shape_source, row, row_source, rate, per_pass)
     return est
 
 
-def detected_gpu() -> str | None:
-    """The GPUS entry matching this machine's CUDA device, if any."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        name = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - no torch or a broken driver: plan as if no GPU
-        return None
-    for key, short in (("H200", "H200 (141 GB)"), ("H100 PCIe", "H100 PCIe (80 GB)"), ("H100", "H100 SXM (80 GB)"),
-                       ("A100", "A100 (80 GB)"), ("L40S", "L40S (48 GB)"), ("4090", "RTX 4090 (24 GB)"),
-                       ("A10", "A10 (24 GB)"), ("L4", "L4 (24 GB)"), ("T4", "T4 (16 GB)")):
-        if key in name:
-            return short
-    return None
+def _basis(config: RunConfig, est: Estimate, shape_source: str, row: float, row_source: str, rate: float,
+           per_pass: float) -> list[str]:
+    t, checkpointing = config.training, config.lora.gradient_checkpointing != "false"
+    basis = [
+        f"Parameters: {est.params / 1e9:.3g} B from {shape_source}; LoRA r={config.lora.r} on "
+        f"{len(config.lora.target_modules)} module types = {est.trainable / 1e6:.3g} M trainable.",
+        f"Tokens per step: {t.per_device_train_batch_size * t.gradient_accumulation_steps} rows (batch "
+        f"{t.per_device_train_batch_size} x accumulation {t.gradient_accumulation_steps}) x {row:.0f} tokens"
+        + (" (packed to the max sequence length)" if t.packing else f" per row: {row_source}") + ".",
+        f"Peak memory at the longest micro-batch: {est.peak_micro_batch_tokens:.0f} tokens "
+        f"({PEAK_ROW_FACTOR}x the average row, capped at the max sequence length).",
+        f"Start: {STARTUP_S['cpu' if est.on_cpu else est.backend]:.0f} s for the process, imports, data and saves "
+        f"(measured, see WHOLE_RUNS) + reading the {est.params * CHECKPOINT_BYTES_PER_PARAM / 1e9:.3g} GB "
+        f"checkpoint at {LOAD_BYTES_PER_S / 1e9:.1f} GB/s.",
+    ]
+    if est.on_cpu:
+        basis.append(f"CPU: {est.flops_per_step / 1e9:.3g} GFLOP per step at an assumed "
+                     f"{CPU_FLOPS_PER_THREAD / 1e9:.0f} GFLOP/s per training thread plus {CPU_STEP_OVERHEAD_S} s "
+                     "fixed per forward/backward (the demo preset measured 0.21 s/step on a shared 2-core machine).")
+    else:
+        basis.append(f"Time per step: {est.flops_per_step / 1e12:.3g} TFLOP ({6 if checkpointing else 4} x (params "
+                     f"+ attention) x tokens) at an effective {rate / 1e12:.0f} TFLOP/s, plus {per_pass:.2f} s fixed "
+                     f"per forward/backward ({est.backend}: weights streamed and dequantised each pass, optimizer, "
+                     f"launches), both fitted to the H200 runs and scaled to the {est.gpu}'s peak FLOP/s and memory "
+                     "bandwidth.")
+    return basis
 
 
 @lru_cache(maxsize=1)
@@ -378,63 +280,17 @@ def calibration() -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def _gib(value: float) -> str:
-    return f"{value * 1024:.0f} MiB" if value < 0.1 else f"{value:.1f} GiB"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.2g} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
-
-
-def describe(config: RunConfig, gpu: str | None = None, cuda: bool | None = None) -> str:
-    """Markdown: the estimate for this machine (or a GPU to plan for), both backends, and the basis."""
-    if cuda is None:
-        from medcot_ui.training.models import cuda_available
-
-        cuda = cuda_available()
-    gpu = gpu if gpu in GPUS else (detected_gpu() or REFERENCE_GPU)
-    lines: list[str] = []
-    steps = config.training.max_steps
-    if not cuda:
-        cpu_est = estimate(config, cpu=True)
-        lines.append("**This machine has no CUDA GPU**: training runs on the CPU in fp32 (4-bit loading and 8-bit "
-                     "optimizers are switched off), with the transformers backend.")
-        if cpu_est is not None:
-            total = f", about {_duration(cpu_est.seconds_per_step * steps)} for {steps} steps" if steps else ""
-            lines.append(f"On this CPU: about **{_duration(cpu_est.seconds_per_step)}/step**{total}, "
-                         f"{_gib(cpu_est.total_gib)} of RAM for the model and its training state."
-                         + (" An 8 B model is impractical on a CPU: use a GPU machine."
-                            if cpu_est.params > 1e9 else ""))
-        lines.append(f"\nPlanning for a GPU ({gpu}):")
-    ests = {b: estimate(config, gpu=gpu, backend=b) for b in ("unsloth", "transformers")}
-    if ests["unsloth"] is None:
-        shape_note = model_shape(config.model.base_model)[1]
-        return "\n".join(lines + [f"No estimate for `{config.model.base_model}`: {shape_note}. Put a downloaded "
-                                  "model folder in Base model to get one."])
-    chosen = _backend_for_gpu(config.model.backend)
-    lines.append("| backend | GPU memory (peak) | time per step | tokens/s | " + (f"{steps} steps |" if steps else "|"))
-    lines.append("|---|---|---|---|" + ("---|" if steps else ""))
-    for name, est in ests.items():
-        fits = "" if est.fits() else f" -- **does not fit in {GPUS[gpu].memory_gib:.0f} GiB**"
-        mark = " (this config)" if name == chosen else ""
-        label = {"unsloth": "Unsloth", "transformers": "transformers + bitsandbytes"}[name]
-        lines.append(f"| {label}{mark} | {_gib(est.total_gib)}{fits} | {_duration(est.seconds_per_step)} | "
-                     f"{est.tokens_per_s:,.0f} |" + (f" {_duration(est.seconds_per_step * steps)} |" if steps else ""))
-    est = ests[chosen]
-    parts = ", ".join(f"{k} {_gib(v)}" for k, v in est.memory_gib.items())
-    lines += ["", f"Memory breakdown ({chosen}): {parts}. The CUDA context adds ~0.5-1 GiB outside PyTorch.",
-              "", "Basis: " + " ".join(est.basis),
-              "", "Calibration vs measurements: " + "; ".join(
-                  f"{c['what']}: {c['s/step estimated']} s/step vs {c['s/step measured']} "
-                  f"({c['s/step error']:+.0%})" + (f", {c['peak GiB estimated']} GiB vs {c['peak GiB measured']} "
-                                                   f"({c['peak error']:+.0%})" if c["peak error"] is not None else "")
-                  for c in calibration()) + "."]
-    return "\n".join(lines)
+def whole_run_calibration() -> tuple[dict[str, Any], ...]:
+    """Estimated vs measured seconds for whole runs (start and model loading included); the demo's row only once
+    the demo model is built (its shape is read from it)."""
+    configs = {"demo": quick_demo(), "recipe40": RunConfig().with_overrides({"training.max_steps": 40})}
+    out = []
+    for ref in WHOLE_RUNS:
+        config = configs[ref["config"]]
+        est = estimate(config, gpu=ref["gpu"] or REFERENCE_GPU, backend=ref["backend"], cpu=ref["gpu"] is None)
+        if est is None:
+            continue
+        seconds = est.run_seconds(config.training.max_steps)
+        out.append({"what": ref["what"], "measured s": ref["seconds"], "estimated s": round(seconds, 1),
+                    "error": seconds / ref["seconds"] - 1})
+    return tuple(out)
