@@ -70,4 +70,4 @@ if [ "$stage" = train ]; then
   python3 bench/gpu_training.py --report "$out/results-gpu.jsonl" "$out/results-fast.jsonl" >>"$out/train-bench.txt" 2>&1
 fi
 echo "stage $stage done in $SECONDS s on $gpus GPU(s)"
-tail -n 30 "$out"/*.txt "$out"/*.log 2>/dev/null | cut -c1-300
+tail -n 30 "$out"/*.txt "$out"/*.log 2>/dev/null | cut -c1-300 || true
