@@ -96,7 +96,7 @@ def follow_run(client: Any, home: Path, run_id: int, limit_s: float) -> str:
 
 def compare(client: Any, run_id: int, tokens: int) -> None:
     """One comparison, streamed: every new status line with its time, then both panes' last lines."""
-    client.predict(None, api_name="/list_compare_runs")  # the ↻ beside the run menu: lists finished runs
+    client.predict(None, api_name="/list_finished_runs")  # the ↻ beside the run menu: lists finished runs
     start = time.perf_counter()
     job = client.submit(run_id, QUESTION, None, tokens, 0.6, 0.95, 3407, True, False, api_name="/compare")
     seen: set[str] = set()

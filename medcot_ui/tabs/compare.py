@@ -329,7 +329,7 @@ FOLLOW_DOWNLOAD = "() => { setTimeout(() => document.querySelector('#compare-dow
 def _bind(ui: CompareTab) -> None:
     run_menu = [ui.run, ui.run_info]
     # Public, so an API client can fill the run menu as this button does (/compare checks its value against it).
-    ui.refresh.click(bound(refresh_runs, ui), ui.run, run_menu, api_name="list_compare_runs")
+    ui.refresh.click(bound(refresh_runs, ui), ui.run, run_menu, api_name="list_finished_runs")
     # Opening the menu lists runs finished since the page loaded (choices only: the value the user is picking
     # right now must not be overwritten by this event's reply).
     ui.run.focus(bound(list_runs, ui), None, run_menu, api_name=False, queue=False)
