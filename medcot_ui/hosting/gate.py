@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -101,7 +101,7 @@ def _stop_refusal(scope: Scope, path: str, body: bytes) -> tuple[int, Any] | Non
             request = json.loads(body)
             live = request["event_id"] in app.get_blocks()._queue.pending_event_ids_session.get(
                 request["session_hash"], ())
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):  # malformed, or a Gradio without that queue
             live = False
         if not live:
             return 403, "No such running event in this session."
@@ -116,7 +116,10 @@ def _login_missing(scope: Scope) -> bool:
     cookies = SimpleCookie()
     for name, value in scope.get("headers") or ():
         if name == b"cookie":
-            cookies.load(value.decode("latin-1"))
+            try:
+                cookies.load(value.decode("latin-1"))
+            except CookieError:  # a malformed header carries no login
+                continue
     token = next((cookies[name].value for name in (f"access-token-{app.cookie_id}",
                                                    f"access-token-unsecure-{app.cookie_id}") if name in cookies), None)
     return app.tokens.get(token) is None
