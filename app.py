@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from jobs import recovery
 from medcot_ui.hosting import serving as hosting
 from medcot_ui.hosting.gate import HostingGate
-from medcot_ui.publish.export import reap_interrupted as fail_interrupted_publishes
+from medcot_ui.publish.records import reap_interrupted as fail_interrupted_publishes
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.training.models import ensure_demo_model
 from medcot_ui.hosting.redact import install as install_redaction

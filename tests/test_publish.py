@@ -14,6 +14,7 @@ import importlib.util
 from medcot_ui.publish import gguf, gguf_build, merge
 
 from medcot_ui.publish import export as publish
+from medcot_ui.publish import records
 
 from medcot_ui.publish import view as publish_view
 from medcot_ui.store import get_run
@@ -32,7 +33,7 @@ def test_the_adapter_export_holds_exactly_the_adapter_tokenizer_and_card_and_zip
     with zipfile.ZipFile(outcome.zip_path) as z:
         assert set(z.namelist()) == expected
     assert seen[-1] == "Exported"
-    (row,) = publish.publishes_for_run(demo_run)
+    (row,) = records.publishes_for_run(demo_run)
     assert (row.kind, row.destination, row.status, row.target) == ("adapter", "local", "succeeded",
                                                                     str(outcome.folder))
     assert set(json.loads(row.files_json)) == expected
@@ -84,7 +85,7 @@ def test_a_merge_this_machine_has_no_room_for_is_refused_before_it_starts_naming
     with pytest.raises(publish.PublishError, match="Export the adapter instead"):
         publish.export_local(demo_run, "merged")
     assert not (publish.export_root(demo_run) / "merged").exists()
-    (row,) = publish.publishes_for_run(demo_run)
+    (row,) = records.publishes_for_run(demo_run)
     assert row.status == "failed" and "free RAM" in row.error
 
 
@@ -132,7 +133,7 @@ def test_the_first_gguf_export_installs_the_tools_then_its_files_load_in_llama_c
                 assert np.corrcoef(scores.ravel(), reference.ravel())[0, 1] > 0.999
         finally:
             llm.close()
-    (row,) = [p for p in publish.publishes_for_run(demo_run) if p.kind == "gguf"]
+    (row,) = [p for p in records.publishes_for_run(demo_run) if p.kind == "gguf"]
     assert row.status == "succeeded"
 
 
@@ -148,7 +149,7 @@ def test_without_llama_cpp_or_a_compiler_to_build_it_the_gguf_option_is_disabled
 
     with pytest.raises(publish.PublishError, match="GGUF export is off"):
         publish.export_local(demo_run, "gguf")
-    (row,) = publish.publishes_for_run(demo_run)
+    (row,) = records.publishes_for_run(demo_run)
     assert row.status == "failed" and "install-gguf.sh" in row.error
 
     import gradio as gr
@@ -169,7 +170,7 @@ def test_an_unfinished_run_cannot_be_exported_and_the_refusal_says_why(home: Pat
     run = enqueue(quick_demo())
     with pytest.raises(publish.PublishError, match=f"Run {run.id} is queued: wait until it has finished"):
         publish.export_local(run.id, "adapter")
-    assert publish.publishes_for_run(run.id)[0].status == "failed"
+    assert records.publishes_for_run(run.id)[0].status == "failed"
     assert publish_view.run_choices() == []
 
 
@@ -178,9 +179,9 @@ def test_a_publish_left_pending_by_a_stopped_app_is_marked_failed_and_retryable(
 
     with write_session() as s:
         s.add(Publish(run_id=demo_run, kind="merged", target="alice/quick-demo-merged", status="pending",
-                      created_at=publish.PROCESS_STARTED - 60))
-    assert publish.reap_interrupted() == 1
-    failed = publish.last_failed(demo_run)
+                      created_at=records.PROCESS_STARTED - 60))
+    assert records.reap_interrupted() == 1
+    failed = records.last_failed(demo_run)
     assert failed is not None and failed.error.startswith("Interrupted: the app stopped")
     assert publish_view.history_table(demo_run)[0][4] == "failed"
 

@@ -22,6 +22,7 @@ import pytest
 from conftest import fake_hf_token, free_port, start_app
 from hub_stub import HubStub, RunningStub, user
 from medcot_ui.publish import export as publish
+from medcot_ui.publish import records
 from medcot_ui.publish.hub import HubError
 
 CANARY = fake_hf_token("CANARYtokenNEVERtoBEseen")
@@ -34,7 +35,7 @@ def hub() -> Iterator[HubStub]:
 
 
 def failed_row(run_id: int):
-    (row,) = publish.publishes_for_run(run_id)
+    (row,) = records.publishes_for_run(run_id)
     assert row.status == "failed" and row.finished_at is not None
     return row
 
@@ -177,7 +178,7 @@ def test_a_bare_name_publishes_to_the_tokens_account_privately_with_exactly_the_
     assert set(repo.files) == set(outcome.files) == {p.name for p in outcome.folder.iterdir()}
     assert repo.files["adapter_model.safetensors"] == (outcome.folder / "adapter_model.safetensors").read_bytes()
     assert 'from_pretrained("alice/quick-demo")' in repo.files["README.md"].decode()
-    (row,) = publish.publishes_for_run(demo_run)
+    (row,) = records.publishes_for_run(demo_run)
     assert (row.status, row.destination, row.target, row.account) == ("succeeded", "hub", "alice/quick-demo",
                                                                        "alice")
     assert row.commit_id == repo.commits[-1] and row.url == f"{hub.url}/alice/quick-demo"
@@ -193,7 +194,7 @@ def test_an_existing_repository_is_only_updated_when_the_user_says_so(demo_run: 
     publish.publish_to_hub(demo_run, "adapter", "medlab/quick-demo", CANARY, update_existing=True,
                            endpoint=hub.url)
     assert len(hub.repos["medlab/quick-demo"].commits) == 2
-    assert [p.status for p in publish.publishes_for_run(demo_run)] == ["succeeded", "failed", "succeeded"]
+    assert [p.status for p in records.publishes_for_run(demo_run)] == ["succeeded", "failed", "succeeded"]
 
 
 def test_an_upload_refused_half_way_is_recorded_failed_and_a_retry_completes_it(demo_run: int,
@@ -204,7 +205,7 @@ def test_an_upload_refused_half_way_is_recorded_failed_and_a_retry_completes_it(
     assert err.value.kind == "upload_incomplete"
     assert "The upload to alice/quick-demo did not finish" in str(err.value)
     assert "Storage quota exceeded" in str(err.value) and "press Retry" in str(err.value)
-    failed = publish.last_failed(demo_run)
+    failed = records.last_failed(demo_run)
     assert failed is not None and failed.url, "the repo it created is remembered, so the retry may update it"
     assert failed.commit_id is None and hub.repos["alice/quick-demo"].commits == []
 
@@ -212,7 +213,7 @@ def test_an_upload_refused_half_way_is_recorded_failed_and_a_retry_completes_it(
     outcome = publish.publish_to_hub(demo_run, failed.kind, failed.target, CANARY, private=bool(failed.private),
                                      update_existing=bool(failed.url), endpoint=hub.url)
     assert outcome.commit_id == hub.repos["alice/quick-demo"].commits[-1]
-    assert publish.last_failed(demo_run) is None
+    assert records.last_failed(demo_run) is None
 
 
 def test_the_token_never_reaches_logs_output_rows_child_processes_files_or_errors(

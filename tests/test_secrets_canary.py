@@ -19,7 +19,7 @@ from medcot_ui.hosting.access import action_for_endpoint
 from medcot_ui.store import get_run, list_runs
 
 from conftest import cli, demo_config_file, fake_hf_token, fake_wandb_key, start_app, wait_for
-from test_hosting_api import endpoint_args
+from outside_caller import endpoint_args
 
 CANARIES = {"HF_TOKEN": fake_hf_token("CanaryQ7rT2vX9wZ4kM6pN8sL1"),
             "HUGGING_FACE_HUB_TOKEN": fake_hf_token("CanaryHubAlt2wE4rT6yU8"),

@@ -2,9 +2,10 @@
 
 What is uploaded is exactly the local export folder: the weights of the chosen kind, the tokenizer, the model
 card (README.md), its loss curve and the training config -- never checkpoints, optimizer states or logs.
-Every export and publish is a ``Publish`` row: written ``pending`` before anything happens and finished as
-``succeeded`` (with the repo URL and commit id) or ``failed`` (with the reason); nothing is marked succeeded
-unless the Hub returned a commit. The token is a parameter, held only by :class:`medcot_ui.publish.hub.HubClient`.
+Every export and publish is a ``Publish`` row (:mod:`medcot_ui.publish.records`): written ``pending`` before
+anything happens and finished as ``succeeded`` (with the repo URL and commit id) or ``failed`` (with the reason);
+nothing is marked succeeded unless the Hub returned a commit. The token is a parameter, held only by
+:class:`medcot_ui.publish.hub.HubClient`.
 
 Merging runs in a child process (``python -m medcot_ui.publish.merge ADAPTER OUT``, paths only on its command line) so
 an out-of-memory merge of a large model cannot take the web app down.
@@ -19,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +29,10 @@ from medcot_ui.publish import gguf, gguf_build, merge
 
 from medcot_ui.publish import card as model_card
 from medcot_ui.publish.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
+from medcot_ui.publish.records import finish_record, start_record, update_record
 from medcot_ui.hosting.redact import child_env, scrub
 from medcot_ui.hosting.settings import get_settings
-from medcot_ui.store import (FINISHED, Publish, Run, RunStatus, get_run, live_runs, read_session,
-                             write_session)
+from medcot_ui.store import FINISHED, Run, RunStatus, get_run, live_runs, read_session
 from medcot_ui.units import human_size
 
 KINDS = ("adapter", "merged", "gguf")
@@ -44,7 +44,6 @@ CARD_FILES = {"README.md", model_card.LOSS_CURVE, model_card.TRAINING_CONFIG}
 # Files of a saved tokenizer; whichever of them the run saved travel with the weights.
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json"}
-PROCESS_STARTED = time.time()
 
 ProgressFn = Callable[[float, str], None]
 
@@ -118,54 +117,6 @@ def resolve_repo_id(text: str, identity: Identity) -> str:
 
 def export_root(run_id: int) -> Path:
     return get_settings().run_exports_dir(run_id)
-
-
-# ---- records --------------------------------------------------------------------------------------------
-
-def start_record(run_id: int, kind: str, destination: str, target: str, private: bool | None = None) -> int:
-    with write_session() as s:
-        row = Publish(run_id=run_id, kind=kind, destination=destination, target=target, private=private,
-                      status="pending")
-        s.add(row)
-        s.flush()
-        return int(row.id)
-
-
-def update_record(record_id: int, **values: Any) -> None:
-    with write_session() as s:
-        row = s.get(Publish, record_id)
-        for key, value in values.items():
-            setattr(row, key, value)
-
-
-def finish_record(record_id: int, status: str, **values: Any) -> None:
-    update_record(record_id, status=status, finished_at=time.time(), **values)
-
-
-def publishes_for_run(run_id: int) -> list[Publish]:
-    from sqlmodel import select
-
-    with read_session() as s:
-        return list(s.exec(select(Publish).where(Publish.run_id == run_id).order_by(Publish.id.desc())))
-
-
-def reap_interrupted() -> int:
-    """Pending rows left by an app that stopped mid-publish become failed (they never finished)."""
-    from sqlmodel import select
-
-    with write_session() as s:
-        rows = list(s.exec(select(Publish).where(Publish.status == "pending",
-                                                 Publish.created_at < PROCESS_STARTED)))
-        for row in rows:
-            row.status, row.finished_at = "failed", time.time()
-            row.error = "Interrupted: the app stopped before this publish finished. Retry it."
-    return len(rows)
-
-
-def last_failed(run_id: int) -> Publish | None:
-    """The newest publish of ``run_id`` if it failed (what Retry repeats)."""
-    rows = [p for p in publishes_for_run(run_id) if p.status != "pending"]
-    return rows[0] if rows and rows[0].status == "failed" else None
 
 
 def available_ram(cgroup: Path = Path("/sys/fs/cgroup")) -> int:

@@ -8,7 +8,8 @@ from typing import Any
 from medcot_ui.publish import export as publish
 from medcot_ui.publish import gguf_build
 from medcot_ui.publish.hub import HubError, Identity
-from medcot_ui.publish.export import KIND_LABELS, KINDS, Outcome, publishable_runs, publishes_for_run
+from medcot_ui.publish.export import KIND_LABELS, KINDS, Outcome, publishable_runs
+from medcot_ui.publish.records import publishes_for_run
 from medcot_ui.store import Run
 from medcot_ui.units import when
 

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from medcot_ui.publish import export as publish
+from medcot_ui.publish import records
 from medcot_ui.publish import view as publish_view
 from medcot_ui.hosting.access import AccessDenied, publish_token
 from medcot_ui.hosting.context import AppContext
@@ -137,7 +138,7 @@ def publish_to_hub(ui: PublishTab, run_id: int | None, kind: str, repo: str, pri
 def retry_publish(ui: PublishTab, run_id: int | None, update: bool, token: str, request: gr.Request,
                   progress: gr.Progress = gr.Progress()) -> Updates:
     guard(request, "publish")
-    failed = publish.last_failed(run_id_of(run_id)) if run_id is not None else None
+    failed = records.last_failed(run_id_of(run_id)) if run_id is not None else None
     if failed is None:
         return {ui.status: "Nothing to retry: the last publish of this run did not fail."}
     if failed.destination != "hub":  # a failed local export: run it again
@@ -166,7 +167,7 @@ def export_locally(ui: PublishTab, run_id: int | None, kind: str, request: gr.Re
 def _record(ui: PublishTab, run_id: int) -> Updates:
     """The run's export and publish history, and the Retry button when its last attempt failed."""
     return {ui.history: publish_view.history_table(run_id),
-            ui.retry: gr.update(visible=publish.last_failed(run_id) is not None)}
+            ui.retry: gr.update(visible=records.last_failed(run_id) is not None)}
 
 
 def _token(request: gr.Request, typed: str) -> str:
