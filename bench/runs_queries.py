@@ -88,7 +88,7 @@ def main() -> None:
     os.environ["MEDCOT_HOME"] = str(home)
     os.environ.pop("MEDCOT_DATABASE_URL", None)
 
-    from medcot_ui.runs import view as runs_view
+    from medcot_ui.runs import charts as run_charts, detail as one_run, table as runs_table
     from medcot_ui.store import Metric, Run, read_session
 
     t0 = time.perf_counter()
@@ -106,16 +106,16 @@ def main() -> None:
     print(f"each query run {args.repeat} times after one warm-up; goal < 100 ms\n")
 
     def chart(run_id: int):
-        return lambda: runs_view.chart_frames(runs_view.metric_rows(run_id))
+        return lambda: run_charts.chart_frames(run_charts.metric_rows(run_id))
 
     cases = [
-        ("poll: table signature", runs_view.table_signature),
-        (f"poll: metric signature (run {typical})", lambda: runs_view.metric_signature(typical)),
-        (f"poll: run signature (run {typical})", lambda: runs_view.run_signature(typical)),
-        (f"table: {runs_view.TABLE_LIMIT} newest + active runs, formatted", runs_view.table_frame),
+        ("poll: table signature", runs_table.table_signature),
+        (f"poll: metric signature (run {typical})", lambda: run_charts.metric_signature(typical)),
+        (f"poll: run signature (run {typical})", lambda: one_run.run_signature(typical)),
+        (f"table: {runs_table.TABLE_LIMIT} newest + active runs, formatted", runs_table.table_frame),
         (f"chart: run {typical} ({n_typical} steps) query + frames", chart(typical)),
         (f"chart: run {longest} ({args.metrics // 10:,} steps) query + frames", chart(longest)),
-        (f"detail: run {typical} (header, progress, charts)", lambda: runs_view.run_detail(typical)),
+        (f"detail: run {typical} (header, progress, charts)", lambda: one_run.run_detail(typical)),
     ]
     width = max(len(name) for name, _ in cases)
     print(f"| {'query'.ljust(width)} | median ms | p95 ms | < 100 ms |")

@@ -54,11 +54,11 @@ def time_steps(steps: int, logging_steps: int) -> float:
 
 
 def poll_like_the_runs_tab(stop: threading.Event) -> None:
-    from medcot_ui.runs import view as runs_view
+    from medcot_ui.runs import table as runs_table
 
     while not stop.is_set():
-        runs_view.table_signature()
-        runs_view.table_rows()
+        runs_table.table_signature()
+        runs_table.table_rows()
         stop.wait(0.25)  # four times as often as the tab's 1-second timer: a few open browser tabs
 
 

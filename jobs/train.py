@@ -188,7 +188,7 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
         traceback.print_exc()
         message = OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
         finish(run_id, RunStatus.failed, message, attempt=attempt_number)
-    return RunStatus.failed.value
+    return RunStatus.failed
 
 
 def _limit_cpu_threads() -> None:

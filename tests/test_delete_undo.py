@@ -14,7 +14,7 @@ from medcot_ui.compare.comparable import comparable_run, comparable_runs
 from medcot_ui.compare.errors import CompareError
 from medcot_ui.compare import stored as comparisons
 from medcot_ui.publish import export as publish
-from medcot_ui.runs import view as runs_view
+from medcot_ui.runs import detail as one_run, table as runs_table
 from medcot_ui.training.presets import quick_demo
 from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import Comparison, Run, get_run, list_runs, run_metrics, write_session
@@ -39,22 +39,22 @@ def test_a_deleted_run_leaves_every_list_keeps_its_files_and_comes_back_as_it_wa
     metrics_before = len(run_metrics(demo_run))
 
     queue.delete_run(demo_run)
-    assert list_runs() == [] and runs_view.table_rows() == []
+    assert list_runs() == [] and runs_table.table_rows() == []
     assert publish.publishable_runs() == [] and comparable_runs() == []
     assert comparisons.list_comparisons() == []
-    assert runs_view.run_detail(demo_run) is None and runs_view.run_signature(demo_run) == ("gone",)
+    assert one_run.run_detail(demo_run) is None and one_run.run_signature(demo_run) == ("gone",)
     assert (folder / "adapter" / "adapter_config.json").exists(), "the files wait for the undo period"
     with pytest.raises(queue.QueueError, match="was deleted; restore it first"):
         queue.resume(demo_run)
     with pytest.raises(CompareError, match="deleted"):
         comparable_run(demo_run)
-    assert [label for label, _ in runs_view.deleted_choices()][0].startswith(f"run {demo_run} ·")
+    assert [label for label, _ in one_run.deleted_choices()][0].startswith(f"run {demo_run} ·")
 
     restored = queue.restore_run(demo_run)
-    assert runs_view.restored_message(restored).startswith(f"Run {demo_run} (")
+    assert one_run.restored_message(restored).startswith(f"Run {demo_run} (")
     assert [r.id for r in list_runs()] == [demo_run] and get_run(demo_run).status == "succeeded"
     assert [c.id for c in comparisons.list_comparisons()] == [comparison]
-    assert len(run_metrics(demo_run)) == metrics_before and runs_view.deleted_choices() == []
+    assert len(run_metrics(demo_run)) == metrics_before and one_run.deleted_choices() == []
     with pytest.raises(queue.QueueError, match="is not deleted"):
         queue.restore_run(demo_run)
 

@@ -9,7 +9,7 @@ import pytest
 
 import jobs.queue as queue
 from conftest import fake_hf_token
-from medcot_ui.runs import view as runs_view
+from medcot_ui.runs import charts as run_charts, detail as one_run, table as runs_table
 from medcot_ui.training.presets import quick_demo
 from medcot_ui.store import Metric, Run, RunStatus, write_session
 
@@ -31,12 +31,12 @@ def test_two_runs_launched_together_queue_and_the_table_says_which_waits_and_why
     first, second = _queue("first"), _queue("second")
     third = _queue("third")
     assert queue.claim("worker-a") == first.id
-    rows = {r[0]: dict(zip(runs_view.TABLE_COLUMNS, r)) for r in runs_view.table_rows()}
-    assert [r[0] for r in runs_view.table_rows()] == [third.id, second.id, first.id]  # newest first
+    rows = {r[0]: dict(zip(runs_table.TABLE_COLUMNS, r)) for r in runs_table.table_rows()}
+    assert [r[0] for r in runs_table.table_rows()] == [third.id, second.id, first.id]  # newest first
     assert rows[first.id]["status"] == "running" and rows[first.id]["queue"] == ""
     assert rows[second.id]["queue"] == f"#1 · run {first.id} (first) is training"
     assert rows[third.id]["queue"] == f"#2 · run {first.id} (first) is training, 1 ahead"
-    detail = runs_view.run_detail(second.id)
+    detail = one_run.run_detail(second.id)
     assert (f"Queue position **#1**: waiting: run {first.id} (first) is training (a worker trains one run at a "
             "time).") in detail.header
     assert rows[second.id]["model"] == "demo:tiny-llama" and rows[second.id]["dataset"] == "demo data"
@@ -45,10 +45,10 @@ def test_two_runs_launched_together_queue_and_the_table_says_which_waits_and_why
 
 def test_a_run_nobody_picks_up_says_no_worker_is_there(home):
     run = _queue("lonely")
-    assert runs_view.table_rows()[0][-1] == "#1 · starting"
-    later = time.time() + runs_view.NO_WORKER_AFTER_S + 1
-    assert runs_view.table_rows(now=later)[0][-1] == "#1 · no worker has picked it up"
-    detail = runs_view.run_detail(run.id, now=later)
+    assert runs_table.table_rows()[0][-1] == "#1 · starting"
+    later = time.time() + runs_table.NO_WORKER_AFTER_S + 1
+    assert runs_table.table_rows(now=later)[0][-1] == "#1 · no worker has picked it up"
+    detail = one_run.run_detail(run.id, now=later)
     assert "Queue position **#1**" in detail.header and "python -m jobs.worker" in detail.header
 
 
@@ -60,42 +60,42 @@ def test_the_table_shows_loss_steps_and_duration_and_keeps_active_runs_beyond_th
             row = s.get(Run, run.id)
             row.status, row.started_at, row.finished_at = RunStatus.succeeded, 1000.0, 1125.0
             row.last_step, row.total_steps, row.last_loss = 30, 30, 1.23456
-    rows = runs_view.table_rows(limit=2)
+    rows = runs_table.table_rows(limit=2)
     assert [r[0] for r in rows] == [done[2].id, done[1].id, old.id]
     assert rows[0][6:9] == ["2 min 05 s", "1.2346", "30 / 30"]
 
 
 def test_the_polling_signatures_change_only_when_something_shown_changed(home):
     run = _queue("watched")
-    sig = runs_view.table_signature()
-    assert runs_view.table_signature() == sig
+    sig = runs_table.table_signature()
+    assert runs_table.table_signature() == sig
     queue.request_cancel(run.id)
-    assert runs_view.table_signature() != sig
+    assert runs_table.table_signature() != sig
     run2 = _queue("second")
     assert queue.claim("w") == run2.id
-    msig, rsig, tsig = runs_view.metric_signature(run2.id), runs_view.run_signature(run2.id), \
-        runs_view.table_signature()
-    assert runs_view.metric_signature(run2.id) == msig and runs_view.run_signature(run2.id) == rsig
+    msig, rsig, tsig = run_charts.metric_signature(run2.id), one_run.run_signature(run2.id), \
+        runs_table.table_signature()
+    assert run_charts.metric_signature(run2.id) == msig and one_run.run_signature(run2.id) == rsig
     _log_metrics(run2.id, range(1, 4))
-    assert runs_view.metric_signature(run2.id) == (3, 3) != msig
-    assert runs_view.run_signature(run2.id) != rsig and runs_view.table_signature() != tsig
+    assert run_charts.metric_signature(run2.id) == (3, 3) != msig
+    assert one_run.run_signature(run2.id) != rsig and runs_table.table_signature() != tsig
     queue.finish(run2.id, RunStatus.failed, "boom")
     queue.delete_run(run2.id)
-    assert runs_view.run_signature(run2.id) == ("gone",)
-    assert runs_view.run_detail(run2.id) is None
+    assert one_run.run_signature(run2.id) == ("gone",)
+    assert one_run.run_detail(run2.id) is None
 
 
 def test_the_table_is_redrawn_as_time_passes_only_while_a_run_is_queued_or_running(home, monkeypatch):
     run = _queue("ticking")
     now = time.time()
     later = lambda: now + 60  # noqa: E731 - a clock a minute ahead
-    waiting = runs_view.table_signature()
+    waiting = runs_table.table_signature()
     monkeypatch.setattr(time, "time", later)
-    assert runs_view.table_signature() != waiting, "a queued run's wait grows: redraw"
+    assert runs_table.table_signature() != waiting, "a queued run's wait grows: redraw"
     queue.request_cancel(run.id)  # a queued run is cancelled at once: nothing is active any more
-    done = runs_view.table_signature()
+    done = runs_table.table_signature()
     monkeypatch.setattr(time, "time", lambda: now + 600)
-    assert runs_view.table_signature() == done, "nothing active: nothing changes by itself"
+    assert runs_table.table_signature() == done, "nothing active: nothing changes by itself"
 
 
 def test_charts_have_train_and_eval_loss_and_long_histories_are_thinned_keeping_the_last_step(home):
@@ -103,11 +103,11 @@ def test_charts_have_train_and_eval_loss_and_long_histories_are_thinned_keeping_
     _log_metrics(run.id, range(1, 5001))
     with write_session() as s:
         s.add(Metric(run_id=run.id, step=5001, eval_loss=2.5))
-    frames = runs_view.chart_frames(runs_view.metric_rows(run.id))
+    frames = run_charts.chart_frames(run_charts.metric_rows(run.id))
     assert set(frames) == {"loss", "learning_rate", "grad_norm", "tokens_per_s"}
     loss = frames["loss"]
     train = loss[loss.series == "train loss"]
-    assert len(train) <= runs_view.CHART_MAX_POINTS + 1 and train.step.iloc[-1] == 5000
+    assert len(train) <= run_charts.CHART_MAX_POINTS + 1 and train.step.iloc[-1] == 5000
     assert loss[loss.series == "eval loss"].to_dict("records") == [{"step": 5001, "value": 2.5,
                                                                    "series": "eval loss"}]
     assert list(frames["tokens_per_s"].columns) == ["step", "value", "series"]
@@ -117,24 +117,24 @@ def test_charts_have_train_and_eval_loss_and_long_histories_are_thinned_keeping_
 def test_progress_eta_and_performance_come_from_the_logged_steps(home):
     run = _queue("eta")
     assert queue.claim("w") == run.id
-    detail = runs_view.run_detail(run.id)
+    detail = one_run.run_detail(run.id)
     assert detail.progress.text == "starting: loading the model and the data"
     with write_session() as s:
         s.get(Run, run.id).total_steps = 30
     _log_metrics(run.id, range(1, 11), gpu_mem_gb=6.5)
-    detail = runs_view.run_detail(run.id)
+    detail = one_run.run_detail(run.id)
     assert detail.progress.fraction == pytest.approx(10 / 30)
     assert detail.progress.eta_s == pytest.approx(40.0)  # 20 steps left x 2.0 s/step
     assert detail.progress.text == "step 10 of 30 · about 40 s left"
     assert detail.perf.seconds_per_step == 2.0 and detail.perf.peak_gpu_gb == 6.5
     assert detail.perf.tokens_per_s == pytest.approx(1000.0 + 5.5)  # median of the recent steps
     assert "6.5 GiB" in detail.perf.describe("NVIDIA H200") and 'data-fraction="0.3333"' in \
-        runs_view.progress_html(detail.progress)
+        one_run.progress_html(detail.progress)
     assert detail.can_cancel and not detail.can_resume and not detail.can_delete
     queue.request_cancel(run.id)
-    assert runs_view.run_detail(run.id).header.count("running (cancelling)") == 1
+    assert one_run.run_detail(run.id).header.count("running (cancelling)") == 1
     queue.finish(run.id, RunStatus.cancelled, "cancelled by the user")
-    finished = runs_view.run_detail(run.id)
+    finished = one_run.run_detail(run.id)
     assert finished.can_resume and finished.can_delete and not finished.can_cancel
     assert finished.progress.text.startswith("cancelled at step 10 of 30 · took")
 
@@ -145,7 +145,7 @@ def test_log_tail_shows_events_and_the_end_of_train_log_without_secrets(home):
     out.mkdir(parents=True)
     lines = [f"line {i}" for i in range(500)] + [f"token {fake_hf_token('leaked')} leaked"]
     (out / "train.log").write_text("\n".join(lines) + "\n")
-    text = runs_view.log_tail(runs_view.run_detail(run.id).run, lines=10)
+    text = one_run.log_tail(one_run.run_detail(run.id).run, lines=10)
     assert "queued" in text.split("# train.log")[0]
     tail = text.split("# train.log (last 10 lines)\n")[1].splitlines()
     assert tail[0] == "line 491" and len(tail) == 10
@@ -159,7 +159,7 @@ def test_artifacts_list_the_run_folder_with_what_each_file_is(home):
     (out / "adapter" / "adapter_model.safetensors").write_bytes(b"x" * 2048)
     (out / "checkpoint-20").mkdir()
     (out / "train.log").write_text("hello\n")
-    items = runs_view.artifacts(runs_view.run_detail(run.id).run)
+    items = one_run.artifacts(one_run.run_detail(run.id).run)
     assert items[0] == ("adapter/", "LoRA adapter + tokenizer (what Compare and Publish use)", "2.0 KB")
     assert items[1][0] == "checkpoint-20/" and "resume" in items[1][1]
     assert items[2] == ("train.log", "training log", "6 B")
@@ -173,7 +173,7 @@ def test_artifacts_list_the_run_folder_with_what_each_file_is(home):
     ("The GPU ran out of memory. Lower 'Batch size per device'", "The GPU ran out of memory. Lower"),
 ])
 def test_errors_are_explained_in_plain_words(error, expected):
-    text = runs_view.explain_error(error)
+    text = one_run.explain_error(error)
     assert expected in text
     assert error.splitlines()[0] in text  # the original is kept for whoever needs it
 
@@ -186,16 +186,16 @@ def test_a_running_run_whose_worker_died_is_shown_as_not_responding_in_the_tab_a
     run = _queue("orphaned")
     assert queue.claim("worker-that-dies", lease_seconds=1.0) == run.id
     heartbeat = when(get_run(run.id).heartbeat_at, seconds=True)
-    assert runs_view.table_rows()[0][2] == "running"
-    signature = runs_view.run_signature(run.id)
+    assert runs_table.table_rows()[0][2] == "running"
+    signature = one_run.run_signature(run.id)
     time.sleep(1.2)  # the worker is gone: nobody renews the lease, and no worker or app is left to reap the run
     assert get_run(run.id).status == "running"  # the row itself still says so ...
     said = f"not responding since {heartbeat}"  # ... but no display does
-    row = dict(zip(runs_view.TABLE_COLUMNS, runs_view.table_rows()[0]))
+    row = dict(zip(runs_table.TABLE_COLUMNS, runs_table.table_rows()[0]))
     assert row["status"] == said
     assert row["duration"] == "0 s", "its clock stopped at the last heartbeat (the claim)"
-    assert runs_view.run_signature(run.id) != signature, "the Runs tab redraws the header when the lease expires"
-    detail = runs_view.run_detail(run.id)
+    assert one_run.run_signature(run.id) != signature, "the Runs tab redraws the header when the lease expires"
+    detail = one_run.run_detail(run.id)
     assert f"**{said}**" in detail.header
     assert detail.progress.text.startswith(f"step 0 of 30 · no heartbeat since {heartbeat}")
     assert said in cli("list").stdout

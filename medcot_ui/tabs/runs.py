@@ -1,7 +1,7 @@
 """Runs tab: the live table of runs and one run's charts, progress, log, config, error and files, with actions.
 
-Layout and wiring only; every query and text comes from ``medcot_ui.runs.view``. A 1-second timer reads cheap
-signatures and redraws only what changed (charts only when a new step was logged).
+Layout and wiring only; every query and text comes from ``medcot_ui.runs`` (table, charts, detail). A 1-second
+timer reads cheap signatures and redraws only what changed (charts only when a new step was logged).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import gradio as gr
 
 import jobs.queue as queue
 from medcot_ui.training import form
-from medcot_ui.runs import view as runs_view
+from medcot_ui.runs import charts as run_charts, detail as one_run, table as runs_table
 from medcot_ui.training.config import ConfigError
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.hosting.settings import get_settings
@@ -24,12 +24,12 @@ POLL_SECONDS = 1.0
 EMPTY_HEADER = ("Select a run in the table to see its charts, progress, log and files. No runs yet? Launch one "
                 "from the **Train** tab: the *Quick demo (CPU)* preset trains in seconds, offline.")
 NOT_ALLOWED = "Sign in with an allowed account to see the runs."
-CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", runs_view.LR_TITLE), ("grad_norm", "Grad norm"),
+CHARTS = (("loss", "Loss (train, eval)"), ("learning_rate", run_charts.LR_TITLE), ("grad_norm", "Grad norm"),
           ("tokens_per_s", "Tokens/s"))
 # Fixed colours for the two loss series. Short axis labels: the plots clip labels longer than about four
-# characters, so tokens/s read "12k" (learning rates are plotted in units of 1e-4, see runs_view.LR_UNIT).
+# characters, so tokens/s read "12k" (learning rates are plotted in units of 1e-4, see run_charts.LR_UNIT).
 CHART_OPTIONS: dict[str, dict[str, Any]] = {
-    "loss": {"color": "series", "color_map": {runs_view.TRAIN_LOSS: "#2563eb", runs_view.EVAL_LOSS: "#ea580c"}},
+    "loss": {"color": "series", "color_map": {run_charts.TRAIN_LOSS: "#2563eb", run_charts.EVAL_LOSS: "#ea580c"}},
     "tokens_per_s": {"y_axis_format": "~s"},
 }
 
@@ -42,7 +42,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
     }
     gr.Markdown("Every run, newest first. Click a row to follow it; everything here is read from the run "
                 "database, so reloading the page or restarting the app loses nothing.")
-    ui["table"] = gr.Dataframe(headers=runs_view.TABLE_COLUMNS, column_widths=runs_view.TABLE_WIDTHS,
+    ui["table"] = gr.Dataframe(headers=runs_table.TABLE_COLUMNS, column_widths=runs_table.TABLE_WIDTHS,
                                interactive=False, wrap=True, max_height=360,
                                elem_id="runs-table", label="Runs", show_label=False)
     ui["header"] = gr.Markdown(EMPTY_HEADER, elem_id="run-header")
@@ -105,22 +105,22 @@ def _empty_detail(header: str) -> list[Any]:
 
 
 def _empty_charts() -> list[Any]:
-    frames = runs_view.chart_frames([])  # typed empty frames: the plots keep numeric axes for later data
+    frames = run_charts.chart_frames([])  # typed empty frames: the plots keep numeric axes for later data
     return [frames[key] for key, _ in CHARTS]
 
 
 def _render(run_id: int | None, with_charts: bool) -> tuple[list[Any], list[Any]]:
     """(detail values, chart values) for one run; chart values are skips unless ``with_charts``."""
-    detail = runs_view.run_detail(run_id, with_charts=with_charts) if run_id is not None else None
+    detail = one_run.run_detail(run_id, with_charts=with_charts) if run_id is not None else None
     if detail is None:
         header = EMPTY_HEADER if run_id is None else f"Run {run_id} no longer exists (it was deleted)."
         return _empty_detail(header), _empty_charts()
     run = detail.run
-    values = [detail.header, runs_view.progress_html(detail.progress), detail.perf.describe(run.device),
-              f"**{runs_view.error_heading(run.status)}** {detail.error}" if detail.error else "",
+    values = [detail.header, one_run.progress_html(detail.progress), detail.perf.describe(run.device),
+              f"**{one_run.error_heading(run.status)}** {detail.error}" if detail.error else "",
               gr.Button(interactive=detail.can_cancel), gr.Button(interactive=detail.can_resume),
               gr.Button(interactive=True), gr.Button(interactive=detail.can_delete),
-              runs_view.log_tail(run), detail.config_yaml, runs_view.artifacts_markdown(run)]
+              one_run.log_tail(run), detail.config_yaml, one_run.artifacts_markdown(run)]
     charts = [detail.charts[key] for key, _ in CHARTS] if with_charts else [gr.skip()] * len(CHARTS)
     return values, charts
 
@@ -135,9 +135,9 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
         if not may(request, "view_runs"):
             return [gr.skip()] * (2 + len(detail_outputs) + len(chart_outputs) + 2) if table_sig == "denied" else \
                 [[], "denied", *_empty_detail(NOT_ALLOWED), *_empty_charts(), None, None]
-        new_table_sig = runs_view.table_signature()
-        table = runs_view.table_frame() if new_table_sig != table_sig else gr.skip()
-        new_run_sig, new_metric_sig = runs_view.run_signature(selected), runs_view.metric_signature(selected)
+        new_table_sig = runs_table.table_signature()
+        table = runs_table.table_frame() if new_table_sig != table_sig else gr.skip()
+        new_run_sig, new_metric_sig = one_run.run_signature(selected), run_charts.metric_signature(selected)
         if selected is None or (new_run_sig == run_sig and new_metric_sig == metric_sig):
             rest = [gr.skip()] * (len(detail_outputs) + len(chart_outputs))
         else:
@@ -153,7 +153,7 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
         if not may(request, "view_runs"):
             return [*_empty_detail(NOT_ALLOWED), *_empty_charts(), None, None, gr.Row(visible=False),
                     gr.Row(visible=False)]
-        sigs = [runs_view.run_signature(run_id), runs_view.metric_signature(run_id)]  # before rendering, as above
+        sigs = [one_run.run_signature(run_id), run_charts.metric_signature(run_id)]  # before rendering, as above
         values, charts = _render(run_id, with_charts=True)
         return [*values, *charts, *sigs, gr.Row(visible=False), gr.Row(visible=False)]
 
@@ -179,7 +179,7 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
             run = get_run(run_id) if run_id is not None and may(request, "view_runs") else None
             if run is None or run.deleted:
                 return [gr.Row(visible=False), ""]
-            text = runs_view.confirm_text(kind, run, get_settings().undo_seconds)
+            text = one_run.confirm_text(kind, run, get_settings().undo_seconds)
             return [gr.Row(visible=True), f"**{text}**"]
         return prompt
 
@@ -195,10 +195,10 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
     def refreshed(run_id: int | None, message: str) -> list[Any]:
         # Signatures before rendering: a change that lands in between is then seen by the next poll, instead of
         # a stale render being stored under the newer signature and never redrawn.
-        sigs = [runs_view.run_signature(run_id), runs_view.metric_signature(run_id)]
-        table_sig = runs_view.table_signature()
+        sigs = [one_run.run_signature(run_id), run_charts.metric_signature(run_id)]
+        table_sig = runs_table.table_signature()
         values, charts = _render(run_id, with_charts=True)
-        return [*values, *charts, *sigs, runs_view.table_frame(), table_sig, message]
+        return [*values, *charts, *sigs, runs_table.table_frame(), table_sig, message]
 
     after_action = [*detail_outputs, *chart_outputs, *sig_outputs, ui["table"], ui["table_sig"], ui["action_msg"]]
 
@@ -224,9 +224,9 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
 
     def delete_run(run_id: int | None, request: gr.Request) -> list[Any]:
         act(request, "delete", run_id, queue.delete_run)
-        message = runs_view.deleted_message(run_id, get_settings().undo_seconds)
+        message = one_run.deleted_message(run_id, get_settings().undo_seconds)
         return [gr.Row(visible=False), None, run_id, gr.Button(visible=True),
-                gr.Dropdown(choices=runs_view.deleted_choices(), value=None), *refreshed(None, message)]
+                gr.Dropdown(choices=one_run.deleted_choices(), value=None), *refreshed(None, message)]
 
     undo_outputs = [ui["last_deleted"], ui["undo_delete"], ui["deleted_list"]]
     ui["confirm_delete"].click(delete_run, ui["selected_run"],
@@ -238,14 +238,14 @@ def wire(runs_ui: dict[str, Any], train_ui: dict[str, Any], tabs: gr.Tabs) -> No
         if run_id is None:
             return [gr.skip()] * (3 + len(after_action)) + ["Choose a run in *Deleted run* first, then Restore."]
         run = act(request, "delete", run_id, queue.restore_run)
-        return [run_id, None, gr.Button(visible=False), gr.Dropdown(choices=runs_view.deleted_choices(), value=None),
-                *refreshed(run_id, runs_view.restored_message(run))]
+        return [run_id, None, gr.Button(visible=False), gr.Dropdown(choices=one_run.deleted_choices(), value=None),
+                *refreshed(run_id, one_run.restored_message(run))]
 
     for button, source in ((ui["undo_delete"], ui["last_deleted"]), (ui["restore"], ui["deleted_list"])):
         button.click(restore_run, source, [ui["selected_run"], *undo_outputs, *after_action],
                      api_name="restore_run" if button is ui["restore"] else "undo_delete")
     def list_deleted(request: gr.Request) -> Any:
-        return gr.Dropdown(choices=runs_view.deleted_choices() if may(request, "view_runs") else [], value=None)
+        return gr.Dropdown(choices=one_run.deleted_choices() if may(request, "view_runs") else [], value=None)
 
     ui["deleted_box"].expand(list_deleted, None, ui["deleted_list"], show_progress="hidden", api_name=False)
 
