@@ -131,7 +131,7 @@ def test_on_a_shared_server_a_run_may_train_only_on_uploaded_files(home, tmp_pat
 
 def test_the_same_file_uploaded_under_two_names_is_shown_by_each_uploaders_name(home: Path, tmp_path: Path) -> None:
     from medcot_ui.data.report import CheckedReports, analyse
-    from medcot_ui.runs.view import _config_summary
+    from medcot_ui.runs.table import config_summary
     from medcot_ui.training.config import RunConfig
 
     mine = accept_upload(incoming(tmp_path / "a", "ward-7 audit.jsonl", jsonl(4)))
@@ -145,5 +145,5 @@ def test_the_same_file_uploaded_under_two_names_is_shown_by_each_uploaders_name(
         report = analyse(data, "demo:tiny-llama", 256, loaded=checked.loaded_for(data))
         checked.put(report)
         config = RunConfig(data=data)
-        shown.append((report.prepared.source, _config_summary(config.to_json())[1]))
+        shown.append((report.prepared.source, config_summary(config.to_json())[1]))
     assert shown == [("ward-7 audit.jsonl (train)", "ward-7 audit.jsonl"), ("cases.jsonl (train)", "cases.jsonl")]
