@@ -3,7 +3,8 @@
 # the project root, with .whl/ (scripts/gpu-bundle.sh) carried along:
 #   scripts/gpu-check.sh tests   GPU test suite (training through queue/worker, Compare) and the Compare bench
 #   scripts/gpu-check.sh train   training A/B rounds (reference script vs app job), fast preset, app-on-GPU walk
-# Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other.
+# Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other
+# (GPU_CHECK_LANE=a or b runs one of them: on one GPU the train stage needs both lanes in separate calls).
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
 # returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
 set -uo pipefail
@@ -61,11 +62,11 @@ case "$stage" in
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
 
-if [ "$gpus" -gt 1 ]; then
-  lane_a & lane_b & wait
-else
-  lane_a; lane_b
-fi
+case "${GPU_CHECK_LANE:-both}" in  # one lane per call: the way to split a stage over two calls on one GPU
+  a) lane_a ;;
+  b) lane_b ;;
+  *) if [ "$gpus" -gt 1 ]; then lane_a & lane_b & wait; else lane_a; lane_b; fi ;;
+esac
 if [ "$stage" = train ]; then
   python3 bench/gpu_training.py --report "$out/results-gpu.jsonl" "$out/results-fast.jsonl" >>"$out/train-bench.txt" 2>&1
 fi
