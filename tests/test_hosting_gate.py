@@ -17,8 +17,8 @@ from gradio_client import Client
 
 from medcot_ui.hosting.throttle import FREE_FAILURES
 from conftest import wait_for
-from test_hosting_api import (PASSWORD_ENV, PASSWORDS, SPACE_ENV, app_factory, endpoint_args, http,  # noqa: F401
-                              multipart, sample_file, session_cookie)
+from outside_caller import endpoint_args, http, multipart, session_cookie
+from test_hosting_api import PASSWORD_ENV, PASSWORDS, SPACE_ENV, app_factory, sample_file  # noqa: F401
 
 STOP_ROUTES = {"/gradio_api/cancel": {"session_hash": "someone-elses-session", "fn_index": 0, "event_id": "e1"},
                "/gradio_api/reset": {"event_id": "e1"}}
