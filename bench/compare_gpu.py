@@ -198,7 +198,6 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
 
     from medcot_ui.compare.engine import CompareEngine
     from medcot_ui.store import get_run
-    from medcot_ui.training.config import RunConfig
     from medcot_ui.training.prompts import PromptFormat
 
     run_id = finished_run(model_dir, adapter, False)
@@ -213,7 +212,7 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
     loaded = engine._loaded
     loaded.lora.detach()  # the plain base model: the same weights without the adapter's layers
     engine.model_thread.run(torch._dynamo.reset)  # plain generate compiles its own graphs
-    run_config = RunConfig.from_json(get_run(run_id).config_json)
+    run_config = get_run(run_id).run_config()
     prompt = PromptFormat.from_data_settings(run_config.data).inference_prompt(QUESTION, loaded.tokenizer)
 
     def plain() -> dict[str, Any]:
