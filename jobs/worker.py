@@ -9,6 +9,7 @@ runs carry on.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import socket
@@ -98,6 +99,8 @@ class Worker:
         self._child = child
         add_event(run_id, f"training process started (pid {child.pid})")
         cancel_seen_at: float | None = None
+        # What the worker records is its own attempt's outcome: nothing once a newer attempt owns the run.
+        record = functools.partial(finish, run_id, attempt=run.attempt)
         with LeaseKeeper(run_id, self.worker_id, child.pid) as keeper:
             while child.poll() is None:
                 try:
@@ -111,8 +114,8 @@ class Worker:
                     break
                 if self._stop.is_set():  # shutting down: stop training, the run stays resumable
                     self._kill(child)
-                    finish(run_id, RunStatus.interrupted, "The app was stopped while this run was training. "
-                                                          "Resume to continue from the last checkpoint.")
+                    record(RunStatus.interrupted, "The app was stopped while this run was training. "
+                                                  "Resume to continue from the last checkpoint.")
                     break
                 try:
                     row = get_run(run_id)
@@ -122,19 +125,17 @@ class Worker:
                     cancel_seen_at = cancel_seen_at or time.time()
                     if time.time() - cancel_seen_at > CANCEL_GRACE_SECONDS:
                         self._kill(child)
-                        finish(run_id, RunStatus.cancelled, "cancelled; the step did not finish in "
-                                                            f"{CANCEL_GRACE_SECONDS:.0f} s, so it was stopped")
+                        record(RunStatus.cancelled, "cancelled; the step did not finish in "
+                                                    f"{CANCEL_GRACE_SECONDS:.0f} s, so it was stopped")
         self._child = None
         rc = child.wait()
-        row = get_run(run_id)
-        if row is not None and row.status == RunStatus.running and row.worker_id == self.worker_id:
-            if rc < 0:
-                finish(run_id, RunStatus.interrupted, f"The training process was killed (signal {-rc}). "
-                                                      "Resume to continue from the last checkpoint.")
-            else:
-                tail = "\n".join(tail_lines(log_path, 8) or [])
-                finish(run_id, RunStatus.failed, f"The training process exited with code {rc}."
-                       + (f" Last log lines:\n{tail}" if tail else ""))
+        if rc < 0:
+            record(RunStatus.interrupted, f"The training process was killed (signal {-rc}). "
+                                          "Resume to continue from the last checkpoint.")
+        else:  # a no-op when training recorded its own outcome
+            tail = "\n".join(tail_lines(log_path, 8) or [])
+            record(RunStatus.failed, f"The training process exited with code {rc}."
+                   + (f" Last log lines:\n{tail}" if tail else ""))
         final = get_run(run_id)
         status = final.status if final else "deleted"
         print(f"[worker {self.worker_id}] run {run_id}: {status}", flush=True)
