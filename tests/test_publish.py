@@ -11,7 +11,7 @@ import torch
 
 import importlib.util
 
-from medcot_ui.publish import gguf, gguf_build, merge
+from medcot_ui.publish import gguf, gguf_build, merge, records
 
 from medcot_ui.publish import export as publish
 from medcot_ui.publish import records
@@ -30,7 +30,9 @@ def test_the_adapter_export_holds_exactly_the_adapter_tokenizer_and_card_and_zip
     expected = CARD | TOKENIZER | {"adapter_config.json", "adapter_model.safetensors"}
     assert set(outcome.files) == expected
     assert {p.name for p in outcome.folder.iterdir()} == expected, "no checkpoints, optimizer states or logs"
-    with zipfile.ZipFile(outcome.zip_path) as z:
+    (download,) = outcome.downloads
+    assert download.path.name == "quick-demo-adapter.zip" and download.size == download.path.stat().st_size
+    with zipfile.ZipFile(download.path) as z:
         assert set(z.namelist()) == expected
     assert seen[-1] == "Exported"
     (row,) = records.publishes_for_run(demo_run)

@@ -5,7 +5,7 @@ card (README.md), its loss curve and the training config -- never checkpoints, o
 Every export and publish is a ``Publish`` row (:mod:`medcot_ui.publish.records`): written ``pending`` before
 anything happens and finished as ``succeeded`` (with the repo URL and commit id) or ``failed`` (with the reason);
 nothing is marked succeeded unless the Hub returned a commit. The token is a parameter, held only by
-:class:`medcot_ui.publish.hub.HubClient`.
+:class:`medcot_ui.publish.hub.HubClient`. A local export's downloads for the browser come from ``downloads``.
 
 Merging runs in a child process (``python -m medcot_ui.publish.merge ADAPTER OUT``, paths only on its command line) so
 an out-of-memory merge of a large model cannot take the web app down.
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.publish import gguf, gguf_build, merge
+from medcot_ui.publish.downloads import Download, offer_downloads
 
 from medcot_ui.publish import card as model_card
 from medcot_ui.publish.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
@@ -68,7 +69,7 @@ class Outcome:
     url: str | None = None
     commit_id: str | None = None
     account: str | None = None
-    zip_path: Path | None = None
+    downloads: list[Download] = field(default_factory=list)  # a local export's, for the browser
     messages: list[str] = field(default_factory=list)
 
 
@@ -256,12 +257,6 @@ def _export_kind(run: Run, kind: str, repo_id: str | None, progress: ProgressFn)
     return final, sorted(p.name for p in final.iterdir() if p.is_file())
 
 
-def zip_adapter(run: Run, folder: Path) -> Path:
-    """A zip of the adapter export, for the browser's download button."""
-    base = export_root(run.id) / f"{stem(run)}-adapter"
-    return Path(shutil.make_archive(str(base), "zip", root_dir=folder))
-
-
 def _build(run_id: int, kind: str, repo_id: str | None, progress: ProgressFn) -> tuple[Run, Path, list[str]]:
     if kind not in KINDS:
         raise PublishError(f"Unknown export '{kind}': choose one of {', '.join(KINDS)}.")
@@ -280,12 +275,12 @@ def _build(run_id: int, kind: str, repo_id: str | None, progress: ProgressFn) ->
 
 
 def export_local(run_id: int, kind: str = "adapter", progress: ProgressFn = _no_progress) -> Outcome:
-    """Export to ``exports/run-N/<kind>`` (and, for the adapter, a zip); recorded as a local Publish row."""
+    """Export to ``exports/run-N/<kind>`` with its downloads (files or an archive); recorded as a local Publish row."""
     target = str(export_root(run_id) / kind)
     record = start_record(run_id, kind, "local", target)
     try:
         run, folder, files = _build(run_id, kind, None, progress)
-        zipped = zip_adapter(run, folder) if kind == "adapter" else None
+        offered = offer_downloads(kind, folder, f"{stem(run)}-{kind}")
     except PublishError as exc:
         finish_record(record, "failed", error=str(exc))
         raise
@@ -295,7 +290,7 @@ def export_local(run_id: int, kind: str = "adapter", progress: ProgressFn = _no_
         raise PublishError(message) from None
     finish_record(record, "succeeded", files_json=json.dumps(files))
     progress(1.0, "Exported")
-    return Outcome(record, kind, folder, files, zip_path=zipped)
+    return Outcome(record, kind, folder, files, downloads=offered)
 
 
 def hub_unreachable_reason() -> str | None:

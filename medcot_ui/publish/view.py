@@ -9,6 +9,7 @@ from medcot_ui.publish import export as publish
 from medcot_ui.publish import gguf_build
 from medcot_ui.publish.hub import HubError, Identity
 from medcot_ui.publish.export import KIND_LABELS, KINDS, Outcome, publishable_runs
+from medcot_ui.publish.downloads import summary
 from medcot_ui.publish.records import publishes_for_run
 from medcot_ui.store import Run
 from medcot_ui.units import when
@@ -87,5 +88,5 @@ def success_text(outcome: Outcome) -> str:
         return (f"✅ **Published** {KIND_LABELS[outcome.kind].split(' (')[0].lower()} to [{outcome.repo_id}]"
                 f"({outcome.url}) as **{outcome.account}**, commit `{outcome.commit_id[:12]}`: "
                 f"{len(outcome.files)} files ({', '.join(outcome.files)}).")
-    return (f"✅ **Exported** to `{outcome.folder}`: {len(outcome.files)} files ({', '.join(outcome.files)})."
-            + (" The zip is ready to download from the file box under *Export locally*." if outcome.zip_path else ""))
+    return (f"✅ **Exported.** To download (under *Export locally*): {summary(outcome.downloads)}. On this machine: "
+            f"`{outcome.folder}` ({len(outcome.files)} files).")

@@ -24,7 +24,8 @@ from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
 from medcot_ui.tabs.wiring import Updates, bound
 
-INTRO = ("Share a finished run. **Export** writes the chosen files to this machine (the adapter also as a zip); "
+INTRO = ("Share a finished run. **Export** writes the chosen files to this machine and offers them for download "
+         "(the size is shown first); "
          "**Publish** uploads exactly the same files to a Hugging Face repository, with a model card built from "
          "what the run recorded (data, config, losses, saved comparisons, hardware, versions) and its limits: "
          "research use only, not for clinical decisions.")
@@ -67,7 +68,8 @@ def build(ctx: AppContext) -> PublishTab:
     with gr.Group():
         gr.Markdown("### Export to this machine")
         export = gr.Button("Export locally", elem_id="publish-export")
-        export_file = gr.File(label="Adapter zip", interactive=False, visible=False, elem_id="publish-zip")
+        export_file = gr.File(label="Download", file_count="multiple", interactive=False, visible=False,
+                              elem_id="publish-downloads")
     auth_mode = ctx.settings.auth_mode
     with gr.Group():
         gr.Markdown("### Publish to the Hugging Face Hub")
@@ -158,9 +160,8 @@ def export_locally(ui: PublishTab, run_id: int | None, kind: str, request: gr.Re
     except publish.PublishError as exc:
         return {ui.status: publish_view.failure_text(exc), ui.export_file: gr.update(visible=False, value=None),
                 **_record(ui, run_id_of(run_id))}
-    zip_update = (gr.update(visible=True, value=str(outcome.zip_path)) if outcome.zip_path
-                  else gr.update(visible=False, value=None))
-    return {ui.status: publish_view.success_text(outcome), ui.export_file: zip_update,
+    files = gr.update(visible=True, value=[str(d.path) for d in outcome.downloads])
+    return {ui.status: publish_view.success_text(outcome), ui.export_file: files,
             **_record(ui, run_id_of(run_id))}
 
 
