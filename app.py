@@ -23,6 +23,8 @@ from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import get_engine
 from medcot_ui.tabs import compare, dataset, publish, runs, train
 
+APP_CSS = PROJECT_DIR / "medcot_ui" / "tabs" / "app.css"
+
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="MedCoT Studio") as demo:
@@ -33,7 +35,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             gr.Markdown(warning, elem_id="storage-warning")  # above the tabs: seen on every page
         if ctx.settings.auth_mode == "space":
             gr.LoginButton()
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:  # on a phone every tab stays in sight
             with gr.Tab("Dataset", id="dataset"):
                 dataset_ui = dataset.build(ctx)
             with gr.Tab("Train", id="train"):
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(hosting.cache_environment(settings))  # before the Blocks read where Gradio's cache is
     demo = build_app(AppContext(settings))
     demo.queue(**hosting.queue_options(settings)).launch(
-        **hosting.launch_options(settings), app_kwargs={"middleware": [Middleware(HostingGate)]})
+        **hosting.launch_options(settings), css_paths=[APP_CSS],
+        app_kwargs={"middleware": [Middleware(HostingGate)]})
 
 
 if __name__ == "__main__":

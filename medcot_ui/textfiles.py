@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 TAIL_BYTES = 64 * 1024  # more than enough for the last few dozen lines
+# A tqdm progress bar redraw, e.g. " 40%|████      | 12/30 [00:04<00:06,  2.9it/s]" (each redraw is a line).
+PROGRESS_BAR = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")
 
 
 def tail_lines(path: Path, lines: int) -> list[str] | None:
@@ -17,3 +20,9 @@ def tail_lines(path: Path, lines: int) -> list[str] | None:
     except OSError:
         return None
     return text.strip().splitlines()[-lines:]
+
+
+def without_progress_bars(lines: list[str]) -> list[str]:
+    """Log lines for a person to read: progress-bar redraws (and the blank lines between them) dropped; the Runs
+    tab draws its own progress."""
+    return [line for line in lines if line.strip() and not PROGRESS_BAR.search(line)]

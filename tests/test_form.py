@@ -10,7 +10,7 @@ import pytest
 from medcot_ui.training import form
 from medcot import _overrides
 from medcot_ui.training.config import ConfigError, RunConfig, field_paths
-from medcot_ui.training.presets import PRESETS
+from medcot_ui.training.presets import PRESETS, starting_form
 
 
 def _changed_value(spec: form.FieldSpec) -> Any:
@@ -125,11 +125,25 @@ def test_the_train_tab_renders_one_widget_per_setting_and_the_runs_tab_exposes_i
                 runs_ui = runs.build(AppContext())
         train.wire(train_ui, runs_ui, tabs)
         runs.wire(runs_ui, train_ui, tabs)
-    assert sorted(train_ui["fields"]) == sorted(field_paths())
+    assert sorted(train_ui.fields) == sorted(field_paths())
     kinds = {s.path: s.kind for s in form.form_spec()}
     widget = {"checkbox": gr.Checkbox, "dropdown": gr.Dropdown, "list": gr.Dropdown, "int": gr.Number,
               "number": gr.Number, "text": gr.Textbox}
-    for path, component in train_ui["fields"].items():
+    for path, component in train_ui.fields.items():
         assert isinstance(component, widget[kinds[path]]), path
-        assert component.value == form.config_to_values(RunConfig())[path], path
-    assert isinstance(runs_ui["selected_run"], gr.State) and isinstance(runs_ui["table"], gr.Dataframe)
+        assert component.value == form.config_to_values(starting_form())[path], path
+    assert isinstance(runs_ui.selected_run, gr.State) and isinstance(runs_ui.table, gr.Dataframe)
+
+
+def test_a_preset_fills_everything_but_the_data_section_and_the_form_says_which_data_it_trains_on():
+    upload = starting_form().with_overrides({"data.source": "file", "data.file_path": "/srv/uploads/ab12.jsonl",
+                                             "data.split": "train[0:40]", "data.eval_size": 3})
+    for name, preset in PRESETS.items():
+        values = {**form.config_to_values(upload), **form.preset_values(preset())}
+        config = form.values_to_config(values)
+        assert config.data == upload.data, name
+        assert config.training == preset().training and config.model == preset().model, name
+    line = form.data_summary(upload)
+    assert "uploaded file** `ab12.jsonl`" in line and "split `train[0:40]`" in line and "3 rows held out" in line
+    assert "demo data" in form.data_summary(starting_form()) and "gibberish" not in form.data_summary(upload)
+    assert "answers (in Compare too) are gibberish" in form.data_summary(PRESETS["demo"]())

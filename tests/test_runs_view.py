@@ -103,7 +103,7 @@ def test_charts_have_train_and_eval_loss_and_long_histories_are_thinned_keeping_
     _log_metrics(run.id, range(1, 5001))
     with write_session() as s:
         s.add(Metric(run_id=run.id, step=5001, eval_loss=2.5))
-    frames = run_charts.chart_frames(run_charts.metric_rows(run.id))
+    frames = run_charts.chart_frames(run_charts.metric_rows(run.id), with_eval=True)
     assert set(frames) == {"loss", "learning_rate", "grad_norm", "tokens_per_s"}
     loss = frames["loss"]
     train = loss[loss.series == "train loss"]
@@ -139,16 +139,17 @@ def test_progress_eta_and_performance_come_from_the_logged_steps(home):
     assert finished.progress.text.startswith("cancelled at step 10 of 30 · took")
 
 
-def test_log_tail_shows_events_and_the_end_of_train_log_without_secrets(home):
+def test_log_tail_shows_events_and_the_end_of_train_log_without_progress_bars_or_secrets(home):
     run = _queue("logs")
     out = Path(run.output_dir)
     out.mkdir(parents=True)
-    lines = [f"line {i}" for i in range(500)] + [f"token {fake_hf_token('leaked')} leaked"]
+    bar = "\r 40%|████      | 12/30 [00:04<00:06,  2.9it/s]\r 43%|████▎     | 13/30 [00:04<00:06,  2.9it/s]"
+    lines = [f"line {i}" for i in range(500)] + [bar, f"token {fake_hf_token('leaked')} leaked"]
     (out / "train.log").write_text("\n".join(lines) + "\n")
     text = one_run.log_tail(one_run.run_detail(run.id).run, lines=10)
     assert "queued" in text.split("# train.log")[0]
-    tail = text.split("# train.log (last 10 lines)\n")[1].splitlines()
-    assert tail[0] == "line 491" and len(tail) == 10
+    tail = text.split("# train.log (last lines, progress bars left out)\n")[1].splitlines()
+    assert tail[0] == "line 494" and len(tail) == 7 and "12/30" not in text
     assert "hf_abcdefghij" not in text and "[REDACTED]" in text
 
 
@@ -200,3 +201,15 @@ def test_a_running_run_whose_worker_died_is_shown_as_not_responding_in_the_tab_a
     assert detail.progress.text.startswith(f"step 0 of 30 · no heartbeat since {heartbeat}")
     assert said in cli("list").stdout
     assert f"status: {said}" in cli("show", str(run.id)).stdout
+
+
+def test_on_a_phone_each_run_is_one_line_naming_its_status_steps_loss_and_queue_place(home):
+    from medcot_ui.runs.compact import compact_choices
+
+    first, second = _queue("first-run"), _queue("second-run")
+    assert queue.claim("w") == first.id
+    _log_metrics(first.id, range(1, 4))
+    labels = {run_id: label for label, run_id in compact_choices(runs_table.table_frame())}
+    assert labels[first.id] == f"#{first.id} first-run · running · 3 / 30 steps · loss 4.9700"
+    assert labels[second.id].startswith(f"#{second.id} second-run · queued · 0 / ")
+    assert "queue #1" in labels[second.id]

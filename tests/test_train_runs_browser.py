@@ -7,26 +7,19 @@ reload and cancel it) and 'second' (queued behind it, then trains to the end).
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_steps import choose, fill, on_tab, open_tab, runs_table, select_run, status_of
 from conftest import start_app, wait_for
 from jobs.queue import purge_deleted
 from medcot_ui.training.config import RunConfig
 
 pytestmark = pytest.mark.browser
 
-TABLE_JS = """() => {
-  const rows = {};
-  for (const c of document.querySelectorAll('#runs-table [role=gridcell]')) {
-    (rows[c.dataset.row] ||= {})[c.dataset.col] = c.innerText.trim();
-  }
-  return Object.values(rows).map(r => ({name: r[1], status: r[2], steps: r[8], queue: r[9]}));
-}"""
 LOSS_POINTS_JS = """() => {
   const line = [...document.querySelectorAll('#chart-loss path[aria-roledescription="line mark"]')]
     .find(p => (p.getAttribute('aria-label') || '').includes('train loss'));
@@ -37,37 +30,8 @@ LOSS_POINTS_JS = """() => {
 }"""
 
 
-def runs_table(page: Any) -> dict[str, dict[str, str]]:
-    return {r["name"]: r for r in page.evaluate(TABLE_JS) if r.get("name")}
-
-
-def status_of(page: Any, name: str) -> str | None:
-    return runs_table(page).get(name, {}).get("status")
-
-
 def loss_points(page: Any) -> int:
     return page.evaluate(LOSS_POINTS_JS)
-
-
-def choose(page: Any, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def fill(page: Any, elem_id: str, value: Any) -> None:
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    box.fill(str(value))
-    box.press("Tab")  # commit the value, as leaving the field does
-
-
-def open_tab(page: Any, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
-
-
-def select_run(page: Any, name: str) -> None:
-    cell = page.locator("#runs-table [role=gridcell][data-col='1']").filter(has_text=re.compile(rf"^\s*{name}\s*$"))
-    cell.click()
-    wait_for(lambda: f": {name}" in page.locator("#run-header").inner_text(), 20, what=f"run '{name}' shown")
 
 
 def fill_demo_form(page: Any, name: str, max_steps: int) -> None:
@@ -85,17 +49,13 @@ def fill_demo_form(page: Any, name: str, max_steps: int) -> None:
 def launch_demo(page: Any, name: str, max_steps: int) -> None:
     fill_demo_form(page, name, max_steps)
     page.locator("#train-launch").click()
-    wait_for(lambda: page.get_by_role("tab", name="Runs", exact=True).get_attribute("aria-selected") == "true", 20,
-             what="Launch to switch to the Runs tab")
+    on_tab(page, "Runs", "Launch to switch to the Runs tab")
     wait_for(lambda: f": {name}" in page.locator("#run-header").inner_text(), 20, what=f"run '{name}' selected")
 
 
-def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, home, browser, tmp_path):
-    app = start_app(processes, home)
-    page = browser.new_page(viewport={"width": 1400, "height": 1800})
-    page.goto(app.url)
-
-    # The form validates next to the field before anything is queued.
+def refuse_bad_settings(page: Any, tmp_path: Path) -> None:
+    """The form validates next to the field before anything is queued; a config file that does not validate is
+    refused line by line, and the form is left as it was."""
     open_tab(page, "Train")
     fill(page, "field-training-max_steps", -1)
     error = page.locator("#error-training-max_steps")
@@ -103,8 +63,6 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     page.locator("#train-launch").click()
     wait_for(lambda: "Not launched" in page.locator("#train-launch-msg").inner_text(), 20, what="launch refused")
     assert page.get_by_role("tab", name="Train", exact=True).get_attribute("aria-selected") == "true"
-
-    # A config file that does not validate is refused line by line, and the form is left as it was.
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  max_steps: -5\n  max_stepz: 3\n")
     with page.expect_file_chooser() as chooser:
@@ -116,8 +74,10 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     assert "training.max_stepz: unknown setting" in summary.inner_text()
     assert page.locator("#field-training-max_steps input").input_value() == "-1"
 
-    # Run 'first': the CPU preset with 300 steps, so it is still training while we look at it. Its config is
-    # saved as YAML first, and the file holds exactly what the form shows.
+
+def save_and_launch_first(page: Any) -> None:
+    """'first': the CPU preset with 300 steps, so it is still training while we look at it. Its config is saved
+    as YAML first, and the file holds exactly what the form shows."""
     fill_demo_form(page, "first", 300)
     assert "No GPU on this machine" in page.locator("#train-estimate").inner_text()  # the estimate says where it trains
     assert "medcot enqueue" in page.locator("#train-cli").inner_text()
@@ -129,11 +89,12 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     saved = RunConfig.from_yaml(Path(download.value.path()).read_text())
     assert saved.name == "first" and saved.training.max_steps == 300 and saved.model.base_model == "demo:tiny-llama"
     page.locator("#train-launch").click()
-    wait_for(lambda: page.get_by_role("tab", name="Runs", exact=True).get_attribute("aria-selected") == "true", 20,
-             what="Launch to switch to the Runs tab")
+    on_tab(page, "Runs", "Launch to switch to the Runs tab")
     wait_for(lambda: status_of(page, "first") == "running", 90, interval=0.3, what="'first' to start training")
 
-    # Run 'second', launched while 'first' trains: it waits, and the UI says why.
+
+def queue_second_behind_first(page: Any) -> None:
+    """'second', launched while 'first' trains: it waits, and the UI says why."""
     launch_demo(page, "second", 60)
     header = page.locator("#run-header").inner_text()
     assert "queued" in header and "Queue position #1" in header
@@ -141,12 +102,12 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     wait_for(lambda: runs_table(page).get("second", {}).get("queue") == "#1 · run 1 (first) is training", 20,
              what="the table's queue column")
 
-    # The loss chart of 'first' gains points while it trains.
+
+def watch_first_live_and_after_a_reload(page: Any) -> None:
+    """The loss chart of 'first' gains points while it trains; reloading loses nothing (it is all in the DB)."""
     select_run(page, "first")
     before = wait_for(lambda: loss_points(page), 60, interval=0.3, what="the first loss points")
     wait_for(lambda: loss_points(page) > before, 60, interval=0.3, what="more loss points")
-
-    # Reloading mid-run loses nothing: the runs come back from the database.
     page.reload()
     open_tab(page, "Runs")
     wait_for(lambda: status_of(page, "first") == "running" and status_of(page, "second") == "queued", 30,
@@ -155,7 +116,9 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     wait_for(lambda: loss_points(page) > before, 30, what="the chart after the reload")
     assert "tokens/s" in page.locator("#run-perf").inner_text()
 
-    # Cancel 'first', confirming first; it stops at its next step and 'second' takes over the worker.
+
+def cancel_first(page: Any) -> None:
+    """Cancel asks first; the run stops at its next step (and 'second' takes over the worker)."""
     page.locator("#run-cancel").click()
     confirm = page.locator("#confirm-cancel-row")
     wait_for(lambda: "Cancel run 1 (first)?" in confirm.inner_text(), 20, what="the confirmation")
@@ -163,7 +126,9 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     page.locator("#confirm-cancel").click()
     wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' to be cancelled")
 
-    # 'second' goes queued -> running -> succeeded, its loss chart filling in as it trains.
+
+def watch_second_to_the_end(page: Any) -> None:
+    """'second' goes queued -> running -> succeeded, its loss chart filling in as it trains."""
     select_run(page, "second")
     seen: list[str] = ["queued"]
     counts: list[int] = []
@@ -182,45 +147,46 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     wait_for(lambda: loss_points(page) == 60, 30, what="all 60 logged steps on the chart")
     assert runs_table(page)["second"]["steps"] == "60 / 60"
     assert "succeeded at step 60 of 60" in page.locator("#run-progress").inner_text()
+    # no evaluation in this run: the legend lists the train loss only
+    assert "train loss" in page.locator("#chart-loss").inner_html()
+    assert "eval loss" not in page.locator("#chart-loss").inner_html()
     page.get_by_text("Files on disk", exact=True).click()  # open the accordion
     wait_for(lambda: "adapter/" in page.locator("#run-artifacts").inner_text(), 20, what="the adapter on disk")
 
-    # Clone 'second' back into the Train form.
+
+def clone_second_then_resume_first(page: Any) -> None:
     page.locator("#run-clone").click()
-    wait_for(lambda: page.get_by_role("tab", name="Train", exact=True).get_attribute("aria-selected") == "true", 20,
-             what="Clone to switch to the Train tab")
+    on_tab(page, "Train", "Clone to switch to the Train tab")
     wait_for(lambda: page.locator("#field-name input").input_value() == "second-copy", 20, what="the cloned name")
     assert page.locator("#field-training-max_steps input").input_value() == "60"
-
-    # Resume the cancelled 'first': it continues from its last checkpoint.
     open_tab(page, "Runs")
     select_run(page, "first")
     page.locator("#run-resume").click()
-    log = page.locator("#run-log")
-    wait_for(lambda: "resuming from checkpoint-" in log.inner_text(), 120, interval=0.3,
+    wait_for(lambda: "resuming from checkpoint-" in page.locator("#run-log").inner_text(), 120, interval=0.3,
              what="'first' to resume from its checkpoint")
     assert status_of(page, "first") == "running" and "attempt 2" in page.locator("#run-header").inner_text()
-
-    # Stop it again, then delete it (asking first), change our mind with Undo, and delete it for real.
     page.locator("#run-cancel").click()
     page.locator("#confirm-cancel").click()
     wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' cancelled again")
 
-    def delete_selected() -> None:
-        page.locator("#run-delete").click()
-        wait_for(lambda: "Delete run 1 (first)" in page.locator("#confirm-delete-row").inner_text(), 20,
-                 what="the delete confirmation")
-        assert "You can undo this" in page.locator("#confirm-delete-row").inner_text()
-        page.locator("#confirm-delete").click()
-        wait_for(lambda: "first" not in runs_table(page), 20, what="'first' to leave the table")
 
-    delete_selected()
+def delete_first(page: Any) -> None:
+    page.locator("#run-delete").click()
+    wait_for(lambda: "Delete run 1 (first)" in page.locator("#confirm-delete-row").inner_text(), 20,
+             what="the delete confirmation")
+    assert "You can undo this" in page.locator("#confirm-delete-row").inner_text()
+    page.locator("#confirm-delete").click()
+    wait_for(lambda: "first" not in runs_table(page), 20, what="'first' to leave the table")
+
+
+def delete_undo_and_delete_for_good(page: Any, home: Path) -> None:
+    delete_first(page)
     assert (home / "runs" / "run-1").exists(), "a deleted run's files wait for the undo period"
     page.locator("#run-undo-delete").click()
     wait_for(lambda: status_of(page, "first") == "cancelled", 20, what="'first' back in the table after Undo")
     assert "Run 1 (first) is back" in page.locator("#run-action-msg").inner_text()
     assert ": first" in page.locator("#run-header").inner_text()
-    delete_selected()
+    delete_first(page)
     page.locator("#runs-deleted").get_by_text("Recently deleted runs").click()
     page.locator("#runs-deleted-list input").click()
     assert page.get_by_role("option").filter(has_text="run 1 · first · cancelled").count() == 1
@@ -228,3 +194,18 @@ def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, 
     assert purge_deleted(0) == [1]  # what the worker does once the undo period is over
     assert not (home / "runs" / "run-1").exists()
     assert "second" in runs_table(page)
+
+
+@pytest.mark.timeout(600)  # two real trainings and a resume on a shared 2-core machine
+def test_launch_watch_reload_cancel_and_finish_runs_from_the_browser(processes, home, browser, tmp_path):
+    app = start_app(processes, home)
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(app.url)
+    refuse_bad_settings(page, tmp_path)
+    save_and_launch_first(page)
+    queue_second_behind_first(page)
+    watch_first_live_and_after_a_reload(page)
+    cancel_first(page)
+    watch_second_to_the_end(page)
+    clone_second_then_resume_first(page)
+    delete_undo_and_delete_for_good(page, home)

@@ -51,8 +51,17 @@ TRAIN_LOSS, EVAL_LOSS = "train loss", "eval loss"  # the loss chart's two series
 LR_UNIT, LR_TITLE = 1e-4, "Learning rate (× 1e-4)"
 
 
-def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
-    """Data for the four charts: loss (train + eval series), learning rate, grad norm, tokens/s.
+def loss_series(evaluates: bool) -> tuple[str, ...]:
+    """The loss chart's series (and so its legend): eval loss only for a run that evaluates."""
+    return (TRAIN_LOSS, EVAL_LOSS) if evaluates else (TRAIN_LOSS,)
+
+
+def loss_title(evaluates: bool) -> str:
+    return f"Loss ({', '.join(s.removesuffix(' loss') for s in loss_series(evaluates))})"
+
+
+def chart_frames(rows: list[tuple[Any, ...]], with_eval: bool = False) -> dict[str, pd.DataFrame]:
+    """Data for the four charts: loss (train, and eval when the run evaluates), learning rate, grad norm, tokens/s.
 
     Column types are fixed (int step, float value, text series) even when there is no data yet: the plot infers
     its axis types from the first frame it gets, and an empty untyped frame would make them categorical. For the
@@ -70,6 +79,6 @@ def chart_frames(rows: list[tuple[Any, ...]]) -> dict[str, pd.DataFrame]:
                              "value": pd.Series([p[1] for p in picked], dtype="float64"),
                              "series": pd.Series([p[2] for p in picked], dtype="str")})
 
-    return {"loss": points(("loss", TRAIN_LOSS), ("eval_loss", EVAL_LOSS)),
+    return {"loss": points(*zip(("loss", "eval_loss"), loss_series(with_eval))),
             "learning_rate": points(("learning_rate", "learning rate"), unit=LR_UNIT),
             "grad_norm": points(("grad_norm", "grad norm")), "tokens_per_s": points(("tokens_per_s", "tokens/s"))}

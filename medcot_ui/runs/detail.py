@@ -22,7 +22,7 @@ from medcot_ui.runs.status import not_responding, status_text
 from medcot_ui.runs.table import ACTIVE, QueueInfo, config_summary, queue_infos
 from medcot_ui.store import (FINISHED, RESUMABLE, Metric, Run, RunEvent, RunStatus, deleted_runs, live_runs,
                              read_session, run_events)
-from medcot_ui.textfiles import tail_lines
+from medcot_ui.textfiles import tail_lines, without_progress_bars
 from medcot_ui.units import duration, human_size, when
 
 LOG_TAIL_LINES = 60
@@ -118,7 +118,7 @@ def log_tail(run: Run, lines: int = LOG_TAIL_LINES) -> str:
                           for e in run_events(run.id, limit=30)]
     tail = tail_lines(Path(run.output_dir) / "train.log", lines) if run.output_dir else None
     if tail is not None:
-        out += ["", f"# train.log (last {lines} lines)"] + tail
+        out += ["", "# train.log (last lines, progress bars left out)"] + without_progress_bars(tail)
     else:
         out += ["", "# train.log: not written yet (the run has not started)"]
     return scrub("\n".join(out))
@@ -194,6 +194,7 @@ class RunDetail:
     can_cancel: bool
     can_resume: bool
     can_delete: bool
+    evaluates: bool  # an eval loss series is (or will be) logged
     charts: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
@@ -214,16 +215,17 @@ def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) 
     if run.resume and run.status == RunStatus.queued:
         header += "\n\nThis run resumes from its last checkpoint."
     try:
-        config_yaml = run.run_config().to_yaml()
+        config = run.run_config()
+        config_yaml, evaluates = config.to_yaml(), config.training.eval_steps > 0 and config.data.eval_size > 0
     except ValueError:  # not valid JSON, or no longer a valid config: shown as stored
-        config_yaml = run.config_json
+        config_yaml, evaluates = run.config_json, False
     return RunDetail(
         run=run, header=header, progress=progress(run, perf, now), perf=perf, error=explain_error(run.error),
         config_yaml=scrub(config_yaml), queue=queue,
         can_cancel=run.status in ACTIVE and not run.cancel_requested,
         can_resume=run.status in RESUMABLE,
-        can_delete=run.status != RunStatus.running,
-        charts=chart_frames(metric_rows(run_id)) if with_charts else {})
+        can_delete=run.status != RunStatus.running, evaluates=evaluates,
+        charts=chart_frames(metric_rows(run_id), evaluates) if with_charts else {})
 
 
 def progress_html(p: Progress) -> str:

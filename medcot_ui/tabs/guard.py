@@ -15,6 +15,7 @@ import gradio as gr
 
 from medcot_ui.hosting.access import AccessDenied, Caller, allowed, caller_from_oauth, check
 from medcot_ui.hosting.settings import get_settings
+from medcot_ui.tabs import toast
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def guard(request: gr.Request | None, action: str) -> Caller:
         check(caller, action)
     except AccessDenied as exc:
         log.warning("refused %s for %s", action, caller.username or "an anonymous caller")
-        raise gr.Error(str(exc), title="Not allowed", print_exception=False) from None
+        raise toast.error(str(exc), title="Not allowed", print_exception=False) from None
     return caller
 
 

@@ -22,7 +22,8 @@ from medcot_ui.publish.hub import HubError
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
-from medcot_ui.tabs.wiring import Updates, bound
+from medcot_ui.tabs.wiring import Updates, bound, unchanged
+from medcot_ui.tabs import toast
 
 INTRO = ("Share a finished run. **Export** writes the chosen files to this machine and offers them for download "
          "(the size is shown first); "
@@ -120,7 +121,7 @@ def on_run(ui: PublishTab, run_id: int | None, kind: str) -> Updates:
 
 def on_kind(ui: PublishTab, run_id: int | None, kind: str, repo: str) -> Updates:
     run = get_run(run_id_of(run_id)) if run_id is not None else None
-    return {} if run is None else {ui.repo: publish_view.repo_for_kind(run, kind, repo)}
+    return unchanged() if run is None else {ui.repo: publish_view.repo_for_kind(run, kind, repo)}
 
 
 def check_target(ui: PublishTab, run_id: int | None, repo: str, token: str, request: gr.Request) -> Updates:
@@ -154,7 +155,7 @@ def export_locally(ui: PublishTab, run_id: int | None, kind: str, request: gr.Re
                    progress: gr.Progress = gr.Progress()) -> Updates:
     guard(request, "publish")
     if run_id is None:
-        raise gr.Error("Run: choose a finished run first.")
+        raise toast.error("Run: choose a finished run first.")
     try:
         outcome = publish.export_local(run_id_of(run_id), kind, progress=lambda f, d: progress(f, desc=d))
     except publish.PublishError as exc:
@@ -178,15 +179,15 @@ def _token(request: gr.Request, typed: str) -> str:
     except AccessDenied as exc:
         # Asking for a token is pointless when the Hub cannot be reached anyway: say that first.
         if (unreachable := publish.hub_unreachable_reason()) is not None:
-            raise gr.Error(unreachable, title="Cannot reach the Hub") from None
-        raise gr.Error(str(exc), title="No token") from None
+            raise toast.error(unreachable, title="Cannot reach the Hub") from None
+        raise toast.error(str(exc), title="No token") from None
 
 
 def _publish(ui: PublishTab, run_id: int | None, kind: str, repo: str, private: bool, update: bool, token: str,
              request: gr.Request, progress: gr.Progress) -> Updates:
     secret = _token(request, token)
     if run_id is None:
-        raise gr.Error("Run: choose a finished run first.")
+        raise toast.error("Run: choose a finished run first.")
     try:
         outcome = publish.publish_to_hub(run_id_of(run_id), kind, repo, secret, private=bool(private),
                                          update_existing=bool(update), progress=lambda f, d: progress(f, desc=d))

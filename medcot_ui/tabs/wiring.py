@@ -7,9 +7,15 @@ from collections.abc import Callable
 from types import MethodType
 from typing import Any
 
+import gradio as gr
 from gradio.components import Component
 
 Updates = dict[Component, Any]
+
+
+def unchanged() -> Updates:
+    """What a handler returns to change nothing: Gradio reads an empty dict as a value, this as "skip all"."""
+    return gr.skip()
 
 
 def bound(handler: Callable[..., Any], tab: object) -> Callable[..., Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from medcot_ui.hosting.settings import DEMO_MODEL_ID
 from medcot_ui.training.config import (SECTIONS, Bounds, ConfigError, RunConfig, field_bounds, field_paths,
                                       parse_config)
 
@@ -80,6 +81,29 @@ def config_to_values(config: RunConfig) -> dict[str, Any]:
         section, _, key = path.partition(".")
         out[path] = data[section][key] if key else data[section]
     return out
+
+
+def preset_values(config: RunConfig) -> dict[str, Any]:
+    """The form values a preset sets: everything but the data section, which stays what the person chose
+    (a preset silently switching an upload back to demo data would train on the wrong data)."""
+    return {p: v for p, v in config_to_values(config).items() if not p.startswith("data.")}
+
+
+def data_summary(config: RunConfig) -> str:
+    """Which data a run of ``config`` trains on (shown before Launch), and what the demo model can and cannot do."""
+    d = config.data
+    if d.source == "demo":
+        where = "the bundled **demo data** (illustrative rows, not real patients)"
+    elif d.source == "file":
+        where = f"your **uploaded file** `{d.file_label()}`" if d.file_path else "an uploaded file (none yet)"
+    else:
+        where = f"the Hub dataset **{d.dataset_id}**" + (f" ({d.dataset_config})" if d.dataset_config else "")
+    held = f"{d.eval_size:,} rows held out" if d.eval_size else "no rows held out"
+    line = f"**Trains on** {where}, split `{d.split}`, {held}. Change it in the **Dataset** tab or under *Data*."
+    if config.model.base_model == DEMO_MODEL_ID:  # said before Launch, not discovered after a long wait in Compare
+        line += ("\n\n**The demo model is a tiny random network:** it trains in seconds on a CPU and its loss goes "
+                 "down, but its answers (in Compare too) are gibberish. It shows the workflow, not medicine.")
+    return line
 
 
 def _coerce(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:

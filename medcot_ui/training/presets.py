@@ -43,6 +43,12 @@ def fast() -> RunConfig:
     return config.with_overrides({"name": "fast-packed"})
 
 
+def starting_form() -> RunConfig:
+    """What the Train form opens with: the recipe's settings on the bundled demo data, which needs no network
+    (the Dataset tab opens on the same data; a preset never changes the data section)."""
+    return RunConfig().with_overrides({"data.source": "demo", "data.split": "train", "data.eval_size": 8})
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {"recipe": recipe, "demo": quick_demo, "full-epoch": full_epoch,
                                                "fast": fast}
 # What the Train form's preset menu shows.
