@@ -139,6 +139,15 @@ def test_the_first_gguf_export_installs_the_tools_then_its_files_load_in_llama_c
     assert row.status == "succeeded"
 
 
+def test_the_first_use_build_reports_progress_from_the_compilers_own_step_counts() -> None:
+    # What `pip install -v` prints while scikit-build-core compiles llama.cpp: ninja's [done/total] (or make's
+    # [ NN%]) before each object; pip's own lines carry no progress.
+    lines = ["  [12/96] Building CXX object vendor/llama.cpp/src/CMakeFiles/llama.dir/llama.cpp.o",
+             "[ 45%] Building C object vendor/llama.cpp/ggml/src/CMakeFiles/ggml-base.dir/ggml.c.o",
+             "  Collecting llama-cpp-python==0.3.36", "  *** Building project with Ninja..."]
+    assert [gguf_build.step_fraction(line) for line in lines] == [12 / 96, 0.45, None, None]
+
+
 def test_without_llama_cpp_or_a_compiler_to_build_it_the_gguf_option_is_disabled_and_says_why(
         demo_run: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDCOT_LLAMA_CPP_DIR", str(tmp_path / "no-llama-cpp-here"))
