@@ -59,7 +59,8 @@ def run_ref(work: Path, max_steps: int, logging_steps: int, steady_after: int, f
             "load_s": r["load_s"], "wall_s": wall}
 
 
-def run_app(work: Path, max_steps: int, logging_steps: int, steady_after: int, preset: str, arm: str) -> dict:
+def run_app(work: Path, max_steps: int, logging_steps: int, steady_after: int, preset: str, arm: str,
+            overrides: dict | None = None) -> dict:
     home = work / f"home-{arm}"
     env = dict(os.environ, MEDCOT_HOME=str(home), PYTHONUNBUFFERED="1")
     from medcot_ui.training.presets import PRESETS
@@ -67,7 +68,7 @@ def run_app(work: Path, max_steps: int, logging_steps: int, steady_after: int, p
     config = PRESETS[preset]().with_overrides({
         "model.base_model": str(work / "model"), "data.source": "file", "data.file_path": str(work / "rows.jsonl"),
         "data.split": "train", "training.max_steps": max_steps, "training.logging_steps": logging_steps,
-        "name": f"bench-{arm}"})
+        "name": f"bench-{arm}", **(overrides or {})})
     cfg = work / f"{arm}.yaml"
     cfg.write_text(config.to_yaml())
     subprocess.run([sys.executable, "-m", "medcot", "enqueue", str(cfg)], check=True, env=env, cwd=ROOT,

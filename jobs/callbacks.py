@@ -11,6 +11,7 @@ from sqlalchemy import text
 from transformers import TrainerCallback
 
 from jobs.attempt import STALE_EXIT_CODE, Attempt
+from jobs.ranks import from_main, is_main, summed, worker_pid
 from medcot_ui.store import Metric, Run
 
 
@@ -62,14 +63,17 @@ class StudioCallback(TrainerCallback):
 
         if torch.cuda.is_available():  # peak memory of training, not of the 4-bit conversion at load time
             torch.cuda.reset_peak_memory_stats()
-        with self.attempt.session() as s:
-            run = s.get(Run, self.run_id)
-            run.total_steps = state.max_steps
+        if is_main():
+            with self.attempt.session() as s:
+                run = s.get(Run, self.run_id)
+                run.total_steps = state.max_steps
         self._last_log = (time.perf_counter(), state.global_step, self._token_count())
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._orphan_guard()
-        cancel_requested = self.attempt.heartbeat(state.global_step)  # reaped or taken over: StaleAttempt
+        # Rank 0 heartbeats and reads the cancel flag (reaped or taken over: StaleAttempt, and under torchrun the
+        # launcher then stops the other ranks); every rank gets its answer, so all stop at this step.
+        cancel_requested = from_main(is_main() and self.attempt.heartbeat(state.global_step))
         if cancel_requested and not self.cancelled:
             self.cancelled = True
             control.should_save = True  # the Trainer checkpoints this step before stopping
@@ -96,10 +100,12 @@ class StudioCallback(TrainerCallback):
             if num_tokens is not None and tokens0 is not None and now > t0:
                 tokens_per_s = (num_tokens - tokens0) / (now - t0)
             self._last_log = (now, step, num_tokens)
-        self._write_metric(step, logs, loss, eval_loss, tokens_per_s, seconds_per_step)
+        if is_main():
+            self._write_metric(step, logs, loss, eval_loss, tokens_per_s, seconds_per_step)
 
     def _token_count(self) -> float | None:
-        return float(self.tokens.total) if self.tokens is not None else None
+        # Every rank counts its own batches; all of them call on_log at the same step, so the sum is collective.
+        return summed(float(self.tokens.total)) if self.tokens is not None else None
 
     def _write_metric(self, step: int, logs: dict[str, float], loss: float | None, eval_loss: float | None,
                       tokens_per_s: float | None, seconds_per_step: float | None) -> None:
@@ -124,7 +130,7 @@ class StudioCallback(TrainerCallback):
 
     def _orphan_guard(self) -> None:
         # If the worker died (kill -9), stop at once: the lease will expire and the run becomes interrupted.
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+        if self.parent_pid is not None and worker_pid() != self.parent_pid:
             os._exit(STALE_EXIT_CODE)
 
 

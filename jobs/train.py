@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.attempt import STALE_EXIT_CODE, Attempt, StaleAttempt
+from jobs.ranks import is_main, layout_problem, load_checkpoints_on_cpu_ranks, save_adapter, world_size
 from medcot_ui.training.config import ConfigError, RunConfig
 from medcot_ui.data.load import DataError, Prepared, prepare
 from medcot_ui.training.models import LoadedModel, ModelLoadError, installed_versions, load_for_training, torch_dtype
@@ -81,6 +82,8 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
         max_length=config.model.max_seq_length, packing=t.packing, dataset_text_field="text",
         report_to=[config.tracking.report_to] if config.tracking.report_to != "none" else [],
         disable_tqdm=True, dataloader_num_workers=0,
+        # LoRA leaves most weights frozen; DDP's search for unused parameters would only slow every step.
+        ddp_find_unused_parameters=False if world_size() > 1 else None,
         # As the walk-through leaves it (on) unless checkpointing is turned off: with Unsloth the Trainer's
         # call is routed to Unsloth's own checkpointing; with transformers it is the same as ours.
         gradient_checkpointing=config.lora.gradient_checkpointing != "false")
@@ -91,11 +94,8 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
         callbacks=callbacks)
 
 
-def _save_outputs(run_id: int, config: RunConfig, loaded: LoadedModel, output_dir: Path, backend: str,
-                  started: float) -> None:
-    adapter = output_dir / ADAPTER_FOLDER
-    loaded.model.save_pretrained(adapter)
-    loaded.tokenizer.save_pretrained(adapter)
+def _save_outputs(run_id: int, config: RunConfig, output_dir: Path, backend: str, started: float) -> None:
+    """The resolved config and a metrics summary beside the adapter."""
     (output_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     metrics = run_metrics(run_id)
     losses = [m.loss for m in metrics if m.loss is not None]
@@ -116,13 +116,16 @@ def _load(attempt: Attempt, config: RunConfig) -> tuple[LoadedModel, Prepared]:
         os.kill(os.getpid(), signal.SIGSTOP)
     loaded = load_for_training(config)
     prepared = prepare(config.data, loaded.tokenizer)
+    if not is_main():  # rank 0 records the run for all processes
+        return loaded, prepared
+    layout = f", {world_size()} data-parallel processes" if world_size() > 1 else ""
     with attempt.session() as s:
         row = s.get(Run, attempt.run_id)
         row.pid, row.device = os.getpid(), loaded.device
         row.dataset_fingerprint = prepared.fingerprint
         row.versions_json = json.dumps(package_versions())
         s.add(RunEvent(run_id=attempt.run_id, message=f"model loaded: {config.model.base_model} with the "
-                                                      f"{loaded.backend} backend on {loaded.device}"))
+                                                      f"{loaded.backend} backend on {loaded.device}{layout}"))
         s.add(RunEvent(run_id=attempt.run_id, message=f"data: {len(prepared.train_texts)} training rows, "
                                                       f"{len(prepared.eval_texts)} held out from {prepared.source}"))
     return loaded, prepared
@@ -133,6 +136,8 @@ def _resume_point(attempt: Attempt, output_dir: Path, resume: bool) -> Path | No
     from jobs.callbacks import drop_metrics_after
 
     checkpoint = latest_checkpoint(output_dir) if resume else None
+    if not is_main():
+        return checkpoint
     if checkpoint is not None:
         step = int(checkpoint.name.split("-")[1])
         dropped = drop_metrics_after(attempt, step)
@@ -161,6 +166,9 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
         config = run.run_config()
         if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
             raise ConfigError(problems)
+        if problem := layout_problem():
+            raise ConfigError([problem])
+        load_checkpoints_on_cpu_ranks()
         loaded, prepared = _load(attempt, config)
         callback = StudioCallback(attempt, parent_pid)
         callbacks: list[Any] = [callback]
@@ -170,11 +178,15 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
         callback.tokens = trainer.data_collator = TokenCounter(trainer.data_collator)
         checkpoint = _resume_point(attempt, output_dir, run.resume)
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if not callback.failure:  # the loss is the same on every rank, so they all agree
+            attempt.check()  # the adapter folder is the live attempt's once another owns the run
+            save_adapter(trainer, loaded.model, loaded.tokenizer, output_dir / ADAPTER_FOLDER)
+        if not is_main():  # rank 0 records the outcome for all
+            return RunStatus.succeeded
         if callback.failure:
             finish(run_id, RunStatus.failed, callback.failure, attempt=attempt_number)
             return RunStatus.failed
-        attempt.check()  # the adapter folder is the live attempt's once another owns the run
-        _save_outputs(run_id, config, loaded, output_dir, loaded.backend, started)
+        _save_outputs(run_id, config, output_dir, loaded.backend, started)
         status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
         finish(run_id, status, "cancelled by the user; the adapter at the last step was saved"
                if callback.cancelled else None, attempt=attempt_number)
@@ -183,11 +195,13 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
         print(exc, flush=True)
         return None
     except (ConfigError, DataError, ModelLoadError) as exc:
-        finish(run_id, RunStatus.failed, str(exc), attempt=attempt_number)
+        if is_main():
+            finish(run_id, RunStatus.failed, str(exc), attempt=attempt_number)
     except Exception as exc:  # noqa: BLE001 - any crash must end the run, never the worker
         traceback.print_exc()
         message = OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
-        finish(run_id, RunStatus.failed, message, attempt=attempt_number)
+        if is_main():  # another rank's crash stops the launcher, and the worker records that
+            finish(run_id, RunStatus.failed, message, attempt=attempt_number)
     return RunStatus.failed
 
 
@@ -210,6 +224,9 @@ def train_direct(config: RunConfig) -> tuple[int, RunStatus]:
     """Train a config now in this process, without the queue (the run is still recorded like any other)."""
     from jobs.queue import LeaseKeeper, claim_specific, enqueue
 
+    if config.training.num_processes > 1:
+        raise ConfigError([f"training.num_processes: {config.training.num_processes} processes are started by a "
+                           "worker; queue the run with `medcot enqueue` (this command trains in one process)"])
     run = enqueue(config)
     worker_id = f"cli-{os.getpid()}"
     attempt = claim_specific(run.id, worker_id)

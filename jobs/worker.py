@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from jobs.launch import training_command
 from jobs.queue import LeaseKeeper, claim, finish, purge_deleted, reap_expired
 from medcot_ui.hosting.redact import install as install_redaction
 from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
@@ -93,8 +95,7 @@ class Worker:
         with open(log_path, "ab") as log:
             log.write(f"\n=== attempt {run.attempt} by worker {self.worker_id} ===\n".encode())
             log.flush()
-            argv = [sys.executable, "-m", "jobs.train", str(run_id), f"--attempt={run.attempt}"]
-            child = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+            child = subprocess.Popen(training_command(run), cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         self._child = child
         add_event(run_id, f"training process started (pid {child.pid})")
@@ -166,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _graceful)
     signal.signal(signal.SIGINT, _graceful)
-    print(f"[worker {worker.worker_id}] watching {worker.settings.database_url.split('///')[-1]}", flush=True)
+    # A PostgreSQL URL may carry a password: never print it.
+    store = make_url(worker.settings.database_url).render_as_string(hide_password=True)
+    print(f"[worker {worker.worker_id}] watching {store}", flush=True)
     worker.serve(max_runs=args.max_runs, exit_when_idle=args.exit_when_idle)
     return 0
 

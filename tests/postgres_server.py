@@ -11,6 +11,7 @@ import glob
 import itertools
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -82,8 +83,12 @@ class PostgresServer:
                   "-o", options, "start")
         return self
 
+    # The server trusts its socket's callers and never asks for it; it is there so tests can check that a
+    # database password appears in no log.
+    PASSWORD = "pg-canary-" + secrets.token_hex(6)
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@/{database}?host={self.folder}&port={self.PORT}"
+        return f"postgresql+psycopg://postgres:{self.PASSWORD}@/{database}?host={self.folder}&port={self.PORT}"
 
     def new_database(self) -> str:
         """An empty database of its own (the app migrates it on first use); returns its URL."""

@@ -84,6 +84,18 @@ def _visible(text: str) -> str:
     return text.split("<details>")[0]
 
 
+def test_four_gpus_in_data_parallel_hold_a_full_copy_each_and_take_four_times_the_tokens_per_step():
+    one = estimate.estimate(RunConfig(), backend="unsloth")
+    four_config = RunConfig().with_overrides({"training.num_processes": 4})
+    four = estimate.estimate(four_config, backend="unsloth")
+    assert four.total_gib == pytest.approx(one.total_gib), "memory is per GPU"
+    assert four.seconds_per_step == pytest.approx(one.seconds_per_step)
+    assert four.tokens_per_step == pytest.approx(4 * one.tokens_per_step) and four.processes == 4
+    text = estimate_text.describe(four_config, cuda=True)
+    assert "**4 GPUs** (data parallel" in _visible(text)
+    assert "32 rows (batch 2 x accumulation 4 x 4 processes)" in text
+
+
 def test_the_description_speaks_in_time_and_memory_names_the_gpu_and_flags_what_does_not_fit():
     config = RunConfig().with_overrides({"model.load_in_4bit": False})
     text = estimate_text.describe(config, gpu="T4 (16 GB)", cuda=True)

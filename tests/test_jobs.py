@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from conftest import cli, demo_config_file, wait_for
 from medcot_ui.store import get_run, list_runs, run_events, run_metrics
@@ -122,6 +123,8 @@ def test_four_workers_racing_claim_each_run_exactly_once_without_database_locked
     logs = "".join(processes.output(w) for w in workers)
     logs += "".join((home / "runs" / f"run-{i}" / "train.log").read_text() for i in ids)
     assert "database is locked" not in logs and "Traceback" not in logs
+    password = make_url(db_url).password
+    assert password is None or password not in logs, "a database password reached a log"
 
 
 def test_cancel_mid_run_stops_at_the_next_step_saves_the_adapter_and_ends_cancelled(

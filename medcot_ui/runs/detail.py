@@ -198,6 +198,15 @@ class RunDetail:
     charts: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
+def layout(run: Run) -> str:
+    """How many processes train the run (data parallel, one per GPU), as the run's header shows it."""
+    try:
+        processes = run.run_config().training.num_processes
+    except ValueError:  # not valid JSON, or no longer a valid config
+        return ""
+    return f" · {processes} processes (data parallel, one per GPU)" if processes > 1 else ""
+
+
 def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) -> RunDetail | None:
     now = now or time.time()
     with read_session() as s:
@@ -209,7 +218,7 @@ def run_detail(run_id: int, with_charts: bool = True, now: float | None = None) 
     model, dataset = config_summary(run.config_json)
     status = status_text(run.status, run.cancel_requested, run.lease_expires_at, run.heartbeat_at, now)
     header = (f"### Run {run.id}: {run.name}\n**{status}** · attempt {run.attempt or 0} · "
-              f"{run.device or 'device not known yet'} · model `{model}` · data {dataset}")
+              f"{run.device or 'device not known yet'}{layout(run)} · model `{model}` · data {dataset}")
     if queue is not None:
         header += f"\n\nQueue position **#{queue.position}**: {queue.reason}."
     if run.resume and run.status == RunStatus.queued:

@@ -90,6 +90,9 @@ class TrainingSettings(_Section):
     per_device_train_batch_size: int = _f(2, "Batch size per device", "Rows per forward pass.", ge=1, le=256)
     gradient_accumulation_steps: int = _f(4, "Gradient accumulation",
                                           "Forward passes per optimizer step.", ge=1, le=1024)
+    num_processes: int = _f(1, "GPUs (processes)", "Data-parallel training processes, one per GPU (torchrun); "
+                            "each step then takes batch size x accumulation x processes rows. On a machine "
+                            "without a GPU the processes share the CPU.", ge=1, le=1024)
     max_steps: int = _f(60, "Max steps", "Optimizer steps to run; 0 = run for 'Epochs' instead.",
                         ge=0, le=1_000_000)
     num_train_epochs: float = _f(1.0, "Epochs", "Used when Max steps is 0.", gt=0.0, le=100.0)

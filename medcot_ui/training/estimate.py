@@ -117,6 +117,7 @@ class Estimate:
     startup_s: float = 0.0  # before the first step: process, imports, data, reading the checkpoint, final save
     download_gb: float = 0.0  # the checkpoint a first run downloads (0 when it is on this machine)
     on_cpu: bool = False
+    processes: int = 1  # data-parallel processes (GPUs): memory is per GPU, tokens per step for all of them
     basis: list[str] = field(default_factory=list)
 
     @property
@@ -223,7 +224,8 @@ def estimate(config: RunConfig, gpu: str = REFERENCE_GPU, backend: str | None = 
     rate, per_pass = _rate_and_pass(shape, backend, gpu, cpu)
     checkpoint_bytes = shape.params * CHECKPOINT_BYTES_PER_PARAM
     est = Estimate(backend=backend, gpu="CPU" if cpu else gpu, params=shape.params,
-                   trainable=shape.lora_params(config.lora.r, config.lora.target_modules), tokens_per_step=tokens,
+                   trainable=shape.lora_params(config.lora.r, config.lora.target_modules),
+                   tokens_per_step=tokens * config.training.num_processes, processes=config.training.num_processes,
                    peak_micro_batch_tokens=micro_tokens,
                    memory_gib=_memory(config, shape, backend, micro_tokens, cpu),
                    seconds_per_step=flops / rate + per_pass * config.training.gradient_accumulation_steps,
@@ -240,8 +242,9 @@ def _basis(config: RunConfig, est: Estimate, shape_source: str, row: float, row_
     basis = [
         f"Parameters: {est.params / 1e9:.3g} B from {shape_source}; LoRA r={config.lora.r} on "
         f"{len(config.lora.target_modules)} module types = {est.trainable / 1e6:.3g} M trainable.",
-        f"Tokens per step: {t.per_device_train_batch_size * t.gradient_accumulation_steps} rows (batch "
-        f"{t.per_device_train_batch_size} x accumulation {t.gradient_accumulation_steps}) x {row:.0f} tokens"
+        f"Tokens per step: {t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_processes} rows "
+        f"(batch {t.per_device_train_batch_size} x accumulation {t.gradient_accumulation_steps}"
+        + (f" x {t.num_processes} processes" if t.num_processes > 1 else "") + f") x {row:.0f} tokens"
         + (" (packed to the max sequence length)" if t.packing else f" per row: {row_source}") + ".",
         f"Peak memory at the longest micro-batch: {est.peak_micro_batch_tokens:.0f} tokens "
         f"({PEAK_ROW_FACTOR}x the average row, capped at the max sequence length).",
@@ -259,6 +262,10 @@ def _basis(config: RunConfig, est: Estimate, shape_source: str, row: float, row_
                      f"per forward/backward ({est.backend}: weights streamed and dequantised each pass, optimizer, "
                      f"launches), both fitted to the H200 runs and scaled to the {est.gpu}'s peak FLOP/s and memory "
                      "bandwidth.")
+    if t.num_processes > 1:
+        basis.append(f"Data parallel: {t.num_processes} processes, one per GPU, each with a full copy of the model "
+                     "(memory is per GPU) and its share of every step's rows, so a step takes about the time of one "
+                     "process's share (the all-reduce of the small LoRA gradients is not counted).")
     return basis
 
 

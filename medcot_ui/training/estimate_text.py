@@ -117,6 +117,9 @@ def describe(config: RunConfig, gpu: str | None = None, cuda: bool | None = None
         return "\n".join(lines + [f"No estimate for `{config.model.base_model}`: {why}. Put a downloaded model "
                                   "folder in Base model to get one."])
     lines.append(("On a GPU" if cuda else "Planning for a GPU") + f": {_which_gpu(gpu)}.")
+    if (processes := config.training.num_processes) > 1:
+        lines.append(f"**{processes} GPUs** (data parallel, one training process each): memory is per GPU, "
+                     "throughput for all of them together.")
     lines += _gpu_table(config, gpu, ests)
     basis = ests[backend_for_gpu(config.model.backend)].basis
     if not cuda and (on_cpu := estimate(config, cpu=True)) is not None:

@@ -216,6 +216,12 @@ def torch_dtype(precision: str) -> Any:
     return torch.float16
 
 
+def this_process_gpu() -> dict[str, int]:
+    """Where this process keeps the whole model: under torchrun each process has its own GPU (data parallel), never
+    a share of several (Unsloth's multi-GPU guide: one full copy per process)."""
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
 def load_for_training(config: RunConfig) -> LoadedModel:
     """Base model + tokenizer with LoRA applied, on the backend the config and machine allow."""
     backend = choose_backend(config.model.backend)
@@ -240,7 +246,7 @@ def _load_unsloth(config: RunConfig) -> LoadedModel:
 
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=resolve_model(config.model.base_model), max_seq_length=config.model.max_seq_length,
-        dtype=None, load_in_4bit=config.model.load_in_4bit)
+        dtype=None, load_in_4bit=config.model.load_in_4bit, device_map=this_process_gpu())
     gc = {"unsloth": "unsloth", "true": True, "false": False}[config.lora.gradient_checkpointing]
     model = FastLanguageModel.get_peft_model(model, **peft_kwargs(config.lora), use_gradient_checkpointing=gc,
                                              random_state=config.lora.random_state, loftq_config=None)
@@ -256,13 +262,17 @@ def _load_transformers(config: RunConfig) -> LoadedModel:
     tokenizer = load_tokenizer(config.model.base_model)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(config.training.precision)}
     quantised = config.model.load_in_4bit and torch.cuda.is_available()
+    # Under FSDP (Accelerate's launcher sets this) the 4-bit weights are sharded: stored in the compute dtype so
+    # FSDP can flatten them with the rest, and placed by FSDP rather than by a device_map (PEFT's FSDP-QLoRA guide).
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
     if quantised:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=kwargs["dtype"])
-        kwargs["device_map"] = {"": 0}
+            bnb_4bit_compute_dtype=kwargs["dtype"], bnb_4bit_quant_storage=kwargs["dtype"] if fsdp else torch.uint8)
+        if not fsdp:
+            kwargs["device_map"] = this_process_gpu()
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     # No KV cache while training: with a cache, transformers skips the per-row mask that keeps packed rows
     # from attending to each other.
