@@ -26,8 +26,8 @@ from medcot_ui.units import shorten
 ENGINE_KEY = "compare_engine"
 PREFERENCE_LABELS = {"Base is better": "base", "Tuned is better": "tuned", "Tie": "tie"}
 PICK_SAMPLE = "*Pick a held-out question to see its reference.*"
-INTRO = ("Ask one question; the **base model** (left) and the **tuned run** (right: the same weights with the "
-         "run's LoRA adapter) answer it at the same time, with the prompt format the run was trained on. Each "
+INTRO = ("Ask one question; the **Base model** pane and the **Tuned model** pane (the same weights with the run's "
+         "LoRA adapter) answer it at the same time, with the prompt format the run was trained on. Each "
          "answer's reasoning is the collapsible *Thinking* block. Every comparison is saved below. Research use "
          "only: not for clinical decisions.")
 
