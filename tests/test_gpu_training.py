@@ -61,3 +61,33 @@ def test_the_reference_recipe_trains_an_8b_shaped_model_in_4bit_through_the_queu
     weights = load_file(adapter / "adapter_model.safetensors")
     lora_a = [t for k, t in weights.items() if "lora_A" in k]
     assert len(lora_a) == 32 * 7 and all(t.shape[0] == 16 for t in lora_a)
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "transformers"])
+def test_the_recipe_trains_across_two_gpus_with_one_process_each_through_the_queue(
+        backend: str, random_8b: Path, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    if backend == "unsloth":
+        pytest.importorskip("unsloth")
+    pytest.importorskip("bitsandbytes")
+    from medcot_ui.training.presets import recipe
+
+    config = recipe().with_overrides({
+        "model.base_model": str(random_8b / "model"), "model.backend": backend, "data.source": "file",
+        "data.file_path": str(random_8b / "rows.jsonl"), "data.split": "train[0:64]",
+        "training.num_processes": 2, "training.gradient_accumulation_steps": 2,
+        "training.max_steps": 6, "training.logging_steps": 2, "training.save_steps": 6})
+    path = tmp_path / "two-gpus.yaml"
+    path.write_text(config.to_yaml())
+    cli("enqueue", str(path))
+    processes.worker()
+    wait_for(lambda: get_run(1).status in {"succeeded", "failed"}, timeout=220, interval=1, what="the 2-GPU run")
+    run = get_run(1)
+    assert run.status == "succeeded", run.error
+    assert [m.step for m in run_metrics(1)] == [2, 4, 6], "one metrics row per logging step, from rank 0 only"
+    events = " ".join(e.message for e in run_events(1))
+    assert f"with the {backend} backend" in events and "2 data-parallel processes" in events
+    assert (Path(run.output_dir) / "adapter" / "adapter_model.safetensors").exists()
