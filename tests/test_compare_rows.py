@@ -111,6 +111,22 @@ def test_a_second_adapter_loaded_in_place_replaces_the_first_in_the_tuned_row_on
     assert tuned_row == _peft_generate(built_demo_model, adapters[1], ids) != first[1]
 
 
+def test_a_compiled_decode_step_computes_both_rows_as_the_eager_one_does(
+        built_demo_model: Path, adapters: tuple[Path, Path]) -> None:
+    """On the GPU the decode step is compiled, and there the adapter's B product is a sum fused into the add."""
+    import torch
+
+    model = _base(built_demo_model)
+    inject(model, adapters[0]).set_rows([False, True])
+    ids = _prompt(built_demo_model)[:, -1:].repeat(2, 1)  # one token per row: a decode step's shape
+    with torch.no_grad():
+        eager = model(input_ids=ids, use_cache=False).logits
+        compiled = torch.compile(model, dynamic=False)(input_ids=ids, use_cache=False).logits
+    assert not torch.allclose(eager[0], eager[1], atol=1e-3), "the adapter must change the tuned row"
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+    assert compiled.argmax(-1).tolist() == eager.argmax(-1).tolist()
+
+
 def test_an_adapter_compare_cannot_apply_is_refused_naming_the_setting(
         built_demo_model: Path, adapters: tuple[Path, Path], tmp_path: Path) -> None:
     import shutil

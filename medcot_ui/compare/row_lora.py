@@ -101,9 +101,10 @@ class RowLoRALinear(nn.Module):
             out, down = both[..., : self.out_features], both[..., self.out_features:]
         else:
             out, down = self.base(x), x.to(self.lora_a.dtype) @ self.lora_a.t()
-        if down.shape[-2] == 1:
-            # A decode step: B as a rank-wide sum, which the compiler fuses with the add below into one kernel
-            # (as a matmul it stays a separate cuBLAS launch per layer, 224 per step for an 8B model).
+        if down.shape[-2] == 1 and torch.compiler.is_compiling():
+            # A compiled decode step: B as a rank-wide sum, which the compiler fuses with the add below into one
+            # kernel (as a matmul it stays a separate cuBLAS launch per layer, 224 per step for an 8B model).
+            # Eager, the matmul is the single kernel.
             delta = (down.unsqueeze(-2) * self.lora_b).sum(-1)
         else:
             delta = down @ self.lora_b.t()
