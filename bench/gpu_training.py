@@ -8,6 +8,8 @@ Arms run alternately (A B A B ...) in one launch on the same random-init 8B and 
 
     python bench/gpu_training.py --work /tmp/medcot-gpu --arms ref,app --rounds 3 --max-steps 30 --logging-steps 5
     python bench/gpu_training.py --report A.jsonl B.jsonl   # one table from several launches' results
+    python bench/gpu_training.py --lane gpu0 --arms ref,app,ref --rounds 1 ...   # and on GPU 1 at the same time:
+    python bench/gpu_training.py --lane gpu1 --arms app,ref,app --rounds 1 ...   # balanced: each run its own round
 
 Steady s/step is the median over logging windows after the first ``--steady-after`` steps (model load, warmup
 and compile excluded); real tokens/s counts non-padding tokens (TRL's num_tokens). HFU counts 6 x 8.03 G FLOP per token:
@@ -122,11 +124,13 @@ def report(results: list[dict]) -> str:
 
 
 def per_round(results: list[dict]) -> str:
-    """Each round's s/step and tokens/s, in launch order, with app / ref for each round that has both."""
+    """Each round's s/step and tokens/s, in launch order, with app / ref for each round that has both (with
+    ``--lane``, a round is one run per lane: the runs that ran at the same time on two GPUs)."""
     lines = []
     for rnd in sorted({r["round"] for r in results}):
         row = {r["arm"]: r for r in results if r["round"] == rnd and "error" not in r}
-        cells = [f"{arm} {r['s_per_step']:.3f} s/step {r['tokens_per_s']:,.0f} tok/s" for arm, r in row.items()]
+        cells = [f"{r.get('lane', '')} {arm} {r['s_per_step']:.3f} s/step {r['tokens_per_s']:,.0f} tok/s".lstrip()
+                 for arm, r in row.items()]
         if "ref" in row and "app" in row:
             cells.append(f"app/ref tokens/s {row['app']['tokens_per_s'] / row['ref']['tokens_per_s']:.3f}x")
         lines.append(f"round {rnd}: " + "; ".join(cells))
@@ -152,6 +156,8 @@ def main() -> None:
     p.add_argument("--steady-after", type=int, default=10, help="steps left out of the steady s/step (warm-up)")
     p.add_argument("--results", type=Path, help="append results here (JSON lines) and report all of them")
     p.add_argument("--report", type=Path, nargs="+", help="only print the table of these results files")
+    p.add_argument("--lane", help="this launch's name (e.g. gpu0) when two launch side by side on two GPUs: each "
+                   "run is then its own round, so the report pairs the runs that ran at the same time")
     args = p.parse_args()
     if args.report:
         results = [json.loads(line) for f in args.report if f.exists() for line in f.read_text().splitlines()]
@@ -161,10 +167,12 @@ def main() -> None:
     if not (args.work / "model" / "config.json").exists():
         subprocess.run([sys.executable, str(ROOT / "bench" / "make_random_8b.py"), str(args.work)], check=True)
     results_file = args.results or args.work / "results.jsonl"
+    arms = args.arms.split(",")
     for rnd in range(args.rounds):
-        for arm in args.arms.split(","):  # alternating: A B A B ...
-            r = run_arm(arm, args.work, args, rnd)
-            r.update(arm=arm, round=rnd, max_steps=args.max_steps)
+        for slot, arm in enumerate(arms):  # alternating: A B A B ...
+            label = rnd * len(arms) + slot if args.lane else rnd
+            r = run_arm(arm, args.work, args, label)
+            r.update(arm=arm, round=label, max_steps=args.max_steps, **({"lane": args.lane} if args.lane else {}))
             print(json.dumps(r)[:400], flush=True)
             with open(results_file, "a") as fh:
                 fh.write(json.dumps(r) + "\n")

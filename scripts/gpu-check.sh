@@ -3,17 +3,20 @@
 # the project root, with .whl/ (scripts/gpu-bundle.sh) carried along:
 #   scripts/gpu-check.sh tests   GPU test suite (training through queue/worker, Compare) and the Compare bench
 #   scripts/gpu-check.sh train   training A/B rounds (reference script vs app job), fast preset, app-on-GPU walk
+#   scripts/gpu-check.sh final   on 2 GPUs: balanced training A/B (GPU 0 ref,app,ref while GPU 1 runs app,ref,app),
+#                                then the Compare bench (GPU 0) beside the evaluation throughput bench (GPU 1)
 # Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other
 # (GPU_CHECK_LANE=a or b runs one of them: on one GPU the train stage needs both lanes in separate calls).
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
 # returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
 set -uo pipefail
-stage=${1:?usage: scripts/gpu-check.sh tests|train}
+stage=${1:?usage: scripts/gpu-check.sh tests|train|final}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
-budget=${GPU_CHECK_BUDGET_S:-500}
+budget=${GPU_CHECK_BUDGET_S:-$([ "$stage" = final ] && echo 540 || echo 500)}
 mkdir -p "$out" "$work"
-left() { echo $((budget - SECONDS > 5 ? budget - SECONDS : 5)); }
+# Seconds a step may still run: up to $phase_end (a phase's own deadline) or the stage's budget.
+left() { local end=${phase_end:-$budget}; echo $((end - SECONDS > 5 ? end - SECONDS : 5)); }
 
 # run GPU LOG CMD...: one step on one GPU, killed when the budget runs out; its exit status goes to the log.
 run() {
@@ -32,6 +35,17 @@ export PYTHONPATH=/tmp/site:$PWD MEDCOT_GPU_WORK=$work PYTHONUNBUFFERED=1 HF_HUB
 transformers.__version__, "peft", peft.__version__, "gradio", gradio.__version__)' 2>&1 | tail -1
   echo "installed in $SECONDS s"; } >>"$out/install.txt"
 gpus=$(nvidia-smi -L | wc -l)
+lanes() {
+  case "${GPU_CHECK_LANE:-both}" in  # one lane per call: the way to split a stage over two calls on one GPU
+    a) lane_a ;;
+    b) lane_b ;;
+    *) if [ "$gpus" -gt 1 ]; then lane_a & lane_b & wait; else lane_a; lane_b; fi ;;
+  esac
+}
+# Lane B trains in its own folder (its reference-script arm writes ref-out/ too), on the same model and rows.
+lane_b_folder() {
+  mkdir -p "$work-b" && ln -sfn "$work/model" "$work-b/model" && ln -sfn "$work/rows.jsonl" "$work-b/rows.jsonl"
+}
 second=$((gpus > 1 ? 1 : 0))
 run 0 "$out/install.txt" python3 bench/make_random_8b.py "$work"
 
@@ -46,8 +60,7 @@ case "$stage" in
     }
     ;;
   train)
-    # Lane B trains in its own folder (its reference-script arm writes ref-out/ too), on the same model and rows.
-    mkdir -p "$work-b" && ln -sfn "$work/model" "$work-b/model" && ln -sfn "$work/rows.jsonl" "$work-b/rows.jsonl"
+    lane_b_folder
     lane_a() {
       run 0 "$out/train-bench.txt" python3 bench/gpu_training.py --work "$work" --arms ref,app --rounds 3 \
         --max-steps 30 --logging-steps 5 --results "$out/results-gpu.jsonl"
@@ -59,14 +72,34 @@ case "$stage" in
       run "$second" "$out/app-on-gpu.txt" python3 bench/app_on_gpu.py --work "$work" --steps 20 --tokens 256
     }
     ;;
+  final)
+    lane_b_folder
+    run 0 "$out/install.txt" python3 bench/compare_gpu.py --work "$work" --prepare  # the adapter both benches read
+    # 20 steps, steady from step 6; each run is its own round, so --report pairs the runs that ran side by side.
+    train() {  # train GPU LANE ARMS LOG
+      run "$1" "$4" python3 bench/gpu_training.py --work "$work$([ "$1" = 0 ] || echo -b)" --lane "$2" --arms "$3" \
+        --rounds 1 --max-steps 20 --logging-steps 2 --steady-after 6 --results "$out/results-$2.jsonl"
+    }
+    lane_a() { train 0 gpu0 ref,app,ref "$out/train-bench.txt"; }
+    lane_b() { train "$second" "gpu$second" app,ref,app "$work-b/train-bench.txt"; }
+    phase_end=$((budget - 170)) lanes  # leaves the Compare bench its ~140 s
+    cat "$work-b/train-bench.txt" >>"$out/train-bench.txt" 2>/dev/null
+    python3 bench/gpu_training.py --report "$out"/results-gpu*.jsonl >>"$out/train-bench.txt" 2>&1
+    lane_a() {
+      run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" --tokens 256 --repeats 3 \
+        --json "$out/compare-gpu.json"
+    }
+    lane_b() {  # writes $out/eval_throughput.json
+      if [ -f bench/eval_throughput.py ]; then
+        run "$second" "$out/eval-throughput.txt" python3 bench/eval_throughput.py "$out" --work "$work" \
+          --batches 1 8 32 --tokens 128 --repeats 2
+      fi
+    }
+    ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
 
-case "${GPU_CHECK_LANE:-both}" in  # one lane per call: the way to split a stage over two calls on one GPU
-  a) lane_a ;;
-  b) lane_b ;;
-  *) if [ "$gpus" -gt 1 ]; then lane_a & lane_b & wait; else lane_a; lane_b; fi ;;
-esac
+lanes
 if [ "$stage" = train ]; then
   python3 bench/gpu_training.py --report "$out/results-gpu.jsonl" "$out/results-fast.jsonl" >>"$out/train-bench.txt" 2>&1
 fi
