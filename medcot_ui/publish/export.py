@@ -280,6 +280,7 @@ def export_local(run_id: int, kind: str = "adapter", progress: ProgressFn = _no_
     record = start_record(run_id, kind, "local", target)
     try:
         run, folder, files = _build(run_id, kind, None, progress)
+        progress(0.95, "Preparing the download (a merged model's archive takes a while)")
         offered = offer_downloads(kind, folder, f"{stem(run)}-{kind}")
     except PublishError as exc:
         finish_record(record, "failed", error=str(exc))
