@@ -26,3 +26,8 @@ def training_command(run: Run) -> list[str]:
                 "--num_processes", str(processes), *train]
     # --standalone: a rendezvous on a free local port of its own, so several workers on one machine never meet.
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *train]
+
+
+def evaluation_command(run: Run) -> list[str]:
+    """argv of the evaluation process (``jobs.evaluate``) for the attempt that just claimed the evaluation job."""
+    return [sys.executable, "-m", "jobs.evaluate", str(run.id), f"--attempt={run.attempt}"]

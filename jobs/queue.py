@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import delete, select
 
+from medcot_ui.evaluate.records import purge_evaluations_of
 from medcot_ui.training.config import RunConfig
 from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import (RESUMABLE, Comparison, Metric, Publish, Run, RunEvent, RunStatus, get_engine,
@@ -231,6 +232,7 @@ def purge_deleted(older_than_s: float | None = None) -> list[int]:
                                              Run.status != RunStatus.running).with_for_update()))
         purged = [(r.id, r.output_dir) for r in runs]
         for run in runs:
+            purge_evaluations_of(s, run.id)
             for table in (Metric, RunEvent, Comparison, Publish):
                 s.exec(delete(table).where(table.run_id == run.id))
             s.delete(run)

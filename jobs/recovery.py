@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from jobs.queue import QueueError, reap_expired, resume
 from medcot_ui.hosting.settings import get_settings
-from medcot_ui.store import Run, RunEvent, RunStatus, add_event, get_run, live_runs, read_session
+from medcot_ui.store import Run, RunEvent, RunStatus, add_event, get_run, read_session
 
 STATE_FILE = "app-state.json"
 # A signal sent to the whole process group (Ctrl-C, `docker stop` without tini) can reach the worker before the
@@ -80,7 +80,8 @@ def _auto_resumed_at_steps(run_id: int) -> list[int]:
 def resume_interrupted(candidates: set[int], stopping_at: float | None) -> list[int]:
     """Queue again each interrupted run a restart interrupted (see the module doc); returns their ids."""
     with read_session() as s:
-        rows = list(s.exec(select(Run).where(Run.status == RunStatus.interrupted, live_runs())))
+        # Evaluation jobs too (live_runs() lists training runs only): a restart interrupts both alike.
+        rows = list(s.exec(select(Run).where(Run.status == RunStatus.interrupted, Run.deleted_at.is_(None))))
     resumed = []
     for run in rows:
         by_restart = run.id in candidates or (

@@ -22,14 +22,16 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from jobs.launch import training_command
+from jobs.launch import evaluation_command, training_command
 from jobs.queue import LeaseKeeper, claim, finish, purge_deleted, reap_expired
 from medcot_ui.hosting.redact import install as install_redaction
 from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
-from medcot_ui.store import RunStatus, add_event, dispose_engines, get_run
+from medcot_ui.store import JobKind, RunStatus, add_event, dispose_engines, get_run
 from medcot_ui.textfiles import tail_lines
 
 CANCEL_GRACE_SECONDS = 120.0  # a step that never ends (hung kernel) still gets stopped after this
+# Each kind of job: its log file in the job's folder, and what events call its process.
+JOB_PROCESSES = {JobKind.train.value: ("train.log", "training"), JobKind.evaluate.value: ("evaluate.log", "evaluation")}
 
 
 class Worker:
@@ -88,17 +90,19 @@ class Worker:
         run = get_run(run_id)
         output_dir = Path(run.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        log_path = output_dir / "train.log"
+        log_name, label = JOB_PROCESSES[run.kind]
+        log_path = output_dir / log_name
         env = dict(os.environ, MEDCOT_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
         # A fresh interpreter (fork + exec): the child opens its own database connections, never ours.
         dispose_engines()
         with open(log_path, "ab") as log:
             log.write(f"\n=== attempt {run.attempt} by worker {self.worker_id} ===\n".encode())
             log.flush()
-            child = subprocess.Popen(training_command(run), cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+            argv = training_command(run) if run.kind == JobKind.train else evaluation_command(run)
+            child = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         self._child = child
-        add_event(run_id, f"training process started (pid {child.pid})")
+        add_event(run_id, f"{label} process started (pid {child.pid})")
         cancel_seen_at: float | None = None
         # What the worker records is its own attempt's outcome: nothing once a newer attempt owns the run.
         record = functools.partial(finish, run_id, attempt=run.attempt)

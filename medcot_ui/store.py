@@ -23,6 +23,11 @@ from medcot_ui.hosting.settings import database_url
 from medcot_ui.training.config import RunConfig
 
 
+class JobKind(StrEnum):
+    train = "train"
+    evaluate = "evaluate"  # medcot_ui.evaluate: generates a run's evaluation answers
+
+
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
@@ -44,6 +49,7 @@ class Run(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = ""
+    kind: str = Field(default=JobKind.train, sa_column_kwargs={"server_default": JobKind.train.value})
     # Stored as the plain status string (a VARCHAR, no CHECK), read back as the enum.
     status: RunStatus = Field(default=RunStatus.queued,
                               sa_type=Enum(RunStatus, native_enum=False, create_constraint=False, length=None))
@@ -302,8 +308,9 @@ def get_run(run_id: int) -> Run | None:
 
 
 def live_runs() -> Any:
-    """The condition that leaves out deleted runs (waiting for undo or purge): every list of runs uses it."""
-    return Run.deleted_at.is_(None)
+    """The condition that leaves out deleted runs (waiting for undo or purge) and evaluation jobs (the Evaluate tab
+    shows those): every list of runs uses it."""
+    return Run.deleted_at.is_(None) & (Run.kind == JobKind.train.value)
 
 
 def list_runs(limit: int = 200) -> list[Run]:

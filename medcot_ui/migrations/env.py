@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import medcot_ui.evaluate.tables  # noqa: F401 - registers the evaluation tables too
 import medcot_ui.store  # noqa: F401 - registers the tables on SQLModel.metadata
 
 connection = context.config.attributes["connection"]

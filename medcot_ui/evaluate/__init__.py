@@ -1,0 +1,1 @@
+"""Evaluation: held-out A/B answers with blind ratings, and multiple-choice accuracy (no Gradio here)."""

@@ -1,0 +1,133 @@
+"""Creating an evaluation: check the runs, gather and validate the questions, queue the job that answers them.
+
+Everything a bad input can break is checked here, before anything is stored, so a refused evaluation loses nothing
+and a queued one has every question (with its reference and its blind A/B order) in the database already.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medcot_ui.data.load import DataError, map_rows, read_file
+from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, ChoiceMapping, choice_items, detect_mapping, read_records
+from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
+from medcot_ui.hosting.settings import get_settings
+from medcot_ui.store import JobKind, Run, RunEvent, write_session
+from medcot_ui.training.config import RunConfig
+
+LIMITS = {"n": (1, 5000), "max_new_tokens": (1, 8192), "batch_size": (1, 256)}
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot be created; the message names the setting, run, row or column."""
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate. ``source``: held_out (the run's own held-out rows) or file for a held-out A/B;
+    demo, hub or file for multiple choice."""
+
+    kind: str = HELD_OUT
+    run_id: int = 0
+    base_run_id: int | None = None  # compare against another run (same base model) instead of the base
+    n: int = 50
+    source: str = "held_out"
+    file_path: str = ""
+    dataset_id: str = ""
+    dataset_config: str = ""
+    split: str = "test"
+    mapping: dict[str, str] = field(default_factory=dict)  # question / options / answer columns; {} = detect
+    max_new_tokens: int = 1024
+    greedy: bool = True
+    temperature: float = 0.6
+    batch_size: int = 8
+    seed: int = 3407  # of the blind A/B order
+
+    def check(self) -> None:
+        if self.kind not in (HELD_OUT, CHOICE):
+            raise EvaluationError(f"kind: '{self.kind}' is not one of {HELD_OUT}, {CHOICE}")
+        for name, (lo, hi) in LIMITS.items():
+            if not lo <= getattr(self, name) <= hi:
+                raise EvaluationError(f"{name}: {getattr(self, name)} is outside {lo} to {hi}")
+        if not 0.01 <= self.temperature <= 2.0:
+            raise EvaluationError(f"temperature: {self.temperature} is outside 0.01 to 2.0")
+
+
+def evaluable_run(run_id: int) -> tuple[Run, RunConfig]:
+    """A finished run with an adapter, and its config; EvaluationError (naming the run) otherwise."""
+    from medcot_ui.compare.engine import CompareError, comparable_run
+
+    try:
+        run, config, _ = comparable_run(run_id)
+    except CompareError as exc:
+        raise EvaluationError(str(exc).replace("compared", "evaluated")) from None
+    return run, config
+
+
+def _held_out_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tuple[list[dict[str, Any]], str]:
+    if req.source == "file":
+        data = config.data.model_copy(update={"source": "file", "file_path": req.file_path})
+        rows = map_rows(read_file(Path(req.file_path)), data)
+        where = f"{Path(req.file_path).name} (all {len(rows)} rows)"
+    else:
+        from medcot_ui.compare.engine import held_out_rows
+
+        rows = held_out_rows(run_id)
+        where = f"held-out rows of run {run_id} (seed {config.data.split_seed})"
+        if not rows:
+            raise EvaluationError(f"run {run_id} held out no rows (data.eval_size is 0): evaluate on an uploaded "
+                                  "file instead")
+    if req.n > len(rows):
+        raise EvaluationError(f"n: {req.n} questions asked for, but the {where} hold only {len(rows)}")
+    return ([{"question": r.question, "reference_reasoning": r.reasoning, "reference_answer": r.answer}
+             for r in rows[:req.n]], where)
+
+
+def _choice_questions(req: EvalRequest) -> tuple[list[dict[str, Any]], str]:
+    records, where = read_records(req.source, req.file_path, req.dataset_id or DEFAULT_HUB_DATASET,
+                                  req.dataset_config, req.split)
+    mapping = ChoiceMapping(**req.mapping) if req.mapping else detect_mapping(list(records[0]) if records else [])
+    items = choice_items(records, mapping)
+    if req.n > len(items):
+        raise EvaluationError(f"n: {req.n} questions asked for, but {where} holds only {len(items)}")
+    return ([{"question": it.question, "options_json": json.dumps(it.options), "correct": it.answer,
+              "reference_answer": f"{it.answer}. {it.options[it.answer]}"} for it in items[:req.n]], where)
+
+
+def create_evaluation(req: EvalRequest) -> Evaluation:
+    """Validate ``req``, store its questions and queue its job; returns the evaluation (its ``job_id`` queued)."""
+    req.check()
+    run, config = evaluable_run(req.run_id)
+    if req.base_run_id is not None:
+        other, other_config = evaluable_run(req.base_run_id)
+        if other_config.model.base_model != config.model.base_model:
+            raise EvaluationError(f"base_run_id: run {other.id} was tuned from {other_config.model.base_model}, run "
+                                  f"{run.id} from {config.model.base_model}; compare runs of one base model")
+    try:
+        questions, where = (_held_out_questions(req, run.id, config) if req.kind == HELD_OUT
+                            else _choice_questions(req))
+    except DataError as exc:
+        raise EvaluationError(str(exc)) from None
+    order = random.Random(req.seed)
+    with write_session() as s:
+        against = f"run {req.base_run_id}" if req.base_run_id is not None else "its base model"
+        job = Run(name=f"evaluate run {run.id} against {against}", kind=JobKind.evaluate.value,
+                  config_json=json.dumps(asdict(req)), total_steps=2 * len(questions))
+        s.add(job)
+        s.flush()
+        job.output_dir = str(get_settings().runs_dir / f"evaluation-job-{job.id}")
+        evaluation = Evaluation(job_id=job.id, kind=req.kind, run_id=run.id, base_run_id=req.base_run_id,
+                                source=where, n_items=len(questions), max_new_tokens=req.max_new_tokens,
+                                greedy=req.greedy, temperature=req.temperature, batch_size=req.batch_size)
+        s.add(evaluation)
+        s.flush()
+        for position, fields in enumerate(questions):
+            s.add(EvalItem(evaluation_id=evaluation.id, position=position,
+                           a_side=order.choice(("base", "tuned")), **fields))
+        s.add(RunEvent(run_id=job.id, message=f"queued: evaluation {evaluation.id}, {len(questions)} questions "
+                                              f"from {where}"))
+    return evaluation

@@ -1,0 +1,114 @@
+"""Reading and writing evaluation rows: the job's pending questions, stored answers, progress, ratings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, delete, select
+
+from medcot_ui.evaluate.choices import choice_of
+from medcot_ui.evaluate.generate import Generated
+from medcot_ui.evaluate.tables import SIDES, EvalItem, EvalRating, Evaluation
+from medcot_ui.store import Run, RunEvent, read_session, write_session
+
+
+def get_evaluation(evaluation_id: int) -> Evaluation | None:
+    with read_session() as s:
+        return s.get(Evaluation, evaluation_id)
+
+
+def evaluation_for_job(job_id: int) -> Evaluation | None:
+    with read_session() as s:
+        return s.exec(select(Evaluation).where(Evaluation.job_id == job_id)).first()
+
+
+def list_evaluations(run_id: int | None = None, limit: int = 200) -> list[Evaluation]:
+    """Newest first, of one tuned run or of all; evaluations of deleted runs are left out."""
+    with read_session() as s:
+        q = select(Evaluation).join(Run, Run.id == Evaluation.run_id).where(Run.deleted_at.is_(None))
+        if run_id is not None:
+            q = q.where(Evaluation.run_id == run_id)
+        return list(s.exec(q.order_by(Evaluation.id.desc()).limit(limit)))
+
+
+def items_of(evaluation_id: int) -> list[EvalItem]:
+    with read_session() as s:
+        return list(s.exec(select(EvalItem).where(EvalItem.evaluation_id == evaluation_id)
+                           .order_by(EvalItem.position)))
+
+
+def pending_items(evaluation_id: int, limit: int) -> list[EvalItem]:
+    """The first ``limit`` questions still missing an answer on either side."""
+    with read_session() as s:
+        missing = (EvalItem.base_text.is_(None)) | (EvalItem.tuned_text.is_(None))
+        return list(s.exec(select(EvalItem).where(EvalItem.evaluation_id == evaluation_id, missing)
+                           .order_by(EvalItem.position).limit(limit)))
+
+
+def store_answers(job_id: int, items: list[EvalItem], side: str, answers: list[Generated]) -> int:
+    """Store one side's answers for ``items`` (never overwriting a stored one); returns how many were stored."""
+    if side not in SIDES:
+        raise ValueError(f"side: '{side}' is not one of {', '.join(SIDES)}")
+    stored = 0
+    with write_session() as s:
+        for item, answer in zip(items, answers, strict=True):
+            row = s.get(EvalItem, item.id)
+            if row.generated(side):
+                continue
+            values = {"text": answer.text, "reasoning": answer.completion.reasoning,
+                      "answer": answer.completion.answer, "state": answer.completion.state,
+                      "tokens": answer.tokens, "finish": answer.finish, "seconds": answer.seconds,
+                      "choice": choice_of(answer.completion, row.options) if row.options else None}
+            for name, value in values.items():
+                setattr(row, f"{side}_{name}", value)
+            stored += 1
+        if items:
+            s.flush()
+            s.get(Run, job_id).last_step = answered_count(s, items[0].evaluation_id)  # the job's progress
+    return stored
+
+
+def answered_count(session: object, evaluation_id: int) -> int:
+    """Stored answers of both sides (each question counts twice)."""
+    rows = session.exec(select(EvalItem.base_text.is_not(None), EvalItem.tuned_text.is_not(None))  # type: ignore[attr-defined]
+                        .where(EvalItem.evaluation_id == evaluation_id)).all()
+    return sum(int(bool(a)) + int(bool(b)) for a, b in rows)
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    eta_s: float | None  # from the mean time per stored answer
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+def progress(evaluation_id: int) -> Progress:
+    items = items_of(evaluation_id)
+    seconds = [t for it in items for t in (it.base_seconds, it.tuned_seconds) if t is not None]
+    done, total = len(seconds), 2 * len(items)
+    eta = (total - done) * sum(seconds) / done if done else None
+    return Progress(done, total, eta)
+
+
+def ratings_of(evaluation_id: int) -> list[EvalRating]:
+    with read_session() as s:
+        return list(s.exec(select(EvalRating).where(EvalRating.evaluation_id == evaluation_id)
+                           .order_by(EvalRating.id)))
+
+
+def purge_evaluations_of(session: Session, run_id: int) -> None:
+    """Remove (in ``session``) the evaluations of a run being purged for good: their ratings, items and jobs."""
+    evaluations = list(session.exec(select(Evaluation).where(
+        (Evaluation.run_id == run_id) | (Evaluation.base_run_id == run_id) | (Evaluation.job_id == run_id))))
+    for evaluation in evaluations:
+        session.exec(delete(EvalRating).where(EvalRating.evaluation_id == evaluation.id))
+        session.exec(delete(EvalItem).where(EvalItem.evaluation_id == evaluation.id))
+        session.delete(evaluation)
+        session.flush()
+        if evaluation.job_id != run_id:
+            session.exec(delete(RunEvent).where(RunEvent.run_id == evaluation.job_id))
+            session.exec(delete(Run).where(Run.id == evaluation.job_id))

@@ -1,0 +1,126 @@
+"""What an evaluation found: blind-rating win rate, ties, raters and their agreement; multiple-choice accuracy.
+
+Accuracy counts an unparsed answer as wrong (it is never guessed) and reports the unparsed rate beside it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from medcot_ui.evaluate.records import items_of, ratings_of
+from medcot_ui.evaluate.stats import Proportion, cohen_kappa, mcnemar_exact, wilson
+from medcot_ui.evaluate.tables import CHOICE, EvalItem, EvalRating, Evaluation
+
+RESEARCH_ONLY = "Research use only: not a clinical validation, not for clinical decisions."
+
+
+@dataclass(frozen=True)
+class Agreement:
+    raters: tuple[str, str]
+    items: int  # rated by both
+    kappa: float | None
+
+
+@dataclass(frozen=True)
+class RatingSummary:
+    ratings: int
+    tuned_wins: int
+    base_wins: int
+    ties: int
+    neither: int
+    win_rate: Proportion  # tuned wins among the ratings that preferred one side
+    per_rater: dict[str, int] = field(default_factory=dict)
+    agreement: list[Agreement] = field(default_factory=list)
+
+
+def summarise_ratings(ratings: list[EvalRating]) -> RatingSummary:
+    counts = {p: sum(r.preferred == p for r in ratings) for p in ("tuned", "base", "tie", "neither")}
+    per_rater: dict[str, dict[int, str]] = defaultdict(dict)
+    for r in ratings:
+        per_rater[r.rater][r.item_id] = r.preferred
+    agreement = []
+    for first, second in combinations(sorted(per_rater), 2):
+        shared = sorted(per_rater[first].keys() & per_rater[second].keys())
+        if shared:
+            kappa = cohen_kappa([per_rater[first][i] for i in shared], [per_rater[second][i] for i in shared])
+            agreement.append(Agreement((first, second), len(shared), kappa))
+    return RatingSummary(len(ratings), counts["tuned"], counts["base"], counts["tie"], counts["neither"],
+                         wilson(counts["tuned"], counts["tuned"] + counts["base"]),
+                         {name: len(items) for name, items in sorted(per_rater.items())}, agreement)
+
+
+@dataclass(frozen=True)
+class ChoiceSummary:
+    scored: int  # questions with both answers generated
+    base: Proportion
+    tuned: Proportion
+    base_unparsed: Proportion
+    tuned_unparsed: Proportion
+    only_base_right: int
+    only_tuned_right: int
+    p_value: float  # exact McNemar on the paired outcomes
+
+    @property
+    def difference(self) -> float | None:
+        return (self.tuned.value - self.base.value) if self.scored else None
+
+
+def summarise_choices(items: list[EvalItem]) -> ChoiceSummary:
+    done = [it for it in items if it.generated("base") and it.generated("tuned")]
+    right = {side: [getattr(it, f"{side}_choice") == it.correct for it in done] for side in ("base", "tuned")}
+    unparsed = {side: sum(getattr(it, f"{side}_choice") is None for it in done) for side in ("base", "tuned")}
+    b = sum(x and not y for x, y in zip(right["base"], right["tuned"]))
+    c = sum(y and not x for x, y in zip(right["base"], right["tuned"]))
+    n = len(done)
+    return ChoiceSummary(n, wilson(sum(right["base"]), n), wilson(sum(right["tuned"]), n),
+                         wilson(unparsed["base"], n), wilson(unparsed["tuned"], n), b, c, mcnemar_exact(b, c))
+
+
+def _sides(evaluation: Evaluation) -> tuple[str, str]:
+    base = f"run {evaluation.base_run_id}" if evaluation.base_run_id is not None else "base model"
+    return base, f"tuned (run {evaluation.run_id})"
+
+
+def choice_lines(evaluation: Evaluation, summary: ChoiceSummary) -> list[str]:
+    base, tuned = _sides(evaluation)
+    if not summary.scored:
+        return ["No question answered by both models yet."]
+    return [f"Accuracy, {base}: {summary.base.describe()}",
+            f"Accuracy, {tuned}: {summary.tuned.describe()}",
+            f"Paired difference (tuned - base): {summary.difference:+.1%}; only base right "
+            f"{summary.only_base_right}, only tuned right {summary.only_tuned_right}; exact McNemar "
+            f"p = {summary.p_value:.3g}",
+            f"Unparsed answers (scored wrong, never guessed): {base} {summary.base_unparsed.describe()}, "
+            f"{tuned} {summary.tuned_unparsed.describe()}"]
+
+
+def rating_lines(evaluation: Evaluation, summary: RatingSummary) -> list[str]:
+    base, tuned = _sides(evaluation)
+    if not summary.ratings:
+        return ["Not rated yet."]
+    lines = [f"Win rate of {tuned} over {base} (ties and both-unacceptable left out): "
+             f"{summary.win_rate.describe()}",
+             f"{summary.ratings} ratings: tuned better {summary.tuned_wins}, base better {summary.base_wins}, "
+             f"tie {summary.ties}, both unacceptable {summary.neither}",
+             "Raters: " + ", ".join(f"{name} ({count})" for name, count in summary.per_rater.items())]
+    for a in summary.agreement:
+        kappa = f"{a.kappa:.2f}" if a.kappa is not None else "undefined (one label throughout)"
+        lines.append(f"Agreement {a.raters[0]} / {a.raters[1]}: Cohen's kappa {kappa} on {a.items} shared items")
+    return lines
+
+
+def summary_lines(evaluation: Evaluation) -> list[str]:
+    """The evaluation's findings as sentences (the tab, the CLI and the model card show these)."""
+    if evaluation.kind == CHOICE:
+        return choice_lines(evaluation, summarise_choices(items_of(evaluation.id)))
+    return rating_lines(evaluation, summarise_ratings(ratings_of(evaluation.id)))
+
+
+def headline(evaluation: Evaluation) -> str:
+    """One line naming what was measured, on what, with which settings."""
+    what = "multiple-choice accuracy" if evaluation.kind == CHOICE else "blind A/B rating of held-out answers"
+    decoding = "greedy" if evaluation.greedy else f"sampled at temperature {evaluation.temperature}"
+    return (f"Evaluation {evaluation.id}: {what}, N = {evaluation.n_items} questions from {evaluation.source}; "
+            f"{decoding}, up to {evaluation.max_new_tokens} new tokens")
