@@ -11,6 +11,7 @@ Examples::
     medcot resume 3                              # continue it from its last checkpoint
     medcot delete 3                              # delete it (restorable for an hour)
     medcot restore 3                             # undo the delete
+    medcot eval held-out 3 -n 50                 # evaluate run 3 against its base (`medcot eval -h`)
     medcot worker                                # train queued runs (the app starts one for you)
     medcot build-demo-model                      # the tiny offline model (built on first use anyway)
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from medcot_ui.evaluate.cli import add_parser as add_eval_parser
 from medcot_ui.training.config import ConfigError, RunConfig
 from medcot_ui.training.presets import PRESETS
 from medcot_ui.units import when
@@ -199,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("run_id", type=int)
         p.set_defaults(fn=fn)
+    add_eval_parser(sub)
     p = sub.add_parser("worker", help="train queued runs one at a time (the app starts one unless told not to)")
     p.add_argument("--exit-when-idle", action="store_true")
     p.set_defaults(fn=cmd_worker)

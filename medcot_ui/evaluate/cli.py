@@ -1,0 +1,138 @@
+"""``medcot eval``: queue, list, show and export evaluations from a shell (the Evaluate tab's options).
+
+    medcot eval held-out 3 -n 50                   # run 3 against its base on its own held-out rows
+    medcot eval held-out 3 --against 2 --file q.jsonl
+    medcot eval choice 3 --source demo -n 20       # multiple-choice accuracy (default: MedQA 4-option, test)
+    medcot eval list / medcot eval show 1 / medcot eval export 1 --format csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT, LETTERED
+from medcot_ui.evaluate.create import EvalRequest, create_evaluation
+from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
+
+DEFAULTS = EvalRequest()
+
+
+def _generation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id", type=int, help="the tuned run to evaluate (finished, with an adapter)")
+    p.add_argument("--against", type=int, dest="base_run_id", help="another run of the same base model to "
+                   "compare with (default: the base model itself)")
+    p.add_argument("-n", type=int, default=DEFAULTS.n, help=f"how many questions (default {DEFAULTS.n})")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="questions per generate call")
+    p.add_argument("--sample", action="store_true", help="sample at --temperature instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the blind A/B order")
+    p.add_argument("--wait", action="store_true", help="wait until a worker has finished it, showing progress")
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    mapping = {}
+    if args.kind == CHOICE and (args.question_column or args.options_column or args.lettered or args.answer_column):
+        mapping = {"question": args.question_column or "question", "answer": args.answer_column or "answer",
+                   "options": LETTERED if args.lettered else (args.options_column or "options")}
+    source = args.source if args.kind == CHOICE else ("file" if args.file else "held_out")
+    req = EvalRequest(kind=args.kind, run_id=args.run_id, base_run_id=args.base_run_id, n=args.n, source=source,
+                      file_path=args.file or "", dataset_id=getattr(args, "dataset", "") or "",
+                      dataset_config=getattr(args, "config", "") or "", split=getattr(args, "split", "test"),
+                      mapping=mapping, max_new_tokens=args.max_new_tokens, greedy=not args.sample,
+                      temperature=args.temperature, batch_size=args.batch_size, seed=args.seed)
+    evaluation = create_evaluation(req)
+    print(f"queued evaluation {evaluation.id} (job {evaluation.job_id}): {evaluation.n_items} questions from "
+          f"{evaluation.source}; a worker will pick it up (`medcot worker`, or the app's own)")
+    return _wait(evaluation.id) if args.wait else 0
+
+
+def _wait(evaluation_id: int) -> int:
+    from medcot_ui.evaluate.records import get_evaluation, progress
+    from medcot_ui.store import FINISHED, get_run
+
+    evaluation = get_evaluation(evaluation_id)
+    while (job := get_run(evaluation.job_id)).status not in {s.value for s in FINISHED}:
+        p = progress(evaluation_id)
+        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        print(f"  {job.status}: {p.done}/{p.total} answers{eta}", flush=True)
+        time.sleep(2)
+    print(f"evaluation {evaluation_id}: {job.status}" + (f": {job.error}" if job.error else ""))
+    return cmd_show(argparse.Namespace(evaluation_id=evaluation_id)) if job.status == "succeeded" else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from medcot_ui.evaluate.records import list_evaluations, progress
+    from medcot_ui.store import get_run
+
+    rows = list_evaluations(args.run)
+    if not rows:
+        print("no evaluations yet: `medcot eval held-out RUN` or `medcot eval choice RUN` queues one")
+    for e in rows:
+        job, p = get_run(e.job_id), progress(e.id)
+        print(f"{e.id:>4}  {e.kind:<8}  run {e.run_id:<4}  {job.status:<11} {p.done:>5}/{p.total:<5}  {e.source}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from medcot_ui.evaluate.records import get_evaluation, progress
+    from medcot_ui.evaluate.results import RESEARCH_ONLY, headline, summary_lines
+    from medcot_ui.store import get_run
+
+    evaluation = get_evaluation(args.evaluation_id)
+    if evaluation is None:
+        raise ValueError(f"evaluation {args.evaluation_id} does not exist")
+    job, p = get_run(evaluation.job_id), progress(evaluation.id)
+    print(headline(evaluation))
+    print(f"job {job.id}: {job.status}, {p.done}/{p.total} answers" + (f" ({job.error})" if job.error else ""))
+    for line in summary_lines(evaluation):
+        print(f"  {line}")
+    print(RESEARCH_ONLY)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medcot_ui.evaluate.export import export_csv, export_jsonl
+
+    out = Path(args.out) if args.out else None
+    path = (export_csv if args.format == "csv" else export_jsonl)(args.evaluation_id, out)
+    print(path)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``medcot eval`` and its commands on the CLI's subparsers."""
+    ev = sub.add_parser("eval", help="evaluate a run: held-out A/B answers or multiple-choice accuracy",
+                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = ev.add_subparsers(dest="eval_command", required=True, metavar="EVAL_COMMAND")
+    p = commands.add_parser("held-out", help="both models answer held-out questions, for blind rating")
+    _generation_options(p)
+    p.add_argument("--file", help="questions from this file (the run's column mapping) instead of its held-out rows")
+    p.set_defaults(fn=cmd_create, kind=HELD_OUT)
+    p = commands.add_parser("choice", help="multiple-choice accuracy of both models")
+    _generation_options(p)
+    p.add_argument("--source", choices=("hub", "file", "demo"), default="hub")
+    p.add_argument("--dataset", default=DEFAULT_HUB_DATASET, help="Hub dataset id (source hub)")
+    p.add_argument("--config", default="", help="Hub dataset config")
+    p.add_argument("--split", default=DEFAULT_HUB_SPLIT)
+    p.add_argument("--file", help="JSONL, CSV or Parquet file (source file)")
+    p.add_argument("--question-column")
+    p.add_argument("--options-column", help="a column holding a list, or a mapping from letters to options")
+    p.add_argument("--lettered", action="store_true", help="options are in columns A, B, C, ...")
+    p.add_argument("--answer-column", help="the correct letter, or the correct option's text")
+    p.set_defaults(fn=cmd_create, kind=CHOICE)
+    p = commands.add_parser("list", help="evaluations, newest first")
+    p.add_argument("--run", type=int, help="only those of this run")
+    p.set_defaults(fn=cmd_list)
+    p = commands.add_parser("show", help="one evaluation: progress and summary")
+    p.add_argument("evaluation_id", type=int)
+    p.set_defaults(fn=cmd_show)
+    p = commands.add_parser("export", help="write an evaluation as CSV or JSONL; prints the path")
+    p.add_argument("evaluation_id", type=int)
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--out", help="file to write (default: the run's exports folder)")
+    p.set_defaults(fn=cmd_export)
