@@ -59,7 +59,8 @@ class EvalRequest:
 
 def evaluable_run(run_id: int) -> tuple[Run, RunConfig]:
     """A finished run with an adapter, and its config; EvaluationError (naming the run) otherwise."""
-    from medcot_ui.compare.engine import CompareError, comparable_run
+    from medcot_ui.compare.comparable import comparable_run
+    from medcot_ui.compare.errors import CompareError
 
     try:
         run, config, _ = comparable_run(run_id)
@@ -74,7 +75,7 @@ def _held_out_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tup
         rows = map_rows(read_file(Path(req.file_path)), data)
         where = f"{Path(req.file_path).name} (all {len(rows)} rows)"
     else:
-        from medcot_ui.compare.engine import held_out_rows
+        from medcot_ui.compare.comparable import held_out_rows
 
         rows = held_out_rows(run_id)
         where = f"held-out rows of run {run_id} (seed {config.data.split_seed})"

@@ -1,15 +1,13 @@
 """Batched answers for an evaluation: one ``generate`` per batch and side, with the run's prompt format.
 
-Both sides use one copy of the base weights: the base side runs with the LoRA adapter switched off
-(``disable_adapter``), a tuned side with its run's adapter active. No database and no Gradio here, so the GPU
-bench times exactly what the evaluation job runs.
+Both sides use one copy of the base weights (loaded the way Compare loads it): the base side runs on the plain
+base, a tuned side with its run's adapter injected (:class:`SideSwitch`). No database and no Gradio here, so the
+GPU bench times exactly what the evaluation job runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +23,37 @@ class Generated:
     seconds: float  # this answer's share of the batch's time
 
 
-@contextmanager
-def adapter_active(model: Any, adapter: str | None) -> Iterator[None]:
-    """Generate with ``adapter`` (a loaded PEFT adapter's name), or with every adapter off when None."""
-    if adapter is None:
-        context = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
-        with context:
-            yield
-        return
-    model.set_adapter(adapter)
-    yield
+class SideSwitch:
+    """Puts each side's LoRA adapter on the one base model (Compare's row-scaled injection), or takes it off.
+
+    A side whose adapter is None runs on the plain base (the layers are put back, so it pays no LoRA work).
+    Switching between two adapters of one shape copies the weights in place.
+    """
+
+    def __init__(self, model: Any, sides: dict[str, Any], rows: int):
+        self.model, self.sides, self.rows = model, sides, rows
+        self.lora: Any = None
+        self.active: Any = None
+
+    def use(self, side: str) -> None:
+        from medcot_ui.compare.row_lora import RowLoRA
+
+        weights = self.sides[side]
+        if weights is None:
+            if self.lora is not None:
+                self.lora.detach()
+                self.lora, self.active = None, None
+            return
+        if self.lora is not None and self.active is weights:
+            return
+        if self.lora is not None and self.lora.fits(weights):
+            self.lora.load(weights)
+        else:
+            if self.lora is not None:
+                self.lora.detach()
+            self.lora = RowLoRA(self.model, weights, self.rows)
+        self.lora.set_rows([True] * self.rows)
+        self.active = weights
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -65,9 +84,9 @@ def generate_kwargs(model: Any, tokenizer: Any, max_new_tokens: int, greedy: boo
 
 
 def answer_batch(model: Any, tokenizer: Any, fmt: PromptFormat, questions: list[str], max_new_tokens: int,
-                 adapter: str | None = None, greedy: bool = True, temperature: float = 0.6,
-                 seed: int = 3407) -> list[Generated]:
-    """Generate one answer per question in one batched call and split each into reasoning and answer."""
+                 greedy: bool = True, temperature: float = 0.6, seed: int = 3407) -> list[Generated]:
+    """Generate one answer per question in one batched call (with whichever adapter is on) and split each into
+    reasoning and answer."""
     import torch
 
     prompts = [fmt.inference_prompt(q, tokenizer) for q in questions]
@@ -76,7 +95,7 @@ def answer_batch(model: Any, tokenizer: Any, fmt: PromptFormat, questions: list[
     enc = encode(tokenizer, prompts, device)
     kwargs = generate_kwargs(model, tokenizer, max_new_tokens, greedy, temperature)
     start = time.perf_counter()
-    with adapter_active(model, adapter), torch.inference_mode():
+    with torch.inference_mode():
         if not greedy:
             torch.manual_seed(seed)
         out = model.generate(**enc, **kwargs)

@@ -9,7 +9,7 @@ from sqlmodel import Session, delete, select
 from medcot_ui.evaluate.choices import choice_of
 from medcot_ui.evaluate.generate import Generated
 from medcot_ui.evaluate.tables import SIDES, EvalItem, EvalRating, Evaluation
-from medcot_ui.store import Run, RunEvent, read_session, write_session
+from medcot_ui.store import Run, RunEvent, read_session
 
 
 def get_evaluation(evaluation_id: int) -> Evaluation | None:
@@ -45,32 +45,28 @@ def pending_items(evaluation_id: int, limit: int) -> list[EvalItem]:
                            .order_by(EvalItem.position).limit(limit)))
 
 
-def store_answers(job_id: int, items: list[EvalItem], side: str, answers: list[Generated]) -> int:
-    """Store one side's answers for ``items`` (never overwriting a stored one); returns how many were stored."""
+def store_answers(session: Session, items: list[EvalItem], side: str, answers: list[Generated]) -> int:
+    """Store one side's answers for ``items`` in ``session`` (never overwriting a stored one); returns how many."""
     if side not in SIDES:
         raise ValueError(f"side: '{side}' is not one of {', '.join(SIDES)}")
     stored = 0
-    with write_session() as s:
-        for item, answer in zip(items, answers, strict=True):
-            row = s.get(EvalItem, item.id)
-            if row.generated(side):
-                continue
-            values = {"text": answer.text, "reasoning": answer.completion.reasoning,
-                      "answer": answer.completion.answer, "state": answer.completion.state,
-                      "tokens": answer.tokens, "finish": answer.finish, "seconds": answer.seconds,
-                      "choice": choice_of(answer.completion, row.options) if row.options else None}
-            for name, value in values.items():
-                setattr(row, f"{side}_{name}", value)
-            stored += 1
-        if items:
-            s.flush()
-            s.get(Run, job_id).last_step = answered_count(s, items[0].evaluation_id)  # the job's progress
+    for item, answer in zip(items, answers, strict=True):
+        row = session.get(EvalItem, item.id)
+        if row.generated(side):
+            continue
+        values = {"text": answer.text, "reasoning": answer.completion.reasoning, "answer": answer.completion.answer,
+                  "state": answer.completion.state, "tokens": answer.tokens, "finish": answer.finish,
+                  "seconds": answer.seconds, "choice": choice_of(answer.completion, row.options) if row.options else None}
+        for name, value in values.items():
+            setattr(row, f"{side}_{name}", value)
+        stored += 1
+    session.flush()
     return stored
 
 
-def answered_count(session: object, evaluation_id: int) -> int:
+def answered_count(session: Session, evaluation_id: int) -> int:
     """Stored answers of both sides (each question counts twice)."""
-    rows = session.exec(select(EvalItem.base_text.is_not(None), EvalItem.tuned_text.is_not(None))  # type: ignore[attr-defined]
+    rows = session.exec(select(EvalItem.base_text.is_not(None), EvalItem.tuned_text.is_not(None))
                         .where(EvalItem.evaluation_id == evaluation_id)).all()
     return sum(int(bool(a)) + int(bool(b)) for a, b in rows)
 
