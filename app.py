@@ -21,7 +21,7 @@ from medcot_ui.training.models import ensure_demo_model
 from medcot_ui.hosting.redact import install as install_redaction
 from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import get_engine
-from medcot_ui.tabs import compare, dataset, publish, runs, train
+from medcot_ui.tabs import compare, dataset, evaluate, publish, runs, train
 
 APP_CSS = PROJECT_DIR / "medcot_ui" / "tabs" / "app.css"
 
@@ -44,12 +44,15 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 runs_ui = runs.build(ctx)
             with gr.Tab("Compare", id="compare"):
                 compare_ui = compare.build(ctx)
+            with gr.Tab("Evaluate", id="evaluate"):
+                evaluate_ui = evaluate.build(ctx)
             with gr.Tab("Publish", id="publish"):
                 publish_ui = publish.build(ctx)
         train.wire(train_ui, runs_ui, tabs)
         runs.wire(runs_ui, train_ui, tabs)
         dataset.wire(dataset_ui, train_ui)
         compare.wire(compare_ui, runs_ui)
+        evaluate.wire(evaluate_ui, demo)
         publish.wire(publish_ui, runs_ui)
     return demo
 

@@ -51,14 +51,17 @@ def make_adapter(model_dir: Path, out: Path) -> Path:
 
     from medcot_ui.training.config import LORA_TARGETS
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map={"": 0})
+    cuda = torch.cuda.is_available()  # the evaluation bench's --tiny mode builds its adapter on the CPU
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                 device_map={"": 0} if cuda else None)
     torch.manual_seed(3407)
     # init_lora_weights=False keeps nn.Linear's random init for B too, so the adapter really changes outputs.
     peft = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, target_modules=LORA_TARGETS, lora_dropout=0.0,
                                             init_lora_weights=False, task_type="CAUSAL_LM"))
     peft.save_pretrained(out)
     del model, peft
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return out
 
 

@@ -1,8 +1,9 @@
-"""One evaluation process: ``python -m jobs.evaluate JOB_ID``, started by the worker like a training run.
+"""One evaluation process: ``python -m jobs.evaluate JOB_ID --attempt=N``, started by the worker like training.
 
 Loads the run's base model once (with Compare's loader), puts the run's adapter on it for the tuned side (and the
-other run's for the base side, run against run), and answers the stored questions in batches, base side then tuned side, storing
-each batch as it is generated. A resumed job answers only what is missing; cancel is honoured between batches.
+other run's for the base side, run against run), and answers the stored questions in batches, base side then
+tuned side, storing each batch as it is generated. A resumed job answers only what is missing; cancel is honoured
+between batches.
 """
 
 from __future__ import annotations

@@ -112,10 +112,15 @@ def test_evaluations_survive_a_kill_and_an_app_restart_without_regenerating_and_
     check_finished_without_regenerating(held_out, 8, [held_out_killed])
     check_finished_without_regenerating(choice, 20, [choice_restarted, choice_killed])
     shown = cli("eval", "show", str(choice)).stdout
-    assert "succeeded, 40/40 answers" in shown and "Accuracy, tuned (run 1):" in shown and "Research use only" in shown
+    assert "succeeded, 40/40 answers" in shown and "Accuracy, tuned model (run 1):" in shown
+    assert "Research use only" in shown
     assert "Not rated yet." in cli("eval", "show", str(held_out)).stdout
     check_exports(held_out, 8)
     check_exports(choice, 20)
+    from medcot_ui.publish.card import build_card, gather
+
+    card = str(build_card(gather(demo_run)))
+    assert "multiple-choice accuracy, N = 20 questions" in card and "exact McNemar p =" in card
 
 
 def test_bad_requests_are_refused_by_name_and_store_nothing(demo_run: int, home: Path, tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.data.load import DataError, map_rows, read_file
-from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, ChoiceMapping, choice_items, detect_mapping, read_records
+from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, choice_items, detect_mapping,
+                                            read_records)
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
 from medcot_ui.hosting.settings import get_settings
 from medcot_ui.store import JobKind, Run, RunEvent, write_session

@@ -56,7 +56,8 @@ def store_answers(session: Session, items: list[EvalItem], side: str, answers: l
             continue
         values = {"text": answer.text, "reasoning": answer.completion.reasoning, "answer": answer.completion.answer,
                   "state": answer.completion.state, "tokens": answer.tokens, "finish": answer.finish,
-                  "seconds": answer.seconds, "choice": choice_of(answer.completion, row.options) if row.options else None}
+                  "seconds": answer.seconds,
+                  "choice": choice_of(answer.completion, row.options) if row.options else None}
         for name, value in values.items():
             setattr(row, f"{side}_{name}", value)
         stored += 1

@@ -78,13 +78,14 @@ def summarise_choices(items: list[EvalItem]) -> ChoiceSummary:
                          wilson(unparsed["base"], n), wilson(unparsed["tuned"], n), b, c, mcnemar_exact(b, c))
 
 
-def _sides(evaluation: Evaluation) -> tuple[str, str]:
+def side_labels(evaluation: Evaluation) -> tuple[str, str]:
+    """How the two sides are named once revealed: (base, tuned)."""
     base = f"run {evaluation.base_run_id}" if evaluation.base_run_id is not None else "base model"
-    return base, f"tuned (run {evaluation.run_id})"
+    return base, f"tuned model (run {evaluation.run_id})"
 
 
 def choice_lines(evaluation: Evaluation, summary: ChoiceSummary) -> list[str]:
-    base, tuned = _sides(evaluation)
+    base, tuned = side_labels(evaluation)
     if not summary.scored:
         return ["No question answered by both models yet."]
     return [f"Accuracy, {base}: {summary.base.describe()}",
@@ -97,7 +98,7 @@ def choice_lines(evaluation: Evaluation, summary: ChoiceSummary) -> list[str]:
 
 
 def rating_lines(evaluation: Evaluation, summary: RatingSummary) -> list[str]:
-    base, tuned = _sides(evaluation)
+    base, tuned = side_labels(evaluation)
     if not summary.ratings:
         return ["Not rated yet."]
     lines = [f"Win rate of {tuned} over {base} (ties and both-unacceptable left out): "
@@ -124,3 +125,23 @@ def headline(evaluation: Evaluation) -> str:
     decoding = "greedy" if evaluation.greedy else f"sampled at temperature {evaluation.temperature}"
     return (f"Evaluation {evaluation.id}: {what}, N = {evaluation.n_items} questions from {evaluation.source}; "
             f"{decoding}, up to {evaluation.max_new_tokens} new tokens")
+
+
+def card_section(run_id: int) -> str:
+    """The model card's account of the run's finished evaluations: what was measured, on what, N, the intervals,
+    who rated; research use only."""
+    from medcot_ui.evaluate.records import list_evaluations
+    from medcot_ui.store import RunStatus, get_run
+
+    finished = [e for e in reversed(list_evaluations(run_id))
+                if (job := get_run(e.job_id)) is not None and job.status == RunStatus.succeeded]
+    if not finished:
+        return "No evaluation of this run was recorded in MedCoT Studio."
+    parts = [f"{len(finished)} evaluation{'s' * (len(finished) > 1)} run in MedCoT Studio (95% intervals are Wilson "
+             "score intervals; the paired test is an exact McNemar test; blind ratings saw the two answers as A and B "
+             "in a random order recorded per question)."]
+    for evaluation in finished:
+        lines = "\n".join(f"- {line}" for line in summary_lines(evaluation))
+        parts.append(f"### {headline(evaluation)}\n\n{lines}")
+    parts.append(f"*{RESEARCH_ONLY}*")
+    return "\n\n".join(parts)

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcot_ui.evaluate.results import card_section as evaluation_section
 from medcot_ui.publish.provenance import caveats, dataset_facts, license_of
 from medcot_ui.training.config import RunConfig
 from medcot_ui.training.models import is_demo
 from medcot_ui.store import Comparison, Metric, Run, get_run, read_session, run_metrics
 from medcot_ui.units import duration
 
-SECTIONS = ("Model details", "Training data", "Training procedure", "Results", "Base vs tuned examples",
+SECTIONS = ("Model details", "Training data", "Training procedure", "Results", "Evaluation", "Base vs tuned examples",
             "Hardware and duration", "Software versions", "Intended use", "Limitations", "How to use", "Licence",
             "Citation")
 LOSS_CURVE = "loss_curve.png"
@@ -304,6 +305,7 @@ def build_card(inputs: CardInputs) -> Any:
         "Training procedure": ("The complete run configuration, exactly as trained (also in "
                                f"[`{TRAINING_CONFIG}`]({TRAINING_CONFIG})):\n\n```yaml\n{config.to_yaml()}```"),
         "Results": _results_section(inputs),
+        "Evaluation": evaluation_section(run.id),
         "Base vs tuned examples": _examples_section(inputs),
         "Hardware and duration": _hardware_section(inputs),
         "Software versions": _versions_section(inputs),
