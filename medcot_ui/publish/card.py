@@ -305,7 +305,7 @@ def build_card(inputs: CardInputs) -> Any:
         "Training procedure": ("The complete run configuration, exactly as trained (also in "
                                f"[`{TRAINING_CONFIG}`]({TRAINING_CONFIG})):\n\n```yaml\n{config.to_yaml()}```"),
         "Results": _results_section(inputs),
-        "Evaluation": evaluation_section(run.id),
+        "Evaluation": evaluation_section(inputs.run.id),
         "Base vs tuned examples": _examples_section(inputs),
         "Hardware and duration": _hardware_section(inputs),
         "Software versions": _versions_section(inputs),
