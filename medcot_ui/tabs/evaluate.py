@@ -78,8 +78,8 @@ def _new_evaluation() -> dict[str, Any]:
             against = gr.Dropdown(choices=[("Its base model", BASE_MODEL)], value=BASE_MODEL, label="Against",
                                   info="The base model, or another run of the same base model.")
         source = gr.Radio(list(SOURCES), value=next(iter(SOURCES)), label="Questions")
-        upload = gr.File(label="Upload (JSONL, CSV or Parquet)", file_types=[".jsonl", ".json", ".csv", ".parquet"],
-                         height=90)
+        # No file_types here: accept_upload refuses other types in a sentence (Gradio's check logs a traceback).
+        upload = gr.File(label="Upload (JSONL, CSV or Parquet)", height=90)
         mapping = gr.Textbox(label="Multiple-choice columns: question, options, answer (blank: detected)",
                              placeholder="question, options, answer_idx   (options blank = lettered columns A, B, ...)")
         with gr.Row():
@@ -141,11 +141,16 @@ def build(ctx: AppContext) -> EvaluateTab:
 
 # ---- handlers ---------------------------------------------------------------------------------------------
 
+def _refused(message: str, title: str = "Error") -> gr.Error:
+    """A refusal the user reads; it is expected, so no traceback in the server log."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
 def _evaluation_id(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"Evaluation: pick one from the list ({value!r} is not one).") from None
+        raise _refused(f"Evaluation: pick one from the list ({value!r} is not one).") from None
 
 
 def list_runs(ui: EvaluateTab, request: gr.Request) -> Updates:
@@ -168,7 +173,7 @@ def _mapping(text: str) -> dict[str, str]:
         return {}
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 3 or not parts[0] or not parts[2]:
-        raise gr.Error("Multiple-choice columns: write three names, question, options, answer (options may be "
+        raise _refused("Multiple-choice columns: write three names, question, options, answer (options may be "
                        "blank for lettered columns A, B, ...).")
     return {"question": parts[0], "options": parts[1], "answer": parts[2]}
 
@@ -176,25 +181,25 @@ def _mapping(text: str) -> dict[str, str]:
 def _request(kind_label: str, run_id: Any, against: Any, source_label: str, upload: Any, mapping: str, n: Any,
              max_new_tokens: Any, batch_size: Any, greedy: bool) -> EvalRequest:
     kind, source = KINDS.get(kind_label, HELD_OUT), SOURCES.get(source_label, "held_out")
-    if run_id is None:
-        raise gr.Error("Tuned run: pick a finished run first.")
-    if (kind == HELD_OUT) != (source in ("held_out", "file")):
-        raise gr.Error(f"Questions: '{source_label}' does not go with {kind_label.lower()}.")
     path = ""
-    if source == "file":
-        if not upload:
-            raise gr.Error("Upload: add the file of questions first.")
+    if upload:  # checked (and a bad file discarded) whatever else the form says
         try:
             path = str(accept_upload(upload).path)
         except UploadRejected as exc:
-            raise gr.Error(f"Upload: {exc}") from None
+            raise _refused(f"Upload: {exc}") from None
+    if run_id is None:
+        raise _refused("Tuned run: pick a finished run first.")
+    if (kind == HELD_OUT) != (source in ("held_out", "file")):
+        raise _refused(f"Questions: '{source_label}' does not go with {kind_label.lower()}.")
+    if source == "file" and not path:
+        raise _refused("Upload: add the file of questions first.")
     try:
         return EvalRequest(kind=kind, run_id=int(run_id), base_run_id=int(against) if against else None,
                            n=int(n or 0), source=source, file_path=path, split=DEFAULT_HUB_SPLIT,
                            mapping=_mapping(mapping) if kind == CHOICE else {}, max_new_tokens=int(max_new_tokens or 0),
                            batch_size=int(batch_size or 0), greedy=bool(greedy))
     except (TypeError, ValueError) as exc:
-        raise gr.Error(f"Settings: {exc}") from None
+        raise _refused(f"Settings: {exc}") from None
 
 
 def queue_evaluation(ui: EvaluateTab, kind_label: str, run_id: Any, against: Any, source_label: str, upload: Any,
@@ -205,7 +210,7 @@ def queue_evaluation(ui: EvaluateTab, kind_label: str, run_id: Any, against: Any
     try:
         evaluation = create_evaluation(req)
     except EvaluationError as exc:
-        raise gr.Error(str(exc), title="Evaluation not queued") from None
+        raise _refused(str(exc), title="Evaluation not queued") from None
     return {ui.queue_status: f"Queued evaluation {evaluation.id}: {evaluation.n_items} questions from "
                              f"{evaluation.source}.",
             ui.evaluation: gr.update(choices=view.evaluation_choices(), value=evaluation.id)}
@@ -229,11 +234,11 @@ def _job_action(action: Any, verb: str, evaluation_id: Any, request: gr.Request)
     guard(request, verb)
     evaluation = get_evaluation(_evaluation_id(evaluation_id))
     if evaluation is None:
-        raise gr.Error("Evaluation: it no longer exists.")
+        raise _refused("Evaluation: it no longer exists.")
     try:
         action(evaluation.job_id)
     except QueueError as exc:
-        raise gr.Error(str(exc).replace(f"run {evaluation.job_id}", f"evaluation {evaluation.id}")) from None
+        raise _refused(str(exc).replace(f"run {evaluation.job_id}", f"evaluation {evaluation.id}")) from None
     return view.status_markdown(evaluation.id)
 
 
@@ -259,7 +264,7 @@ def next_item(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr.
     guard(request, "compare")  # rating is judging the models' answers, as in Compare
     eid, rater = _evaluation_id(evaluation_id), _rater(rater_name, request)
     if not rater:
-        raise gr.Error("Your name: type it (or sign in) before rating, so your ratings are counted as yours.")
+        raise _refused("Your name: type it (or sign in) before rating, so your ratings are counted as yours.")
     item = rating.next_unrated(eid, rater)
     cleared = {ui.verdict: None, ui.note: "", ui.reveal: ""}
     if item is None:
@@ -271,13 +276,13 @@ def compare_rating(ui: EvaluateTab, evaluation_id: Any, item_id: Any, rater_name
                    note: str, request: gr.Request) -> Updates:
     guard(request, "compare")
     if item_id is None:
-        raise gr.Error("Rating: press 'Next item to rate' first.")
+        raise _refused("Rating: press 'Next item to rate' first.")
     if verdict_label not in VERDICTS:
-        raise gr.Error("Which answer is better: pick one before saving.")
+        raise _refused("Which answer is better: pick one before saving.")
     try:
         row = rating.rate(int(item_id), _rater(rater_name, request), VERDICTS[verdict_label], note)
     except rating.RatingError as exc:
-        raise gr.Error(str(exc)) from None
+        raise _refused(str(exc)) from None
     evaluation = get_evaluation(row.evaluation_id)
     item = next(it for it in items_of(evaluation.id) if it.id == row.item_id)
     base, tuned = side_labels(evaluation)
