@@ -137,3 +137,15 @@ def test_bad_requests_are_refused_by_name_and_store_nothing(demo_run: int, home:
     with pytest.raises(EvaluationError, match="run 1 saved no adapter .* it cannot be evaluated"):
         create_evaluation(EvalRequest(run_id=demo_run, n=1))
     assert cli("eval", "list").stdout.startswith("no evaluations yet")
+
+
+def test_a_running_evaluation_counts_as_a_gpu_user_for_compare_but_is_not_listed_as_a_run(demo_run: int,
+                                                                                          home: Path) -> None:
+    from jobs.queue import claim
+    from medcot_ui.compare.gpu_budget import running_training_runs
+    from medcot_ui.store import list_runs
+
+    evaluation = create_evaluation(EvalRequest(run_id=demo_run, n=2))
+    assert claim("test-worker") == evaluation.job_id
+    assert [r.id for r in running_training_runs()] == [evaluation.job_id]  # Compare waits for it like training
+    assert [r.id for r in list_runs()] == [demo_run]  # the Runs tab, Compare and Publish list training runs only

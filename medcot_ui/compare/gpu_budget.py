@@ -38,10 +38,13 @@ def cuda_memory() -> GpuMemory | None:
 
 
 def running_training_runs() -> list[Any]:
-    """Runs whose status is running (from the database: training lives in other processes)."""
-    from medcot_ui.store import RunStatus, list_runs
+    """Jobs running now, training runs and evaluations alike (from the database: they live in other processes)."""
+    from sqlmodel import select
 
-    return [r for r in list_runs() if r.status == RunStatus.running]
+    from medcot_ui.store import Run, RunStatus, read_session
+
+    with read_session() as s:  # not list_runs(): it leaves evaluation jobs out, and they use the GPU too
+        return list(s.exec(select(Run).where(Run.status == RunStatus.running, Run.deleted_at.is_(None))))
 
 
 def safety_margin(total: int) -> int:
