@@ -120,12 +120,13 @@ def export_root(run_id: int) -> Path:
     return get_settings().run_exports_dir(run_id)
 
 
-def available_ram(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """Bytes of RAM this process can still use: the machine's free memory, or less when a container limit
-    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) leaves less, as on a Space or under Docker."""
+def available_ram(cgroup: Path = Path("/sys/fs/cgroup"), free: int | None = None) -> int:
+    """Bytes of RAM this process can still use: the machine's free memory (``free``, read now when not given), or
+    less when a container limit (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) leaves less, as on a Space
+    or under Docker."""
     import psutil
 
-    free = psutil.virtual_memory().available
+    free = psutil.virtual_memory().available if free is None else free
     for limit_file, usage_file in (("memory.max", "memory.current"),
                                    ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
         try:
