@@ -28,9 +28,8 @@ def random_8b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-@pytest.mark.parametrize("backend", ["unsloth", "transformers"])
-def test_the_reference_recipe_trains_an_8b_shaped_model_in_4bit_through_the_queue(
-        backend: str, random_8b: Path, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+def queue_recipe_run(random_8b: Path, backend: str, config_file: Path, **overrides: object) -> None:
+    """The recipe on the random 8B (64 rows, 6 steps) for ``backend``, queued through the CLI as a user would."""
     if backend == "unsloth":
         pytest.importorskip("unsloth")
     pytest.importorskip("bitsandbytes")
@@ -39,10 +38,15 @@ def test_the_reference_recipe_trains_an_8b_shaped_model_in_4bit_through_the_queu
     config = recipe().with_overrides({
         "model.base_model": str(random_8b / "model"), "model.backend": backend, "data.source": "file",
         "data.file_path": str(random_8b / "rows.jsonl"), "data.split": "train[0:64]",
-        "training.max_steps": 6, "training.logging_steps": 2, "training.save_steps": 6})
-    path = tmp_path / "gpu.yaml"
-    path.write_text(config.to_yaml())
-    cli("enqueue", str(path))
+        "training.max_steps": 6, "training.logging_steps": 2, "training.save_steps": 6, **overrides})
+    config_file.write_text(config.to_yaml())
+    cli("enqueue", str(config_file))
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "transformers"])
+def test_the_reference_recipe_trains_an_8b_shaped_model_in_4bit_through_the_queue(
+        backend: str, random_8b: Path, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    queue_recipe_run(random_8b, backend, tmp_path / "gpu.yaml")
     processes.worker()
     wait_for(lambda: get_run(1).status in {"succeeded", "failed"}, timeout=220, interval=1, what="the GPU run")
     run = get_run(1)
@@ -70,19 +74,8 @@ def test_the_recipe_trains_across_two_gpus_with_one_process_each_through_the_que
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two CUDA GPUs")
-    if backend == "unsloth":
-        pytest.importorskip("unsloth")
-    pytest.importorskip("bitsandbytes")
-    from medcot_ui.training.presets import recipe
-
-    config = recipe().with_overrides({
-        "model.base_model": str(random_8b / "model"), "model.backend": backend, "data.source": "file",
-        "data.file_path": str(random_8b / "rows.jsonl"), "data.split": "train[0:64]",
-        "training.num_processes": 2, "training.gradient_accumulation_steps": 2,
-        "training.max_steps": 6, "training.logging_steps": 2, "training.save_steps": 6})
-    path = tmp_path / "two-gpus.yaml"
-    path.write_text(config.to_yaml())
-    cli("enqueue", str(path))
+    queue_recipe_run(random_8b, backend, tmp_path / "two-gpus.yaml",
+                     **{"training.num_processes": 2, "training.gradient_accumulation_steps": 2})
     processes.worker()
     wait_for(lambda: get_run(1).status in {"succeeded", "failed"}, timeout=220, interval=1, what="the 2-GPU run")
     run = get_run(1)
