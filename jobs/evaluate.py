@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from jobs.attempt import STALE_EXIT_CODE, Attempt, StaleAttempt
-from jobs.train import _limit_cpu_threads
+from jobs.train import limit_cpu_threads
 from medcot_ui.compare.loading import load_model
 from medcot_ui.compare.row_lora import read_adapter
 from medcot_ui.data.load import DataError
@@ -85,7 +85,7 @@ def run_evaluation(job_id: int, attempt_number: int) -> RunStatus | None:
     if evaluation is None:
         finish(job_id, RunStatus.failed, f"job {job_id} has no evaluation", attempt=attempt_number)
         return RunStatus.failed
-    _limit_cpu_threads()
+    limit_cpu_threads()
     try:
         attempt.check()  # a stale attempt stops before touching the GPU
         loaded, fmt, switch = load_models(evaluation)

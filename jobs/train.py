@@ -158,7 +158,7 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
     if run is None:
         raise SystemExit(f"run {run_id} does not exist")
     attempt = Attempt(run_id, attempt_number)
-    _limit_cpu_threads()
+    limit_cpu_threads()
     started = time.time()
     output_dir = Path(run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
     return RunStatus.failed
 
 
-def _limit_cpu_threads() -> None:
+def limit_cpu_threads() -> None:
     """On CPU, train on few threads: the demo model's tiny matmuls run fastest on one thread, and a busy
     2-core machine (web app, other workers) slows multi-threaded steps down tens of times."""
     import torch

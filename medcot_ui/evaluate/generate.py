@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from medcot_ui.compare.streaming import eos_ids
 from medcot_ui.training.prompts import THINK_OPEN, Completion, PromptFormat, split_completion
 
 
@@ -54,14 +55,6 @@ class SideSwitch:
             self.lora = RowLoRA(self.model, weights, self.rows)
         self.lora.set_rows([True] * self.rows)
         self.active = weights
-
-
-def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
 
 
 def encode(tokenizer: Any, prompts: list[str], device: Any) -> dict[str, Any]:
