@@ -5,6 +5,7 @@
 #   scripts/gpu-check.sh train   training A/B rounds (reference script vs app job), fast preset, app-on-GPU walk
 #   scripts/gpu-check.sh final   on 2 GPUs: balanced training A/B (GPU 0 ref,app,ref while GPU 1 runs app,ref,app),
 #                                then the Compare bench (GPU 0) beside the evaluation throughput bench (GPU 1)
+#   scripts/gpu-check.sh scale   on 2+ GPUs: the two-GPU training tests, then data-parallel scaling (1 vs all GPUs)
 # Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other
 # (GPU_CHECK_LANE=a or b runs one of them: on one GPU the train stage needs both lanes in separate calls).
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
@@ -95,6 +96,18 @@ case "$stage" in
           --batches 1 8 32 --tokens 128 --repeats 2
       fi
     }
+    ;;
+  scale)
+    # Every step uses all GPUs at once, so there is one lane: the 2-GPU tests, then 1 GPU vs all of them.
+    all_gpus=$(seq -s, 0 $((gpus - 1)))
+    lane_a() {
+      run "$all_gpus" "$out/pytest-scale.log" python3 -m pytest -v -p no:cacheprovider tests/test_gpu_training.py \
+        -k two_gpus
+      run "$all_gpus" "$out/data-parallel.txt" python3 bench/data_parallel.py --work "$work" --gpus "1,$gpus" \
+        --rounds 2 --max-steps 20 --logging-steps 2 --steady-after 6
+      cp "$work/data-parallel.jsonl" "$out/" 2>/dev/null
+    }
+    lane_b() { :; }
     ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
