@@ -24,6 +24,13 @@ from medcot_ui.store import RunEvent, RunStatus, get_engine, read_session, write
 STALE_EXIT_CODE = 3  # how a training process that lost its run exits (the worker's orphan guard uses it too)
 
 
+def exit_code(status: RunStatus | None) -> int:
+    """A job process's exit code for how its job ended: None means its attempt went stale."""
+    if status is None:
+        return STALE_EXIT_CODE
+    return 0 if status in {RunStatus.succeeded, RunStatus.cancelled} else 1
+
+
 class StaleAttempt(RuntimeError):
     """This attempt no longer owns the run (it was reaped, or claimed again by a newer attempt)."""
 

@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Any
 
-from jobs.attempt import STALE_EXIT_CODE, Attempt, StaleAttempt
+from jobs.attempt import Attempt, StaleAttempt, exit_code
 from jobs.train import limit_cpu_threads
 from medcot_ui.compare.loading import load_model
 from medcot_ui.compare.row_lora import read_adapter
@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the attempt number the worker claimed; the process writes nothing once it is stale")
     args = parser.parse_args(argv)
     install_redaction()
-    status = run_evaluation(args.job_id, args.attempt)
-    if status is None:
-        return STALE_EXIT_CODE
-    return 0 if status in {RunStatus.succeeded, RunStatus.cancelled} else 1
+    return exit_code(run_evaluation(args.job_id, args.attempt))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from jobs.attempt import STALE_EXIT_CODE, Attempt, StaleAttempt
+from jobs.attempt import Attempt, StaleAttempt, exit_code
 from jobs.ranks import is_main, layout_problem, load_checkpoints_on_cpu_ranks, save_adapter, world_size
 from medcot_ui.training.config import ConfigError, RunConfig
 from medcot_ui.data.load import DataError, Prepared, prepare
@@ -244,10 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     install_redaction()  # no token reaches train.log or the run's rows (errors, events)
     parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
-    status = run_training(args.run_id, args.attempt, parent)
-    if status is None:
-        return STALE_EXIT_CODE
-    return 0 if status in {RunStatus.succeeded, RunStatus.cancelled} else 1
+    return exit_code(run_training(args.run_id, args.attempt, parent))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,19 @@ def duration(seconds: float | None, missing: str = "-") -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def rough_duration(seconds: float) -> str:
+    """A planned duration, rounded as an estimate deserves: '0.21 s', '8 s', '2 min', '1.5 h', '3 days'."""
+    if seconds < 10:
+        return f"{seconds:.2g} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 def shorten(text: str | None, n: int = 80) -> str:
     """One line of at most ``n`` characters (whitespace collapsed, an ellipsis where it was cut)."""
     text = " ".join((text or "").split())

@@ -11,6 +11,7 @@ from medcot_ui.training.estimate import (GIB, Estimate, backend_for_gpu, calibra
                                          whole_run_calibration)
 from medcot_ui.training.gpus import GPUS, REFERENCE_GPU, detected_gpu, local_cuda_device
 from medcot_ui.training.model_shape import model_shape
+from medcot_ui.units import rough_duration
 
 BACKEND_LABELS = {"unsloth": "Unsloth", "transformers": "transformers + bitsandbytes"}
 MEMORY_PARTS = {"frozen weights": "the model itself", "LoRA + grads + optimizer": "what training adds to it",
@@ -23,25 +24,13 @@ def gb(gib: float) -> str:
     return f"{n * 1000:.0f} MB" if n < 1 else f"{n:.1f} GB"
 
 
-def duration(seconds: float) -> str:
-    """A planning duration: '0.21 s', '8 s', '2 min', '1.5 h', '3 days'."""
-    if seconds < 10:
-        return f"{seconds:.2g} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
-
 
 def _whole_run(est: Estimate, steps: int) -> str:
-    start = f"{duration(est.startup_s)} to start and load the model"
+    start = f"{rough_duration(est.startup_s)} to start and load the model"
     if not steps:  # trained by epochs: the step count depends on the data
-        return f"{start}, then {duration(est.seconds_per_step)} per step"
-    return f"**about {duration(est.run_seconds(steps))}**: {start}, then {steps} steps of " \
-           f"{duration(est.seconds_per_step)}"
+        return f"{start}, then {rough_duration(est.seconds_per_step)} per step"
+    return f"**about {rough_duration(est.run_seconds(steps))}**: {start}, then {steps} steps of " \
+           f"{rough_duration(est.seconds_per_step)}"
 
 
 def _busy_note() -> str:
@@ -79,9 +68,9 @@ def _gpu_table(config: RunConfig, gpu: str, ests: dict[str, Estimate]) -> list[s
     for name, est in ests.items():
         fits = f" -- **more than the {gb(GPUS[gpu].memory_gib)} it has**" if not est.fits() else ""
         mark = " (this config)" if name == chosen else ""
-        whole = duration(est.run_seconds(steps)) if steps else duration(est.startup_s)
+        whole = rough_duration(est.run_seconds(steps)) if steps else rough_duration(est.startup_s)
         lines.append(f"| {BACKEND_LABELS[name]}{mark} | {gb(est.total_gib)}{fits} | {whole} | "
-                     f"{duration(est.seconds_per_step)} |")
+                     f"{rough_duration(est.seconds_per_step)} |")
     est = ests[chosen]
     lines += ["", "Where the memory goes: " + ", ".join(f"{MEMORY_PARTS[k]} {gb(v)}"
                                                        for k, v in est.memory_gib.items())
