@@ -8,8 +8,8 @@ speed, latency and memory do not depend on the weight values) with a rank-16 LoR
   user after a start sees it;
 * engine: the Compare engine (``medcot_ui.compare.engine``) as the tab runs it, warmed up: one batched generate,
   row 0 base and row 1 with the adapter (row-scaled LoRA), compiled decode step, streamed into two panes;
-* plain: ``generate`` of the same base weights (adapter layers taken out) for one stream, static cache, compiled
-  by transformers (its default "reduce-overhead"), after its own warm-up.
+* plain: ``generate`` of the same base weights (adapter layers taken out, transformers' SDPA attention back) for
+  one stream, static cache, compiled by transformers (its default "reduce-overhead"), after its own warm-up.
 
 Per row: time to first token, new tokens/s per stream after the first token, and peak GPU memory; then the ratio
 engine per pane / plain. The ceiling row is memory bandwidth (measured here) over the bytes one step reads.
@@ -214,6 +214,7 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
 
     loaded = engine._loaded
     loaded.lora.detach()  # the plain base model: the same weights without the adapter's layers
+    loaded.model.set_attn_implementation("sdpa")  # and transformers' own attention, as plain generate has it
     engine.model_thread.run(torch._dynamo.reset)  # plain generate compiles its own graphs
     run_config = get_run(run_id).run_config()
     prompt = PromptFormat.from_data_settings(run_config.data).inference_prompt(QUESTION, loaded.tokenizer)

@@ -4,7 +4,8 @@
 #   scripts/gpu-check.sh tests   GPU test suite (training through queue/worker, Compare) and the Compare bench
 #   scripts/gpu-check.sh train   training A/B rounds (reference script vs app job), fast preset, app-on-GPU walk
 #   scripts/gpu-check.sh final   on 2 GPUs: balanced training A/B (GPU 0 ref,app,ref while GPU 1 runs app,ref,app),
-#                                then the Compare bench (GPU 0) beside the evaluation throughput bench (GPU 1)
+#                                then the Compare bench (GPU 0) beside the GPU Compare tests and the evaluation
+#                                throughput bench (GPU 1)
 #   scripts/gpu-check.sh scale   on 2+ GPUs: the two-GPU training tests, then data-parallel scaling (1 vs all GPUs)
 # Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other
 # (GPU_CHECK_LANE=a or b runs one of them: on one GPU the train stage needs both lanes in separate calls).
@@ -14,7 +15,7 @@ set -uo pipefail
 stage=${1:?usage: scripts/gpu-check.sh tests|train|final}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
-budget=${GPU_CHECK_BUDGET_S:-$([ "$stage" = final ] && echo 540 || echo 500)}
+budget=${GPU_CHECK_BUDGET_S:-$(case "$stage" in final|scale) echo 585 ;; *) echo 500 ;; esac)}
 mkdir -p "$out" "$work"
 # Seconds a step may still run: up to $phase_end (a phase's own deadline) or the stage's budget.
 left() { local end=${phase_end:-$budget}; echo $((end - SECONDS > 5 ? end - SECONDS : 5)); }
@@ -83,18 +84,17 @@ case "$stage" in
     }
     lane_a() { train 0 gpu0 ref,app,ref "$out/train-bench.txt"; }
     lane_b() { train "$second" "gpu$second" app,ref,app "$work-b/train-bench.txt"; }
-    phase_end=$((budget - 170)) lanes  # leaves the Compare bench its ~140 s
+    phase_end=$((budget - 160)) lanes  # leaves the Compare bench its ~140 s
     cat "$work-b/train-bench.txt" >>"$out/train-bench.txt" 2>/dev/null
     python3 bench/gpu_training.py --report "$out"/results-gpu*.jsonl >>"$out/train-bench.txt" 2>&1
     lane_a() {
       run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" --tokens 256 --repeats 3 \
         --json "$out/compare-gpu.json"
     }
-    lane_b() {  # writes $out/eval_throughput.json
-      if [ -f bench/eval_throughput.py ]; then
-        run "$second" "$out/eval-throughput.txt" python3 bench/eval_throughput.py "$out" --work "$work" \
-          --batches 1 8 32 --tokens 128 --repeats 2
-      fi
+    lane_b() {  # the GPU Compare tests, then the evaluation bench with what is left (writes $out/eval_throughput.json)
+      run "$second" "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_compare_gpu.py
+      run "$second" "$out/eval-throughput.txt" python3 bench/eval_throughput.py "$out" --work "$work" \
+        --batches 1 8 32 --tokens 128 --repeats 3
     }
     ;;
   scale)
@@ -104,7 +104,7 @@ case "$stage" in
       run "$all_gpus" "$out/pytest-scale.log" python3 -m pytest -v -p no:cacheprovider tests/test_gpu_training.py \
         -k two_gpus
       run "$all_gpus" "$out/data-parallel.txt" python3 bench/data_parallel.py --work "$work" --gpus "1,$gpus" \
-        --rounds 2 --max-steps 20 --logging-steps 2 --steady-after 6
+        --rounds 2 --max-steps 16 --logging-steps 2 --steady-after 6
       cp "$work/data-parallel.jsonl" "$out/" 2>/dev/null
     }
     lane_b() { :; }

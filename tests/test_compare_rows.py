@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from medcot_ui.compare.decode_attention import use_grouped_decode_attention
 from medcot_ui.compare.fast_decode import Decoder, bucket
 from medcot_ui.compare.row_lora import AdapterError, RowLoRA, inject, read_adapter
 
@@ -85,6 +86,7 @@ def test_the_base_row_is_the_plain_base_model_and_the_tuned_row_is_the_peft_adap
     assert plain != tuned, "the adapter must change greedy tokens, or this test proves nothing"
 
     model = _base(built_demo_model)
+    assert use_grouped_decode_attention(model), "Compare's models decode with grouped attention"
     lora = inject(model, adapters[0])
     base_row, tuned_row = _both_rows(model, lora, ids)
     assert base_row == plain
@@ -117,6 +119,7 @@ def test_a_compiled_decode_step_computes_both_rows_as_the_eager_one_does(
     import torch
 
     model = _base(built_demo_model)
+    use_grouped_decode_attention(model)  # traced by the compiler too
     inject(model, adapters[0]).set_rows([False, True])
     ids = _prompt(built_demo_model)[:, -1:].repeat(2, 1)  # one token per row: a decode step's shape
     with torch.no_grad():
@@ -125,6 +128,27 @@ def test_a_compiled_decode_step_computes_both_rows_as_the_eager_one_does(
     assert not torch.allclose(eager[0], eager[1], atol=1e-3), "the adapter must change the tuned row"
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
     assert compiled.argmax(-1).tolist() == eager.argmax(-1).tolist()
+
+
+def test_grouped_decode_attention_gives_sdpa_s_logits_at_every_step_over_a_static_cache(
+        built_demo_model: Path) -> None:
+    """The demo model shares each key/value head between two query heads, as the 8B shares one among four."""
+    import torch
+
+    ids = _prompt(built_demo_model).repeat(2, 1)
+    logits = {}
+    for grouped in (False, True):
+        model = _base(built_demo_model)
+        assert model.config.num_key_value_heads < model.config.num_attention_heads
+        if grouped:
+            assert use_grouped_decode_attention(model)
+        decoder = Decoder(model, rows=2, compiled=False, why_eager="CPU", static=True)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                                 min_new_tokens=NEW_TOKENS, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True, **decoder.generate_kwargs(ids.shape[1] + NEW_TOKENS))
+        logits[grouped] = torch.stack(out.logits)
+    torch.testing.assert_close(logits[True], logits[False], atol=1e-4, rtol=1e-4)
 
 
 def test_an_adapter_compare_cannot_apply_is_refused_naming_the_setting(
