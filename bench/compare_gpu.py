@@ -131,17 +131,17 @@ class TimingStreamer:
         pass
 
 
-def plain_generate(model: Any, tokenizer: Any, prompt: str, tokens: int, static: bool) -> dict[str, Any]:
+def plain_generate(model: Any, tokenizer: Any, prompt: str, tokens: int, rows: int = 1) -> dict[str, Any]:
+    """Plain ``generate`` of ``rows`` copies of the prompt, static cache (compiled by transformers on CUDA)."""
     import torch
 
-    enc = tokenizer(prompt, return_tensors="pt").to(model.device)
+    enc = tokenizer([prompt] * rows, return_tensors="pt").to(model.device)
     streamer = TimingStreamer()
-    kwargs = {"cache_implementation": "static"} if static else {}
     torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.inference_mode():
         model.generate(**enc, max_new_tokens=tokens, do_sample=False, streamer=streamer,
-                       pad_token_id=tokenizer.pad_token_id, **kwargs)
+                       pad_token_id=tokenizer.pad_token_id, cache_implementation="static")
     times = streamer.times
     rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else None
     return {"ttft_s": times[0] - start if times else None, "tok_s": rate, "tokens": len(times)}
@@ -196,7 +196,8 @@ def first_question(engine: Any, run_id: int, tokens: int) -> dict[str, Any]:
 
 
 def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dict[str, Any]]:
-    """One base model load: the engine's first question and warm runs, then plain generate on the same weights."""
+    """One base model load: the engine's first question and warm runs (grouped decode attention, as the tab runs
+    it; then with transformers' SDPA attention), then plain generate on the same weights, one row and two."""
     import torch
 
     from medcot_ui.compare.engine import CompareEngine
@@ -208,26 +209,37 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
     first = first_question(engine, run_id, tokens)
     print(f"first question on a fresh engine: {first}", flush=True)
     result = measured(lambda: engine_compare(engine, run_id, tokens), repeats)
-    rows = [{"path": "engine, both panes (warm)", "streams": 2, "first_question_s": first["first_token_s"],
-             "first_question": first, **result}]
+    rows = [{"path": "engine, both panes (warm), grouped decode attention", "streams": 2,
+             "first_question_s": first["first_token_s"], "first_question": first, **result}]
     print(f"engine: {result}", flush=True)
 
     loaded = engine._loaded
+    loaded.model.set_attn_implementation("sdpa")  # transformers' own attention, as plain generate has it
+    engine.model_thread.run(torch._dynamo.reset)  # graphs compiled with the other attention must go
+    loaded.decoder = engine._new_decoder(loaded)
+    t0 = time.perf_counter()
+    engine_compare(engine, run_id, tokens)  # compiles again
+    result = measured(lambda: engine_compare(engine, run_id, tokens), repeats)
+    rows.append({"path": "engine, both panes (warm), SDPA attention", "streams": 2,
+                 "warmup_s": time.perf_counter() - t0, **result})
+    print(f"engine with SDPA: {result}", flush=True)
+
     loaded.lora.detach()  # the plain base model: the same weights without the adapter's layers
-    loaded.model.set_attn_implementation("sdpa")  # and transformers' own attention, as plain generate has it
     engine.model_thread.run(torch._dynamo.reset)  # plain generate compiles its own graphs
     run_config = get_run(run_id).run_config()
     prompt = PromptFormat.from_data_settings(run_config.data).inference_prompt(QUESTION, loaded.tokenizer)
+    for streams in (1, 2):  # two rows: what a batch of two costs without any adapter (where the time goes)
+        def plain(streams: int = streams) -> dict[str, Any]:
+            return engine.model_thread.run(
+                lambda: plain_generate(loaded.model, loaded.tokenizer, prompt, tokens, streams))
 
-    def plain() -> dict[str, Any]:
-        return engine.model_thread.run(lambda: plain_generate(loaded.model, loaded.tokenizer, prompt, tokens, True))
-
-    t0 = time.perf_counter()
-    plain()
-    warm = time.perf_counter() - t0
-    result = measured(plain, repeats)
-    rows.append({"path": "plain generate, one stream, compiled", "streams": 1, "warmup_s": warm, **result})
-    print(f"plain: {result}", flush=True)
+        t0 = time.perf_counter()
+        plain()
+        warm = time.perf_counter() - t0
+        result = measured(plain, repeats)
+        rows.append({"path": f"plain generate, {'one stream' if streams == 1 else 'two rows'}, compiled",
+                     "streams": streams, "warmup_s": warm, **result})
+        print(f"plain x{streams}: {result}", flush=True)
     ceiling = memory_bandwidth() / step_bytes(loaded.model, tokens + 200, 2)
     rows.append({"path": "ceiling: bandwidth / bytes per step", "streams": 2, "tok_s": ceiling})
     engine.model_thread.run(torch._dynamo.reset)
@@ -249,10 +261,12 @@ def table(rows: list[dict[str, Any]], device: str, tokens: int) -> str:
         first = r.get("first_question_s", r.get("warmup_s"))
         lines.append(f"| {r['path']} | {r['streams']} | {f(r.get('ttft_s'), '.3f')} | {f(r.get('tok_s'), '.1f')} | "
                      f"{f(total, '.1f')} | {f(r.get('peak_gib'), '.1f')} | {f(first, '.1f')} |")
-    engine, plain = rows[0].get("tok_s"), rows[1].get("tok_s")
-    if engine and plain:
-        lines += ["", f"engine per pane / plain one stream: **{engine / plain:.3f}x** ({engine:.1f} vs {plain:.1f} "
-                      "tokens/s)"]
+    plain = next((r["tok_s"] for r in rows if r["path"].startswith("plain generate, one stream")), None)
+    lines.append("")
+    for r in rows:
+        if r["path"].startswith("engine") and r.get("tok_s") and plain:
+            lines.append(f"{r['path']}: per pane / plain one stream **{r['tok_s'] / plain:.3f}x** "
+                         f"({r['tok_s']:.1f} vs {plain:.1f} tokens/s)")
     first = rows[0]["first_question"]
     lines.append(f"first question on a freshly loaded model: first token after {f(first['first_token_s'], '.1f')} s "
                  f"(phases, seconds from the call: {first['phases']}); decoding: {first['decode']}")

@@ -6,13 +6,15 @@
 #   scripts/gpu-check.sh final   on 2 GPUs: balanced training A/B (GPU 0 ref,app,ref while GPU 1 runs app,ref,app),
 #                                then the Compare bench (GPU 0) beside the GPU Compare tests and the evaluation
 #                                throughput bench (GPU 1)
+#   scripts/gpu-check.sh compare one GPU alone: the Compare bench (engine with each attention, plain generate),
+#                                then the GPU Compare tests
 #   scripts/gpu-check.sh scale   on 2+ GPUs: the two-GPU training tests, then data-parallel scaling (1 vs all GPUs)
 # Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other
 # (GPU_CHECK_LANE=a or b runs one of them: on one GPU the train stage needs both lanes in separate calls).
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
 # returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
 set -uo pipefail
-stage=${1:?usage: scripts/gpu-check.sh tests|train|final}
+stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
 budget=${GPU_CHECK_BUDGET_S:-$(case "$stage" in final|scale) echo 585 ;; *) echo 500 ;; esac)}
@@ -31,7 +33,8 @@ run() {
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   >"$out/install.txt" 2>&1 || { cat "$out/install.txt"; exit 1; }
-export PYTHONPATH=/tmp/site:$PWD MEDCOT_GPU_WORK=$work PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+# PYTHONFAULTHANDLER: a crash after pytest's own fault handler is gone (interpreter exit) still prints where.
+export PYTHONPATH=/tmp/site:$PWD MEDCOT_GPU_WORK=$work PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONFAULTHANDLER=1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch, transformers, peft, gradio; print("torch", torch.__version__, "transformers",
 transformers.__version__, "peft", peft.__version__, "gradio", gradio.__version__)' 2>&1 | tail -1
@@ -96,6 +99,15 @@ case "$stage" in
       run "$second" "$out/eval-throughput.txt" python3 bench/eval_throughput.py "$out" --work "$work" \
         --batches 1 8 32 --tokens 128 --repeats 3
     }
+    ;;
+  compare)
+    # One GPU, nothing beside it (a compile on a neighbouring GPU competes for the host): bench, then its tests.
+    lane_a() {
+      run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" --tokens 256 --repeats 3 \
+        --json "$out/compare-gpu.json"
+      run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_compare_gpu.py
+    }
+    lane_b() { :; }
     ;;
   scale)
     # Every step uses all GPUs at once, so there is one lane: the 2-GPU tests, then 1 GPU vs all of them.
