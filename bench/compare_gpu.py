@@ -201,6 +201,7 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
     import torch
 
     from medcot_ui.compare.engine import CompareEngine
+    from medcot_ui.compare.fast_decode import Decoder
     from medcot_ui.store import get_run
     from medcot_ui.training.prompts import PromptFormat
 
@@ -216,7 +217,7 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
     loaded = engine._loaded
     loaded.model.set_attn_implementation("sdpa")  # transformers' own attention, as plain generate has it
     engine.model_thread.run(torch._dynamo.reset)  # graphs compiled with the other attention must go
-    loaded.decoder = engine._new_decoder(loaded)
+    loaded.decoder = Decoder(loaded.model, rows=2, compiled=True, grouped_attention=False)
     t0 = time.perf_counter()
     engine_compare(engine, run_id, tokens)  # compiles again
     result = measured(lambda: engine_compare(engine, run_id, tokens), repeats)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from medcot_ui.compare.decode_attention import use_grouped_decode_attention
+from medcot_ui.compare.decode_attention import NAME as GROUPED, use_grouped_decode_attention
 from medcot_ui.compare.fast_decode import Decoder, bucket
 from medcot_ui.compare.row_lora import AdapterError, RowLoRA, inject, read_adapter
 
@@ -149,6 +149,16 @@ def test_grouped_decode_attention_gives_sdpa_s_logits_at_every_step_over_a_stati
                                  return_dict_in_generate=True, **decoder.generate_kwargs(ids.shape[1] + NEW_TOKENS))
         logits[grouped] = torch.stack(out.logits)
     torch.testing.assert_close(logits[True], logits[False], atol=1e-4, rtol=1e-4)
+
+
+def test_only_a_compiled_decoder_switches_its_model_to_grouped_decode_attention(built_demo_model: Path) -> None:
+    """Measured faster only compiled (CUDA graphs); eager steps keep SDPA, which launches fewer kernels."""
+    eager, compiled, bench_sdpa = _base(built_demo_model), _base(built_demo_model), _base(built_demo_model)
+    Decoder(eager, compiled=False, why_eager="CPU", static=True)
+    Decoder(compiled, compiled=True)
+    Decoder(bench_sdpa, compiled=True, grouped_attention=False)
+    assert (eager.config._attn_implementation, compiled.config._attn_implementation,
+            bench_sdpa.config._attn_implementation) == ("sdpa", GROUPED, "sdpa")
 
 
 def test_an_adapter_compare_cannot_apply_is_refused_naming_the_setting(

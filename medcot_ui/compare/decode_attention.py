@@ -13,9 +13,10 @@ Prompts (more than one query token) still go through transformers' SDPA.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 NAME = "medcot_grouped_decode"
 
@@ -24,6 +25,7 @@ def grouped_decode_attention(module: torch.nn.Module, query: torch.Tensor, key: 
                              attention_mask: torch.Tensor | None, scaling: float | None = None,
                              dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """An ``AttentionInterface`` function: grouped matmuls for one query token, SDPA otherwise."""
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     rows, heads, q_length, dim = query.shape

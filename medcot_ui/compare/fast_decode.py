@@ -20,6 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from medcot_ui.compare.decode_attention import use_grouped_decode_attention
+
 log = logging.getLogger(__name__)
 
 MIN_BUCKET = 1024
@@ -46,11 +48,16 @@ class Decoder:
 
     ``static``: use the static caches even when not compiled (tests check that path on the CPU); by default only
     a compiled decoder does, since an eager step over a static cache attends to every empty slot and is slower.
+    A compiled decoder also switches the model to grouped decode attention (``decode_attention``; measured:
+    0.94x against 0.78x of plain single-stream speed per pane with SDPA's); ``grouped_attention=False`` keeps
+    SDPA (the bench's comparison). Eager paths keep SDPA, which launches fewer kernels.
     """
 
     def __init__(self, model: Any, rows: int = 2, compiled: bool = True, why_eager: str = "",
-                 static: bool | None = None):
+                 static: bool | None = None, grouped_attention: bool = True):
         self.model = model
+        if compiled and grouped_attention:
+            use_grouped_decode_attention(model)
         self.rows = rows
         self.compiled = compiled
         self.static = compiled if static is None else static

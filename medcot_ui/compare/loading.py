@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.compare.decode_attention import use_grouped_decode_attention
 from medcot_ui.compare.fast_decode import Decoder
 from medcot_ui.compare.row_lora import AdapterWeights, RowLoRA, read_adapter
 
@@ -50,7 +49,6 @@ def load_model(model_id: str, quantised: bool) -> LoadedModel:
         raise ModelLoadError(f"Could not load the base model '{model_id}': "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     model.eval()
-    use_grouped_decode_attention(model)
     weights = "4-bit" if quantised else str(kwargs["dtype"]).removeprefix("torch.")
     return LoadedModel(model_id, model, load_tokenizer(model_id), f"{device_description()}, {weights} weights",
                        quantised)
