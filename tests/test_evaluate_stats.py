@@ -42,3 +42,20 @@ def test_cohens_kappa_on_a_known_table() -> None:
     assert cohen_kappa(["a", "a"], ["a", "a"]) is None  # chance agreement is certain: kappa undefined
     with pytest.raises(ValueError, match="pair them"):
         cohen_kappa(["a"], ["a", "b"])
+
+
+def test_three_clinicians_rating_the_same_ten_answers_make_ten_observations_not_thirty() -> None:
+    """Pooled, the ratings would give 23 of 26 decisive ones, an interval as narrow as if 26 questions had been asked."""
+    from medcot_ui.evaluate.results import summarise_ratings
+    from medcot_ui.evaluate.tables import EvalRating
+
+    # Items 0-6: all three prefer tuned; 7: two base, one tuned; 8: tuned, base, tie (even split); 9: all neither.
+    verdicts = [["tuned"] * 3] * 7 + [["base", "base", "tuned"], ["tuned", "base", "tie"], ["neither"] * 3]
+    ratings = [EvalRating(evaluation_id=1, item_id=item, rater=f"Dr {'ABC'[i]}", verdict="A", preferred=p)
+               for item, prefs in enumerate(verdicts) for i, p in enumerate(prefs)]
+    summary = summarise_ratings(ratings)
+    assert summary.ratings == 30 and summary.items == 10
+    assert (summary.tuned_wins, summary.base_wins, summary.ties, summary.neither) == (23, 3, 1, 3)
+    assert summary.item_verdicts == {"tuned": 7, "base": 1, "tie": 1, "neither": 1}
+    assert (summary.win_rate.value, summary.win_rate.low) == (7 / 8, wilson(7, 8).low)
+    assert summary.per_rater == {"Dr A": 10, "Dr B": 10, "Dr C": 10}

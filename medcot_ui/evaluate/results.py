@@ -26,20 +26,37 @@ class Agreement:
 @dataclass(frozen=True)
 class RatingSummary:
     ratings: int
-    tuned_wins: int
+    tuned_wins: int  # ratings (every rater's verdict counted)
     base_wins: int
     ties: int
     neither: int
-    win_rate: Proportion  # tuned wins among the ratings that preferred one side
+    items: int  # rated items; the win rate counts each once
+    item_verdicts: dict[str, int]  # tuned / base / tie / neither: how many items its raters, together, gave each
+    win_rate: Proportion  # items won by tuned among the items that went to one side
     per_rater: dict[str, int] = field(default_factory=dict)
     agreement: list[Agreement] = field(default_factory=list)
 
 
+def item_verdict(preferred: list[str]) -> str:
+    """One item's verdict from all its raters: the side more of them preferred; an even split is a tie, and
+    'neither' only when every rater said both answers were unacceptable."""
+    net = preferred.count("tuned") - preferred.count("base")
+    if net:
+        return "tuned" if net > 0 else "base"
+    return "neither" if all(p == "neither" for p in preferred) else "tie"
+
+
 def summarise_ratings(ratings: list[EvalRating]) -> RatingSummary:
+    """Counts per rating, but the win rate per item: an item rated by three people is still one observation, so
+    pooling ratings would narrow the interval as if each rating were another question."""
     counts = {p: sum(r.preferred == p for r in ratings) for p in ("tuned", "base", "tie", "neither")}
     per_rater: dict[str, dict[int, str]] = defaultdict(dict)
+    per_item: dict[int, list[str]] = defaultdict(list)
     for r in ratings:
         per_rater[r.rater][r.item_id] = r.preferred
+        per_item[r.item_id].append(r.preferred)
+    verdicts = [item_verdict(prefs) for prefs in per_item.values()]
+    items = {v: verdicts.count(v) for v in ("tuned", "base", "tie", "neither")}
     agreement = []
     for first, second in combinations(sorted(per_rater), 2):
         shared = sorted(per_rater[first].keys() & per_rater[second].keys())
@@ -47,8 +64,8 @@ def summarise_ratings(ratings: list[EvalRating]) -> RatingSummary:
             kappa = cohen_kappa([per_rater[first][i] for i in shared], [per_rater[second][i] for i in shared])
             agreement.append(Agreement((first, second), len(shared), kappa))
     return RatingSummary(len(ratings), counts["tuned"], counts["base"], counts["tie"], counts["neither"],
-                         wilson(counts["tuned"], counts["tuned"] + counts["base"]),
-                         {name: len(items) for name, items in sorted(per_rater.items())}, agreement)
+                         len(per_item), items, wilson(items["tuned"], items["tuned"] + items["base"]),
+                         {name: len(rated) for name, rated in sorted(per_rater.items())}, agreement)
 
 
 @dataclass(frozen=True)
@@ -101,8 +118,12 @@ def rating_lines(evaluation: Evaluation, summary: RatingSummary) -> list[str]:
     base, tuned = side_labels(evaluation)
     if not summary.ratings:
         return ["Not rated yet."]
-    lines = [f"Win rate of {tuned} over {base} (ties and both-unacceptable left out): "
+    items = summary.item_verdicts
+    lines = [f"Win rate of {tuned} over {base} (per item, ties and both-unacceptable left out): "
              f"{summary.win_rate.describe()}",
+             f"{summary.items} items: tuned better {items['tuned']}, base better {items['base']}, tie {items['tie']}, "
+             f"both unacceptable {items['neither']} (an item rated by several people goes to the side more of them "
+             "preferred; an even split is a tie)",
              f"{summary.ratings} ratings: tuned better {summary.tuned_wins}, base better {summary.base_wins}, "
              f"tie {summary.ties}, both unacceptable {summary.neither}",
              "Raters: " + ", ".join(f"{name} ({count})" for name, count in summary.per_rater.items())]
