@@ -45,7 +45,7 @@ def test_cohens_kappa_on_a_known_table() -> None:
 
 
 def test_three_clinicians_rating_the_same_ten_answers_make_ten_observations_not_thirty() -> None:
-    """Pooled, the ratings would give 23 of 26 decisive ones, an interval as narrow as if 26 questions had been asked."""
+    """Pooled, the ratings would give 23 of 26 decisive ones: an interval as narrow as 26 questions would give."""
     from medcot_ui.evaluate.results import summarise_ratings
     from medcot_ui.evaluate.tables import EvalRating
 

@@ -3,8 +3,9 @@
 An eager decode step of an 8B model is host-bound (hundreds of small kernel launches per token). With a static
 KV cache transformers' ``generate`` compiles the decode step (``torch.compile`` mode "reduce-overhead": CUDA
 graphs). Compiling takes about a minute, so it is done once per loaded model and length bucket, on the model
-thread before the first answer that needs it (``warm_up``), while the tab shows ``status``. The cache is kept per length bucket (powers of
-two), so later comparisons reuse the same shapes and addresses and replay the captured graphs.
+thread before the first answer that needs it (``warm_up``), while the tab shows ``status``. The cache is kept per
+length bucket (powers of two), so later comparisons reuse the same shapes and addresses and replay the captured
+graphs.
 
 Nothing falls back to the eager path silently: when compiling is not possible (CPU, 4-bit weights) or fails,
 the status and the log say so and comparisons run eager.
