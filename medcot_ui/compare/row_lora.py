@@ -3,8 +3,8 @@
 Compare decodes the base pane (row 0) and the tuned pane (row 1) in one batch. Every target linear layer
 computes ``base(x) + B(A(x)) * scaling * row_scale[row]`` with ``row_scale = [0, 1]``: the same work as a plain
 single-adapter forward, laid out so a compiled decode step launches no more kernels than the base model's.
-PEFT's mixed-adapter path (``adapter_names``) instead splits the batch per adapter name and scatters the parts back in every layer, which
-made the two-row batch cost about twice one stream.
+PEFT's mixed-adapter path (``adapter_names``) instead splits the batch per adapter name and scatters the parts
+back in every layer, which made the two-row batch cost about twice one stream.
 
 The adapter's matrices live in fixed tensors that a compiled, CUDA-graph-captured decode step reads by
 address: switching to another run's adapter of the same shape copies into them in place, so the captured
