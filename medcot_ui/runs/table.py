@@ -3,6 +3,7 @@ and the cheap signature the tab polls to know when to rebuild it. Read from the 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ NO_WORKER_AFTER_S = 15.0
 ACTIVE = (RunStatus.queued, RunStatus.running)
 
 
+@functools.lru_cache(maxsize=1024)  # a queued config never changes; validating it is most of a table row's cost
 def config_summary(config_json: str) -> tuple[str, str]:
     """(model, dataset) as the table and the run's header show them."""
     try:
