@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -10,12 +11,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import cli, demo_config_file, wait_for
+from conftest import ROOT, cli, demo_config_file, wait_for
+from jobs import queue
+from medcot_ui.training.presets import quick_demo
 from medcot_ui.store import get_run, list_runs, run_events, run_metrics
 
 
 def enqueue(tmp_path: Path, name: str = "demo", **overrides: object) -> int:
-    out = cli("enqueue", str(demo_config_file(tmp_path / f"{name}.yaml", name=name, **overrides)))
+    return enqueue_file(demo_config_file(tmp_path / f"{name}.yaml", name=name, **overrides))
+
+
+def enqueue_file(config: Path) -> int:
+    out = cli("enqueue", str(config))
     return int(out.stdout.split("queued run ")[1].split()[0])
 
 
@@ -103,14 +110,35 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def test_four_workers_racing_claim_each_run_exactly_once_without_database_locked_errors(
+def test_claimers_starting_at_the_same_moment_claim_each_run_exactly_once(
         db_url: str, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    # The claim race itself, without training in between: four processes released by one file claim 120 runs in
+    # tight loops, so every claim meets the others' (about 30 contested rounds each). A claim that read and then
+    # wrote without the lock (or SKIP LOCKED) hands some run to two of them within the first few rounds.
+    ids = [queue.enqueue(quick_demo()).id for _ in range(120)]
+    go = tmp_path / "go"
+    claimers = [processes.start(str(ROOT / "tests" / "claim_loop.py"), f"c{i}", str(go), name="claimer")
+                for i in range(4)]
+    wait_for(lambda: all(processes.output(c).startswith("ready") for c in claimers), timeout=60,
+             what="the claimers to be ready")
+    go.touch()
+    for c in claimers:
+        assert c.wait(timeout=120) == 0, processes.output(c)
+    got = {f"c{i}": [int(n) for n in re.findall(r"claimed (\d+)", processes.output(c))]
+           for i, c in enumerate(claimers)}
+    assert sorted(n for claimed in got.values() for n in claimed) == ids, "each run is claimed exactly once"
+    assert sum(bool(claimed) for claimed in got.values()) > 1, f"the claimers did not race: {got}"
+    owner = {n: worker for worker, claimed in got.items() for n in claimed}
+    assert {r.id: (r.worker_id, r.attempt) for r in list_runs()} == {n: (w, 1) for n, w in owner.items()}
+
+
+def test_four_workers_training_side_by_side_each_train_their_own_runs_without_database_locked_errors(
+        db_url: str, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+    # Four real workers and their training processes writing to one store at once (claims, leases, heartbeats,
+    # metrics). Six runs: each worker claims at the start, two more are claimed while the others train, and the
+    # last claims find the queue empty. The race of the claim itself is the test above.
     config = demo_config_file(tmp_path / "tiny.yaml", **{"training.max_steps": 1, "data.eval_size": 0})
-    n_runs = 12
-    ids = []
-    for _ in range(n_runs):
-        out = cli("enqueue", str(config))
-        ids.append(int(out.stdout.split("queued run ")[1].split()[0]))
+    ids = [enqueue_file(config) for _ in range(6)]
     workers = [processes.worker("--exit-when-idle", f"--worker-id=w{i}") for i in range(4)]
     for w in workers:
         w.wait(timeout=280)
@@ -170,6 +198,14 @@ def test_an_offline_hub_model_fails_with_a_message_naming_the_demo_model(home: P
     run = get_run(1)
     assert run.status == "failed"
     assert "Hugging Face Hub" in run.error and "demo:tiny-llama" in run.error
+
+
+def test_queueing_a_run_from_the_cli_does_not_import_the_training_libraries(home: Path, tmp_path: Path) -> None:
+    # Importing torch takes seconds; the CLI's queue commands and the worker need none of it (training runs in
+    # its own process), so `medcot enqueue` answers in about a second.
+    out = cli("enqueue", str(demo_config_file(tmp_path / "demo.yaml")), PYTHONPROFILEIMPORTTIME="1")
+    imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "jobs.queue" in imported and not imported & {"torch", "transformers", "trl", "peft"}
 
 
 def test_an_invalid_config_is_refused_naming_the_field_and_nothing_is_enqueued(home: Path, tmp_path: Path) -> None:

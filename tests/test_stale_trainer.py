@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,23 @@ def trainer_of_attempt(run_id: int, attempt: int) -> int | None:
     started = [int(m.group(1)) for e in run_events(run_id)
                if (m := re.fullmatch(r"training process started \(pid (\d+)\)", e.message))]
     return started[-1] if len(started) == attempt else None
+
+
+def freeze_between_writes(pid: int, db: Path) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no write lock on the SQLite file. Frozen inside a write (its heartbeat
+    or metric row, every step) it would keep every other writer waiting, the stale trainer's ownership check too."""
+    for _ in range(50):
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: process_state(pid) == "T", timeout=10, what=f"process {pid} frozen")
+        try:
+            with closing(sqlite3.connect(db, timeout=1.0, isolation_level=None)) as conn:
+                conn.execute("BEGIN IMMEDIATE")  # waits out the worker's short lease renewals, not a frozen write
+                conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # frozen mid-write: let it commit, then try again
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.02)
+    raise AssertionError(f"process {pid} was inside a write each of 50 times it was frozen")
 
 
 def snapshot(run_id: int) -> tuple:
@@ -73,8 +92,7 @@ def test_a_trainer_stalled_while_loading_wakes_after_a_newer_attempt_started_and
     cli("resume", str(run_id))
     live = wait_for(lambda: trainer_of_attempt(run_id, 3), timeout=30, what="attempt 3 started")
     wait_for(lambda: get_run(run_id).last_step >= killed_at + 2, timeout=120, interval=0.02, what="attempt 3 on")
-    os.kill(live, signal.SIGSTOP)
-    wait_for(lambda: process_state(live) == "T", timeout=10, what="attempt 3 frozen")
+    freeze_between_writes(live, home / "runs.db")
     before = snapshot(run_id)
     checkpoint_step = int(latest_checkpoint(Path(get_run(run_id).output_dir)).name.split("-")[1])
     assert before[-1][-1][0] > checkpoint_step, "attempt 3 has metric rows a stale resume would delete"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, delete, select
 
 from medcot_ui.evaluate.choices import choice_of
-from medcot_ui.evaluate.generate import Generated
 from medcot_ui.evaluate.tables import SIDES, EvalItem, EvalRating, Evaluation
 from medcot_ui.store import Run, RunEvent, read_session
+
+if TYPE_CHECKING:  # generate imports torch: the queue (and so every CLI command) imports this module
+    from medcot_ui.evaluate.generate import Generated
 
 
 def get_evaluation(evaluation_id: int) -> Evaluation | None:

@@ -86,6 +86,11 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         # monitoring dashboard (its summary route has no login check), the MCP server, server-side rendering.
         "run_history": False, "enable_monitoring": False, "mcp_server": False, "ssr_mode": False,
         "footer_links": ["api", "settings"],
+        # Gradio's extra "is localhost reachable" probe after start-up: one HEAD with a 3 s limit that fails the
+        # launch ("localhost is not accessible") on a busy machine or behind an HTTP_PROXY. Launch has already
+        # fetched its own startup-events route from the server by then, so the probe proves nothing more.
+        # A private flag of the pinned gradio (blocks.py, Blocks.launch); it only switches off that probe.
+        "_frontend": False,
     }
     if settings.auth_mode == "password":
         options["auth"] = password_auth()
