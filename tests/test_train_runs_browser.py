@@ -16,6 +16,7 @@ import pytest
 from browser_steps import choose, fill, on_tab, open_tab, runs_table, select_run, status_of
 from conftest import start_app, wait_for
 from jobs.queue import purge_deleted
+from medcot_ui.store import get_run, run_events
 from medcot_ui.training.config import RunConfig
 
 pytestmark = pytest.mark.browser
@@ -32,6 +33,21 @@ LOSS_POINTS_JS = """() => {
 
 def loss_points(page: Any) -> int:
     return page.evaluate(LOSS_POINTS_JS)
+
+
+def wait_for_status(page: Any, run_id: int, name: str, status: str) -> None:
+    """Wait for the run's row (the real SQLite file) to reach ``status``, then for the page to show it: on a loaded
+    machine the stop itself can take long (the trainer reaches its next step, checkpoints, saves its adapter), and
+    the page's one-second poll comes on top. A timeout says which of the two is late, with the run's last events."""
+    def row_has_it() -> bool:
+        return get_run(run_id).status == status
+
+    try:
+        wait_for(row_has_it, 240, interval=0.3, what=f"run {run_id} ('{name}') to be {status} in the database")
+    except AssertionError as exc:
+        events = [e.message for e in run_events(run_id)][-6:]
+        raise AssertionError(f"{exc}; it is {get_run(run_id).status}, last events: {events}") from None
+    wait_for(lambda: status_of(page, name) == status, 30, interval=0.3, what=f"the page to show '{name}' {status}")
 
 
 def fill_demo_form(page: Any, name: str, max_steps: int) -> None:
@@ -124,7 +140,7 @@ def cancel_first(page: Any) -> None:
     wait_for(lambda: "Cancel run 1 (first)?" in confirm.inner_text(), 20, what="the confirmation")
     assert status_of(page, "first") == "running"  # asking is not doing
     page.locator("#confirm-cancel").click()
-    wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' to be cancelled")
+    wait_for_status(page, 1, "first", "cancelled")
 
 
 def watch_second_to_the_end(page: Any) -> None:
@@ -167,7 +183,7 @@ def clone_second_then_resume_first(page: Any) -> None:
     assert status_of(page, "first") == "running" and "attempt 2" in page.locator("#run-header").inner_text()
     page.locator("#run-cancel").click()
     page.locator("#confirm-cancel").click()
-    wait_for(lambda: status_of(page, "first") == "cancelled", 90, interval=0.3, what="'first' cancelled again")
+    wait_for_status(page, 1, "first", "cancelled")
 
 
 def delete_first(page: Any) -> None:
