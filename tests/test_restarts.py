@@ -36,6 +36,8 @@ def resumer(previous: dict) -> recovery.AutoResumer:
     return thread
 
 
+# The resumer's queries are the same on both stores: only the tests that take PostgreSQL's row locks (reap and
+# resume here, and the restart of a real app below) run on it too (`db_url`); the others use the SQLite `home`.
 def test_a_run_still_running_when_the_app_died_is_reaped_and_resumed(db_url):
     run_id = make_run("running", last_step=12)
     done = resumer({})
@@ -45,7 +47,7 @@ def test_a_run_still_running_when_the_app_died_is_reaped_and_resumed(db_url):
     assert any(e.message == f"{recovery.AUTO_RESUME_EVENT} 12" for e in run_events(run_id))
 
 
-def test_only_runs_interrupted_by_the_shutdown_are_resumed(db_url):
+def test_only_runs_interrupted_by_the_shutdown_are_resumed(home):
     stopping_at = time.time() - 60
     by_shutdown = make_run("interrupted", finished_at=stopping_at + 1)
     just_before = make_run("interrupted", finished_at=stopping_at - 5)  # the worker got the signal first
@@ -56,7 +58,7 @@ def test_only_runs_interrupted_by_the_shutdown_are_resumed(db_url):
     assert get_run(long_ago).status == "interrupted" and get_run(cancelled).status == "cancelled"
 
 
-def test_a_run_interrupted_again_without_progress_waits_for_a_person(db_url):
+def test_a_run_interrupted_again_without_progress_waits_for_a_person(home):
     run_id = make_run("running", last_step=10)
     recovery.add_event(run_id, f"{recovery.AUTO_RESUME_EVENT} 10")
     done = resumer({})
@@ -65,13 +67,13 @@ def test_a_run_interrupted_again_without_progress_waits_for_a_person(db_url):
     assert "press Resume" in run_events(run_id)[-1].message
 
 
-def test_a_run_that_got_further_since_its_last_automatic_resume_is_resumed_again(db_url):
+def test_a_run_that_got_further_since_its_last_automatic_resume_is_resumed_again(home):
     run_id = make_run("running", last_step=20)
     recovery.add_event(run_id, f"{recovery.AUTO_RESUME_EVENT} 10")
     assert resumer({}).resumed == [run_id]
 
 
-def test_a_run_whose_worker_still_heartbeats_is_left_running(db_url, monkeypatch):
+def test_a_run_whose_worker_still_heartbeats_is_left_running(home, monkeypatch):
     monkeypatch.setenv("MEDCOT_LEASE_SECONDS", "0.5")
     run_id = make_run("running", lease_expired=False)  # its lease runs 60 s: another live worker holds it
     started = time.monotonic()
@@ -88,11 +90,11 @@ def test_the_app_notes_its_start_and_its_shutdown(home):
 
 def test_a_restart_mid_training_leaves_the_run_interrupted_and_the_app_resumes_it_from_its_checkpoint(
         db_url, home, processes, tmp_path):
-    config = demo_config_file(tmp_path / "demo.yaml", **{"training.max_steps": 20, "training.save_steps": 5,
+    config = demo_config_file(tmp_path / "demo.yaml", **{"training.max_steps": 12, "training.save_steps": 5,
                                                         "name": "restart-me"})
     cli("enqueue", str(config))
     app = start_app(processes, home, MEDCOT_AUTO_RESUME="1")
-    wait_for(lambda: (r := get_run(1)) is not None and r.last_step >= 6, timeout=240,
+    wait_for(lambda: (r := get_run(1)) is not None and r.last_step >= 6, timeout=240, interval=0.02,
              what="the run to pass its step-5 checkpoint")
     # Freeze the trainer mid-run: on a fast machine the remaining steps could otherwise finish before the
     # restart reaches the worker, and the run would rightly succeed instead of being interrupted.
@@ -107,6 +109,6 @@ def test_a_restart_mid_training_leaves_the_run_interrupted_and_the_app_resumes_i
     run = get_run(1)
     messages = [e.message for e in run_events(1)]
     assert run.status == "succeeded", (run.error, messages[-5:])
-    assert run.attempt == 2 and run.last_step == 20
+    assert run.attempt == 2 and run.last_step == 12
     assert any(m.startswith(recovery.AUTO_RESUME_EVENT) for m in messages)
     assert any(m.startswith("resuming from checkpoint-") for m in messages), messages
