@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 
-import gradio as gr
 from starlette.middleware import Middleware
 
 from jobs import recovery
@@ -21,40 +20,6 @@ from medcot_ui.training.models import ensure_demo_model
 from medcot_ui.hosting.redact import install as install_redaction
 from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
 from medcot_ui.store import get_engine
-from medcot_ui.tabs import compare, dataset, evaluate, publish, runs, train
-
-APP_CSS = PROJECT_DIR / "medcot_ui" / "tabs" / "app.css"
-
-
-def build_app(ctx: AppContext) -> gr.Blocks:
-    with gr.Blocks(title="MedCoT Studio") as demo:
-        gr.Markdown("# MedCoT Studio\nFine-tune a reasoning model on medical chain-of-thought data, watch it "
-                    "train, and compare its answers with the base model. Research use only: not for clinical "
-                    "decisions.")
-        if warning := hosting.storage_warning(ctx.settings):
-            gr.Markdown(warning, elem_id="storage-warning")  # above the tabs: seen on every page
-        if ctx.settings.auth_mode == "space":
-            gr.LoginButton()
-        with gr.Tabs(overflow_behavior="wrap") as tabs:  # on a phone every tab stays in sight
-            with gr.Tab("Dataset", id="dataset"):
-                dataset_ui = dataset.build(ctx)
-            with gr.Tab("Train", id="train"):
-                train_ui = train.build(ctx)
-            with gr.Tab("Runs", id="runs"):
-                runs_ui = runs.build(ctx)
-            with gr.Tab("Compare", id="compare"):
-                compare_ui = compare.build(ctx)
-            with gr.Tab("Evaluate", id="evaluate"):
-                evaluate_ui = evaluate.build(ctx)
-            with gr.Tab("Publish", id="publish"):
-                publish_ui = publish.build(ctx)
-        train.wire(train_ui, runs_ui, tabs)
-        runs.wire(runs_ui, train_ui, tabs)
-        dataset.wire(dataset_ui, train_ui)
-        compare.wire(compare_ui, runs_ui)
-        evaluate.wire(evaluate_ui, demo)
-        publish.wire(publish_ui, runs_ui)
-    return demo
 
 
 def start_worker() -> subprocess.Popen[bytes]:
@@ -95,6 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         resumer.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit handlers on `kill`
     os.environ.update(hosting.cache_environment(settings))  # before the Blocks read where Gradio's cache is
+    # Gradio and the tabs (Compare brings torch) take seconds to import: only now, after the worker started, so
+    # that a run queued (or resumed) before this start is already training while the page is built.
+    from medcot_ui.tabs.layout import APP_CSS, build_app
+
     demo = build_app(AppContext(settings))
     demo.queue(**hosting.queue_options(settings)).launch(
         **hosting.launch_options(settings), css_paths=[APP_CSS],
