@@ -18,11 +18,7 @@ from medcot_ui.store import get_run, list_runs, run_events, run_metrics
 
 
 def enqueue(tmp_path: Path, name: str = "demo", **overrides: object) -> int:
-    return enqueue_file(demo_config_file(tmp_path / f"{name}.yaml", name=name, **overrides))
-
-
-def enqueue_file(config: Path) -> int:
-    out = cli("enqueue", str(config))
+    out = cli("enqueue", str(demo_config_file(tmp_path / f"{name}.yaml", name=name, **overrides)))
     return int(out.stdout.split("queued run ")[1].split()[0])
 
 
@@ -61,7 +57,7 @@ def test_a_demo_run_enqueued_from_the_cli_trains_in_the_background_and_its_adapt
 
 def test_a_killed_training_process_leaves_the_run_interrupted_and_resume_continues_from_its_checkpoint(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path, **{"training.max_steps": 120, "training.save_steps": 20,
+    run_id = enqueue(tmp_path, **{"training.max_steps": 60, "training.save_steps": 20,
                                   "training.logging_steps": 5})
     processes.worker()
     wait_for(lambda: (get_run(run_id).last_step or 0) >= 27, timeout=90, interval=0.02, what="step 27")
@@ -79,12 +75,12 @@ def test_a_killed_training_process_leaves_the_run_interrupted_and_resume_continu
     resumed = [e.message for e in run_events(run_id) if e.message.startswith("resuming from")]
     assert resumed and resumed[0].startswith("resuming from checkpoint-20 (step 20)")
     # The global step went on from 20: every logging step appears exactly once, none restarted from 0.
-    assert [m.step for m in run_metrics(run_id)] == list(range(5, 121, 5))
+    assert [m.step for m in run_metrics(run_id)] == list(range(5, 61, 5))
 
 
 def test_a_killed_worker_leaves_the_run_interrupted_and_another_worker_resumes_it(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path, **{"training.max_steps": 120, "training.save_steps": 20,
+    run_id = enqueue(tmp_path, **{"training.max_steps": 60, "training.save_steps": 20,
                                   "training.logging_steps": 5})
     first = processes.worker()
     wait_for(lambda: (get_run(run_id).last_step or 0) >= 25, timeout=90, interval=0.02, what="step 25")
@@ -100,7 +96,7 @@ def test_a_killed_worker_leaves_the_run_interrupted_and_another_worker_resumes_i
     cli("resume", str(run_id))
     wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=120, what="the resumed run to finish")
     assert get_run(run_id).status == "succeeded"
-    assert [m.step for m in run_metrics(run_id)] == list(range(5, 121, 5))
+    assert [m.step for m in run_metrics(run_id)] == list(range(5, 61, 5))
 
 
 def _is_zombie(pid: int) -> bool:
@@ -133,12 +129,12 @@ def test_claimers_starting_at_the_same_moment_claim_each_run_exactly_once(
 
 
 def test_four_workers_training_side_by_side_each_train_their_own_runs_without_database_locked_errors(
-        db_url: str, home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
+        db_url: str, home: Path, processes) -> None:  # noqa: ANN001
     # Four real workers and their training processes writing to one store at once (claims, leases, heartbeats,
-    # metrics). Six runs: each worker claims at the start, two more are claimed while the others train, and the
-    # last claims find the queue empty. The race of the claim itself is the test above.
-    config = demo_config_file(tmp_path / "tiny.yaml", **{"training.max_steps": 1, "data.eval_size": 0})
-    ids = [enqueue_file(config) for _ in range(6)]
+    # metrics): four runs for four workers, so they train side by side, and their last claims find the queue empty.
+    # The race of the claim itself is the test above; the CLI's enqueue has tests of its own.
+    config = quick_demo().with_overrides({"training.max_steps": 1, "data.eval_size": 0})
+    ids = [queue.enqueue(config).id for _ in range(4)]
     workers = [processes.worker("--exit-when-idle", f"--worker-id=w{i}") for i in range(4)]
     for w in workers:
         w.wait(timeout=280)
