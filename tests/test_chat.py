@@ -341,6 +341,33 @@ def test_the_static_cache_decode_path_gives_the_same_greedy_answers_as_the_eager
     assert (static.base.token_ids, static.tuned.token_ids) == (eager.base.token_ids, eager.tuned.token_ids)
 
 
+def test_stop_pressed_while_the_decode_step_is_prepared_ends_the_comparison_at_once(demo: Any) -> None:
+    """On a GPU the decode step compiles for about a minute before the first answer; Stop must not wait for it.
+    Here the model thread is kept busy, so the preparation waits as a compile would."""
+    import threading
+
+    engine = CompareEngine(fast_decode=True)
+    release = threading.Event()
+    stream = engine.compare(demo.run_id, _question(demo), GenerationSettings(max_new_tokens=8, greedy=True))
+    busy = None
+    for update in stream:
+        if busy is None and update.message.startswith("Attaching the LoRA adapter"):
+            busy = engine.model_thread.submit(lambda: release.wait(60))  # the preparation queues behind this
+        if update.phase == "loading" and "s so far" in update.message:
+            break
+    assert busy is not None and not busy.done()
+    engine.stop("default")
+    stopped_at = time.monotonic()
+    rest = list(stream)
+    assert time.monotonic() - stopped_at < 3, "Stop waited for the preparation"
+    assert [u.phase for u in rest][-1:] == ["done"] and rest[-1].stopped
+    assert rest[-1].message.startswith("Stopped before it started. The fast decoding step goes on compiling")
+    assert not [u for u in rest if u.phase == "generating"], "no answer was started"
+    release.set()
+    assert engine.model_thread.submit(lambda: "idle").result(timeout=60) == "idle", "the preparation finished"
+    engine.unload()
+
+
 @pytest.mark.parametrize("free_gib, training, four_bit_run, expected", [
     (70, False, True, False),   # a QLoRA run on a roomy, idle GPU: 16-bit weights (compiled decoding)
     (70, True, True, True),     # ... while a training run holds the GPU: 4-bit, the smaller copy

@@ -238,7 +238,12 @@ class CompareEngine:
         decoder, lora = loaded.decoder, loaded.lora
         assert decoder is not None and lora is not None  # load_base and _prepare set them
         tokens = prompt_ids.shape[1] + request.settings.max_new_tokens
-        yield from self._warm_up(request, decoder, prompt_ids, tokens)
+        compiling = yield from self._warm_up(request, decoder, prompt_ids, tokens)
+        if request.stop.is_set():  # pressed while the model loaded or the decode step was being prepared
+            yield request.update("done", "Stopped before it started." + (
+                " The fast decoding step goes on compiling in the background, for the next question."
+                if compiling else ""), stopped=True)
+            return
         working = "Generating both answers…" + ("" if decoder.status.state == "ready" else
                                                 f" ({decoder.status.message})")
         streamer, failure = PaneStreamer(), []
@@ -302,13 +307,17 @@ class CompareEngine:
                 yield
 
     def _warm_up(self, request: _Request, decoder: Decoder, prompt_ids: Any, tokens: int
-                 ) -> Iterator[CompareUpdate]:
-        """Compile the decode step for this answer length on the model thread, saying so while it runs."""
+                 ) -> Generator[CompareUpdate, None, bool]:
+        """Compile the decode step for this answer length on the model thread, saying so while it runs; returns
+        True when Stop cut the wait short (a compile cannot be interrupted: it goes on, for the next question)."""
         if decoder.is_warm(tokens):
-            return
+            return False
         job = decoder.warm_up(self.model_thread.submit, int(prompt_ids[0, -1]), tokens)
         start = time.perf_counter()
         while not job.done():
+            if request.stop.is_set():
+                return True
             yield request.update("loading", f"{decoder.status.message} {time.perf_counter() - start:.0f} s so far.")
             time.sleep(0.5)
         job.result()
+        return False
