@@ -128,6 +128,30 @@ def test_claimers_starting_at_the_same_moment_claim_each_run_exactly_once(
     assert {r.id: (r.worker_id, r.attempt) for r in list_runs()} == {n: (w, 1) for n, w in owner.items()}
 
 
+def test_on_postgresql_a_claim_passes_over_a_run_another_worker_is_claiming(
+        home: Path, postgres_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    # Without SKIP LOCKED every claimer would queue behind the row lock of the oldest run instead of taking the
+    # next one at once (claims stay unique either way: the race test above cannot tell the difference).
+    import threading
+
+    from sqlalchemy import text
+
+    from medcot_ui.store import dispose_engines, get_engine
+
+    monkeypatch.setenv("MEDCOT_DATABASE_URL", postgres_server.new_database())
+    dispose_engines()
+    first, second = (queue.enqueue(quick_demo()).id for _ in range(2))
+    got: list[int | None] = []
+    with get_engine().connect() as other:
+        other.execute(text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": first})  # a claim in flight
+        claimer = threading.Thread(target=lambda: got.append(queue.claim("w2")), daemon=True)
+        claimer.start()
+        claimer.join(timeout=10)
+        assert got == [second], "the claim waited for the locked run instead of taking the next one"
+        other.rollback()
+    assert queue.claim("w1") == first
+
+
 def test_four_workers_training_side_by_side_each_train_their_own_runs_without_database_locked_errors(
         db_url: str, home: Path, processes) -> None:  # noqa: ANN001
     # Four real workers and their training processes writing to one store at once (claims, leases, heartbeats,
