@@ -270,7 +270,12 @@ def clear_preference(ui: CompareTab) -> Updates:
 
 def stop(ui: CompareTab, request: gr.Request) -> Updates:
     guard(request, "compare")
-    return {ui.status: "Stopping both answers…" if ui.engine.stop(_session(request)) else "Nothing is generating."}
+    if not ui.engine.stop(_session(request)):
+        return {ui.status: "Nothing is generating."}
+    # A toast, not the status line: the stream writes its own "Stopped…" there, and this handler's reply could
+    # reach the page after it and leave "Stopping…" showing for good.
+    gr.Info("Stopping both answers…")
+    return {ui.status: gr.skip()}
 
 
 def save_preference(ui: CompareTab, current: int | None, label: str | None, note: str, run_id: int | None,
