@@ -55,6 +55,10 @@ class _Request:
                              base=base.snapshot() if base else None, tuned=tuned.snapshot() if tuned else None,
                              base_model=self.config.model.base_model, **kw)
 
+    def stopped_early(self, why: str = "") -> CompareUpdate:
+        """The last update of a comparison stopped before any answer was generated."""
+        return self.update("done", "Stopped before it started." + (f" {why}" if why else ""), stopped=True)
+
 
 class CompareEngine:
     """Holds the one base model and its adapters; runs comparisons one at a time."""
@@ -187,7 +191,7 @@ class CompareEngine:
         try:
             while not self._lock.acquire(timeout=0.5):
                 if request.stop.is_set():
-                    yield request.update("done", "Stopped before it started.", stopped=True)
+                    yield request.stopped_early()
                     return False
                 yield request.update("waiting", f"Waiting for the comparison ahead of this one "
                                                 f"({self._waiting - 1} waiting before you)…")
@@ -208,7 +212,7 @@ class CompareEngine:
         for message in self.gpu.wait_for_room(need, request.stop):
             yield request.update("waiting", message)
         if request.stop.is_set():
-            yield request.update("done", "Stopped before it started.", stopped=True)
+            yield request.stopped_early()
             return None
         if loaded is None:
             yield request.update("loading", f"Loading the base model {config.model.base_model} (once; later "
@@ -240,9 +244,8 @@ class CompareEngine:
         tokens = prompt_ids.shape[1] + request.settings.max_new_tokens
         compiling = yield from self._warm_up(request, decoder, prompt_ids, tokens)
         if request.stop.is_set():  # pressed while the model loaded or the decode step was being prepared
-            yield request.update("done", "Stopped before it started." + (
-                " The fast decoding step goes on compiling in the background, for the next question."
-                if compiling else ""), stopped=True)
+            yield request.stopped_early("The fast decoding step goes on compiling in the background, for the next "
+                                        "question." if compiling else "")
             return
         working = "Generating both answers…" + ("" if decoder.status.state == "ready" else
                                                 f" ({decoder.status.message})")

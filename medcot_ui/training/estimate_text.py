@@ -24,7 +24,6 @@ def gb(gib: float) -> str:
     return f"{n * 1000:.0f} MB" if n < 1 else f"{n:.1f} GB"
 
 
-
 def _whole_run(est: Estimate, steps: int) -> str:
     start = f"{rough_duration(est.startup_s)} to start and load the model"
     if not steps:  # trained by epochs: the step count depends on the data
