@@ -2,8 +2,10 @@
 #   docker build -t medcot-studio .
 #   docker run --gpus all -p 7860:7860 -v medcot-data:/data \
 #     -e MEDCOT_AUTH_MODE=password -e MEDCOT_USERS='alice:a-long-password' medcot-studio
-# See docs/DEPLOY.md. The data directory (MEDCOT_HOME, default /data/medcot) holds the database, runs, uploads
-# and every model/download cache; on a Space, /data is the persistent storage when it is enabled.
+# See docs/DEPLOY.md. The data directory (MEDCOT_HOME) holds the database, runs, uploads and every model/download
+# cache. With Docker it defaults to /data/medcot, on the volume (a real disk). On a Space, /data is a Storage Bucket
+# mount (no file locking), so there the data directory stays on local disk (~/medcot) and the app writes
+# database snapshots and finished files to /data (scripts/docker-entrypoint.sh picks).
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -24,14 +26,13 @@ RUN apt-get update \
  && apt-get autoremove -y \
  && rm -rf /var/lib/apt/lists/*
 
-# Spaces run the container as UID 1000; /data is where their persistent storage is mounted.
+# Spaces run the container as UID 1000; /data is where a Docker volume or a Space's Storage Bucket is mounted.
 RUN useradd --create-home --uid 1000 --shell /bin/bash user \
  && mkdir -p /data \
  && chown user:user /data
 USER 1000
 ENV HOME=/home/user \
     PATH=/home/user/app/.venv/bin:$PATH \
-    MEDCOT_HOME=/data/medcot \
     MEDCOT_PORT=7860 \
     MEDCOT_CONTAINER=1 \
     GRADIO_ANALYTICS_ENABLED=False

@@ -6,9 +6,11 @@ import argparse
 import atexit
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
+from sqlalchemy.exc import DatabaseError
 from starlette.middleware import Middleware
 
 from jobs import recovery
@@ -17,9 +19,10 @@ from medcot_ui.hosting.gate import HostingGate
 from medcot_ui.publish.records import reap_interrupted as fail_interrupted_publishes
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.training.models import ensure_demo_model
-from medcot_ui.hosting.redact import install as install_redaction
-from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
+from medcot_ui.redact import install as install_redaction
+from medcot_ui.settings import PROJECT_DIR, database_url, get_settings
 from medcot_ui.store import get_engine
+from medcot_ui.store_damage import explain
 
 
 def start_worker() -> subprocess.Popen[bytes]:
@@ -47,7 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     if found := hosting.problems(settings):
         sys.exit("MedCoT Studio cannot start:\n- " + "\n- ".join(found))
-    get_engine()  # create runs.db and its tables on first start
+    recovery.restore_from_bucket(settings)  # a restarted Space: its local disk is empty, the bucket is not
+    try:
+        get_engine()  # create runs.db and its tables on first start
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        if (damaged := explain(exc, database_url(), settings.home)) is None:
+            raise
+        sys.exit(f"MedCoT Studio cannot start:\n{damaged}")
     fail_interrupted_publishes()  # publishes the last app left half-way are failed (and can be retried)
     ensure_demo_model()
     previous = recovery.record_start()
@@ -68,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     demo.queue(**hosting.queue_options(settings)).launch(
         **hosting.launch_options(settings), css_paths=[APP_CSS],
         app_kwargs={"middleware": [Middleware(HostingGate)]})
+    print(hosting.started_message(settings), flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

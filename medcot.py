@@ -19,12 +19,17 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from typing import Any
 
 import yaml
+from sqlalchemy.exc import DatabaseError
 
+from medcot_ui.errors import MedcotError
 from medcot_ui.evaluate.cli import add_parser as add_eval_parser
+from medcot_ui.settings import database_url, get_settings
+from medcot_ui.store_damage import explain
 from medcot_ui.training.config import ConfigError, RunConfig
 from medcot_ui.training.presets import PRESETS
 from medcot_ui.units import when
@@ -59,9 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
 
-    run = enqueue(_load(args))
+    run = enqueue("train", _load(args))
     print(f"queued run {run.id} ({run.name}); a worker will pick it up (`medcot worker`, or the app's own)")
     return 0
 
@@ -135,7 +140,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from jobs.queue import delete_run
-    from medcot_ui.hosting.settings import get_settings
+    from medcot_ui.settings import get_settings
     from medcot_ui.units import duration
 
     delete_run(args.run_id)
@@ -217,9 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("invalid config:\n  " + "\n  ".join(exc.errors), file=sys.stderr)
         return 2
-    except ValueError as exc:  # QueueError and friends: a clear sentence, no traceback
+    except MedcotError as exc:  # every error worded for a person: a clear sentence, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (DatabaseError, sqlite3.DatabaseError) as exc:  # a damaged runs.db: which file, and the way back
+        if (damaged := explain(exc, database_url(), get_settings().home)) is None:
+            raise
+        print(f"error: {damaged}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

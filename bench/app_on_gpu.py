@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     from gradio_client import handle_file
 
-    from medcot_ui.hosting.settings import DEMO_DATA_FILE
+    from medcot_ui.settings import DEMO_DATA_FILE
     from medcot_ui.training.presets import quick_demo, recipe
 
     home = Path(tempfile.mkdtemp(prefix="medcot-app-"))

@@ -69,14 +69,15 @@ def finished_run(model_dir: Path, adapter: Path, four_bit: bool) -> int:
     """A finished run row (in MEDCOT_HOME) whose base is the random 8B and whose adapter is ``adapter``."""
     import shutil
 
-    from jobs.queue import claim_specific, enqueue, finish
+    from jobs.queue import claim_specific, finish
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import recipe
     from medcot_ui.store import RunStatus
 
     config = recipe().with_overrides({"name": f"bench-{'4bit' if four_bit else 'bf16'}",
                                       "model.base_model": str(model_dir), "model.load_in_4bit": four_bit,
                                       "data.source": "demo", "data.split": "train"})
-    run = enqueue(config)
+    run = enqueue("train", config)
     shutil.copytree(adapter, Path(run.output_dir) / "adapter")
     claim_specific(run.id, "bench")
     finish(run.id, RunStatus.succeeded)
@@ -201,7 +202,7 @@ def bench(model_dir: Path, adapter: Path, tokens: int, repeats: int) -> list[dic
     import torch
 
     from medcot_ui.compare.engine import CompareEngine
-    from medcot_ui.compare.fast_decode import Decoder
+    from medcot_ui.inference.fast_decode import Decoder
     from medcot_ui.store import get_run
     from medcot_ui.training.prompts import PromptFormat
 

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from medcot_ui.training.config import DataSettings  # noqa: E402
-from medcot_ui.hosting.settings import DEMO_DATA_FILE  # noqa: E402
+from medcot_ui.settings import DEMO_DATA_FILE  # noqa: E402
 
 
 def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, str]]:

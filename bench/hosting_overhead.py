@@ -49,13 +49,13 @@ def main() -> None:
                       WANDB_API_KEY="c" * 40, MEDCOT_AUTH_MODE="space", SPACE_ID="bench/medcot",
                       MEDCOT_ALLOWED_USERS="alice,bob,carol", MEDCOT_ALLOWED_ORGS="medlab")
 
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.hosting.access import caller_from_oauth, check
     from medcot_ui.training.presets import quick_demo
-    from medcot_ui.hosting.redact import RedactingFilter, install, scrub
-    from medcot_ui.hosting.settings import get_settings
+    from medcot_ui.redact import RedactingFilter, install, scrub
+    from medcot_ui.settings import get_settings
 
-    enqueue(quick_demo())
+    enqueue("train", quick_demo())
     settings = get_settings()
     info = {"access_token": "x", "expires_at": time.time() + 3600,
             "userinfo": {"preferred_username": "dave", "orgs": [{"preferred_username": "medlab"}]}}

@@ -54,7 +54,7 @@ def synthetic_rows(tokenizer_dir: Path, path: Path, rows: int, seed: int = 0) ->
     """Rows of 300-1400 tokens in the real schema (reasoning ~70 %, answer ~15 %), like medical-o1."""
     from transformers import AutoTokenizer
 
-    from medcot_ui.hosting.settings import DEMO_DATA_FILE
+    from medcot_ui.settings import DEMO_DATA_FILE
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     words = " ".join(json.loads(line)["Complex_CoT"] for line in DEMO_DATA_FILE.read_text().splitlines()).split()

@@ -1,7 +1,8 @@
 """Runs tab responsiveness: 1,000 runs and 100,000 metric rows in a SQLite file.
 
 Times the queries the Runs tab makes (the same functions it calls): the poll signatures, the table, and one
-run's chart data, for a typical run (~90 logged steps) and the longest one (10,000 steps).
+run's chart data, for a typical run (~90 logged steps) and the longest one (10,000 steps), every row carrying the
+extra keys TRL logs (token accuracy, entropy, num_tokens), and the "More metrics" chart's queries.
 
     python bench/runs_queries.py [--runs 1000] [--metrics 100000] [--repeat 30]
 """
@@ -9,6 +10,7 @@ run's chart data, for a typical run (~90 logged steps) and the longest one (10,0
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -51,7 +53,10 @@ def populate(runs: int, metrics: int) -> tuple[int, int]:
             metric_rows.append({"run_id": run_id, "step": step, "epoch": step / 100, "loss": 2 + rng.random(),
                                 "learning_rate": 2e-4, "grad_norm": rng.random(), "tokens_per_s": 6900.0,
                                 "seconds_per_step": 0.94, "gpu_mem_gb": 6.5,
-                                "eval_loss": 2.0 if step % 50 == 0 else None, "created_at": now})
+                                "eval_loss": 2.0 if step % 50 == 0 else None, "created_at": now,
+                                # what TRL's SFTTrainer logs besides (kept in extra_json)
+                                "extra_json": json.dumps({"mean_token_accuracy": rng.random(), "entropy": 1.5,
+                                                          "num_tokens": 51200.0 * step})})
     metric_rows = metric_rows[:metrics]
     engine = get_engine()
     with engine.begin() as conn:
@@ -61,9 +66,9 @@ def populate(runs: int, metrics: int) -> tuple[int, int]:
                           ":finished_at, :heartbeat_at, :total_steps, :last_step, :last_loss, :output_dir, 1, 0, 0)"),
                      run_rows)
         conn.execute(text("INSERT INTO metrics (run_id, step, epoch, loss, learning_rate, grad_norm, tokens_per_s, "
-                          "seconds_per_step, gpu_mem_gb, eval_loss, created_at) VALUES (:run_id, :step, :epoch, "
-                          ":loss, :learning_rate, :grad_norm, :tokens_per_s, :seconds_per_step, :gpu_mem_gb, "
-                          ":eval_loss, :created_at)"), metric_rows)
+                          "seconds_per_step, gpu_mem_gb, eval_loss, created_at, extra_json) VALUES (:run_id, :step, "
+                          ":epoch, :loss, :learning_rate, :grad_norm, :tokens_per_s, :seconds_per_step, :gpu_mem_gb, "
+                          ":eval_loss, :created_at, :extra_json)"), metric_rows)
     return runs // 2, longest
 
 
@@ -88,7 +93,7 @@ def main() -> None:
     os.environ["MEDCOT_HOME"] = str(home)
     os.environ.pop("MEDCOT_DATABASE_URL", None)
 
-    from medcot_ui.runs import charts as run_charts, detail as one_run, table as runs_table
+    from medcot_ui.runs import charts as run_charts, detail as one_run, extra_metrics, table as runs_table
     from medcot_ui.store import Metric, Run, read_session
 
     t0 = time.perf_counter()
@@ -116,6 +121,9 @@ def main() -> None:
         (f"chart: run {typical} ({n_typical} steps) query + frames", chart(typical)),
         (f"chart: run {longest} ({args.metrics // 10:,} steps) query + frames", chart(longest)),
         (f"detail: run {typical} (header, progress, charts)", lambda: one_run.run_detail(typical)),
+        (f"more metrics: run {longest}'s keys", lambda: extra_metrics.extra_keys(longest)),
+        (f"more metrics: run {longest} ({args.metrics // 10:,} steps) one key's frame",
+         lambda: extra_metrics.extra_frame(longest, "num_tokens")),
     ]
     width = max(len(name) for name, _ in cases)
     print(f"| {'query'.ljust(width)} | median ms | p95 ms | < 100 ms |")

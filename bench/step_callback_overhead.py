@@ -31,10 +31,11 @@ def time_steps(steps: int, logging_steps: int) -> float:
     """Seconds per step spent in the callback for one run of ``steps`` steps."""
     from jobs.attempt import Attempt
     from jobs.callbacks import StudioCallback
-    from jobs.queue import claim, enqueue
+    from jobs.queue import claim
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
 
-    run_id = enqueue(quick_demo()).id
+    run_id = enqueue("train", quick_demo()).id
     worker = "bench-worker"
     assert claim(worker) == run_id
     callback = StudioCallback(Attempt(run_id, 1), parent_pid=None)

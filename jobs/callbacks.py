@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -12,7 +14,12 @@ from transformers import TrainerCallback
 
 from jobs.attempt import STALE_EXIT_CODE, Attempt
 from jobs.ranks import from_main, is_main, summed, worker_pid
+from medcot_ui.hosting.bucket_files import checkpoint_group, keep_quietly
+from medcot_ui.settings import get_settings
 from medcot_ui.store import Metric, Run
+
+# The logged keys that have a column of their own in ``metrics``; every other number goes to ``extra_json``.
+COLUMN_KEYS = frozenset({"loss", "eval_loss", "epoch", "learning_rate", "grad_norm"})
 
 
 def _gpu_memory_gb() -> float | None:
@@ -123,6 +130,7 @@ class StudioCallback(TrainerCallback):
                 metric.gpu_mem_gb = _gpu_memory_gb()
             if eval_loss is not None:
                 metric.eval_loss = finite(eval_loss)
+            metric.extra_json = merged_extras(metric.extra_json, logs)
             s.add(metric)
             if loss is not None:
                 run = s.get(Run, self.run_id)
@@ -132,6 +140,25 @@ class StudioCallback(TrainerCallback):
         # If the worker died (kill -9), stop at once: the lease will expire and the run becomes interrupted.
         if self.parent_pid is not None and worker_pid() != self.parent_pid:
             os._exit(STALE_EXIT_CODE)
+
+
+class BucketCheckpoints(TrainerCallback):
+    """Bucket storage: each checkpoint copied to the mount once saved, so a restarted Space resumes from it."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        settings = get_settings()
+        folder = Path(args.output_dir).resolve() / f"checkpoint-{state.global_step}"
+        if is_main() and settings.storage_mode == "bucket" and settings.home in folder.parents:
+            keep_quietly(folder, checkpoint_group(settings.home, folder.parent), settings=settings)
+
+
+def merged_extras(stored: str | None, logs: dict[str, Any]) -> str | None:
+    """The step's other logged numbers (token accuracy, entropy, num_tokens...) added to those stored already (a
+    training and an evaluation log can share a step), as JSON; None when there are none."""
+    extras = json.loads(stored) if stored else {}
+    extras.update({key: float(value) for key, value in logs.items() if key not in COLUMN_KEYS
+                   and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)})
+    return json.dumps(extras, sort_keys=True) if extras else None
 
 
 def _metric_at(run_id: int, step: int) -> Any:

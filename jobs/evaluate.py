@@ -1,81 +1,149 @@
 """One evaluation process: ``python -m jobs.evaluate JOB_ID --attempt=N``, started by the worker like training.
 
-Loads the run's base model once (with Compare's loader), puts the run's adapter on it for the tuned side (and the
-other run's for the base side, run against run), and answers the stored questions in batches, base side then
-tuned side, storing each batch as it is generated. A resumed job answers only what is missing; cancel is honoured
-between batches.
+Loads the run's base model once (16-bit when it fits the GPU, else 4-bit; the evaluation's ``weights`` can
+insist), and answers every stored question that lacks an answer through the batch engine (both sides in shared
+batches, continuous refill, a compiled decode step on a GPU), or in fixed batches for a model the engine does
+not run. Answers are stored every couple of seconds as they finish, with a heartbeat that reads a cancel
+request; a resumed job answers only what is missing. If the worker dies the process stops within seconds.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import traceback
-from typing import Any
+import time
 
-from jobs.attempt import Attempt, StaleAttempt, exit_code
-from jobs.train import limit_cpu_threads
-from medcot_ui.compare.loading import load_model
-from medcot_ui.compare.row_lora import read_adapter
-from medcot_ui.data.load import DataError
-from medcot_ui.evaluate.choice_data import question_with_options
-from medcot_ui.evaluate.create import EvaluationError, evaluable_run
+from jobs.attempt import Attempt
+from jobs.orphan import OrphanGuard
+from jobs.process import ended, job_main, limit_cpu_threads
+from medcot_ui.evaluate.create import evaluable_run
+from medcot_ui.evaluate.engine_answers import Answer, EngineAnswers, prompt_question
 from medcot_ui.evaluate.generate import SideSwitch, answer_batch
 from medcot_ui.evaluate.records import answered_count, evaluation_for_job, pending_items, store_answers
-from medcot_ui.evaluate.tables import SIDES, EvalItem, Evaluation
-from medcot_ui.hosting.redact import install as install_redaction
-from medcot_ui.store import Run, RunStatus
-from medcot_ui.training.models import ModelLoadError
+from medcot_ui.evaluate.tables import SIDES, Evaluation
+from medcot_ui.inference.loading import LoadedModel, load_model
+from medcot_ui.inference.row_lora import AdapterWeights, read_adapter
+from medcot_ui.inference.slot_model import slot_support
+from medcot_ui.jobkinds import payload_of
+from medcot_ui.store import Run, RunStatus, get_run
 from medcot_ui.training.prompts import PromptFormat
 
+FLUSH_SECONDS = 2.0  # answers are stored (and cancel read) at least this often: Cancel takes effect within 5 s
 
-def load_models(evaluation: Evaluation) -> tuple[Any, PromptFormat, SideSwitch]:
-    """The base model (loaded as Compare loads it), the tuned run's prompt format, and the switch that puts each
-    side's adapter on it (the base side: none, or the other run's)."""
+
+def _quantised(base_model: str, trained_in_4bit: bool, choice: str) -> bool:
+    """4-bit when asked, or (auto) when a QLoRA run's base in 16 bits would leave less than a quarter of the GPU
+    for the answers' cache; the adapter is the same either way."""
     import torch
 
+    if not torch.cuda.is_available() or choice == "bf16":
+        return False
+    if choice == "4bit":
+        return True
+    from medcot_ui.training.model_shape import model_shape
+
+    shape, _ = model_shape(base_model)
+    free, total = torch.cuda.mem_get_info()
+    return trained_in_4bit and (shape is None or 2 * shape.params > free - total // 4)
+
+
+def load_models(evaluation: Evaluation, weights: str) -> tuple[LoadedModel, PromptFormat,
+                                                                dict[str, AdapterWeights | None]]:
+    """The base model, the tuned run's prompt format, and each side's adapter (base: none, or the other run's)."""
     run, config = evaluable_run(evaluation.run_id)
-    # A QLoRA run is evaluated on the 4-bit weights it was trained on (where there is a GPU to hold them).
-    loaded = load_model(config.model.base_model, torch.cuda.is_available() and config.model.load_in_4bit)
-    sides = {"base": None, "tuned": read_adapter(run.adapter_dir)}
+    loaded = load_model(config.model.base_model,
+                        _quantised(config.model.base_model, config.model.load_in_4bit, weights))
+    sides: dict[str, AdapterWeights | None] = {"base": None, "tuned": read_adapter(run.adapter_dir)}
     if evaluation.base_run_id is not None:
         other, _ = evaluable_run(evaluation.base_run_id)
         sides["base"] = read_adapter(other.adapter_dir)
-    return loaded, PromptFormat.from_data_settings(config.data), SideSwitch(loaded.model, sides,
-                                                                            evaluation.batch_size)
+    return loaded, PromptFormat.from_data_settings(config.data), sides
 
 
-def _prompt_question(item: EvalItem) -> str:
-    return question_with_options(item.question, item.options) if item.options else item.question
+class AnswerWriter:
+    """Stores finished answers every FLUSH_SECONDS (and at the end) under the attempt's fence, with a heartbeat
+    that records progress and reads a cancel request."""
+
+    def __init__(self, attempt: Attempt, evaluation: Evaluation, guard: OrphanGuard):
+        self.attempt, self.evaluation, self.guard = attempt, evaluation, guard
+        self.pending: list[Answer] = []
+        self.generated, self.cancelled = 0, False
+        self._last = time.monotonic()
+
+    def add(self, answers: list[Answer]) -> None:
+        self.pending.extend(answers)
+
+    def should_stop(self) -> bool:
+        """Polled by the engine between steps: flush when due; True once Cancel was pressed."""
+        if time.monotonic() - self._last >= FLUSH_SECONDS:
+            self.flush()
+        return self.cancelled
+
+    def flush(self) -> None:
+        with self.guard.lock:  # the orphan guard never exits halfway through a store
+            if self.guard.orphaned():
+                return  # the watchdog is about to stop the process: write nothing more
+            with self.attempt.session() as s:
+                for side in SIDES:
+                    mine = [(item, answer) for item, answer_side, answer in self.pending if answer_side == side]
+                    if mine:
+                        self.generated += store_answers(s, [i for i, _ in mine], side, [a for _, a in mine])
+                done = answered_count(s, self.evaluation.id)
+            self.pending = []
+            self.cancelled = self.attempt.heartbeat(done) or self.cancelled
+        self._last = time.monotonic()
 
 
-def answer_all(attempt: Attempt, evaluation: Evaluation, loaded: Any, fmt: PromptFormat,
-               switch: SideSwitch) -> tuple[int, bool]:
-    """Answer every missing question, batch by batch; returns (answers generated, cancelled).
+def answer_with_engine(writer: AnswerWriter, loaded: LoadedModel, fmt: PromptFormat,
+                       sides: dict[str, AdapterWeights | None]) -> None:
+    evaluation = writer.evaluation
+    compiled = next(loaded.model.parameters()).device.type == "cuda" and not loaded.quantised
+    if compiled:
+        writer.attempt.event("compiling the decode step for this model (about a minute on a GPU)")
+    answers = EngineAnswers(loaded.model, loaded.tokenizer, fmt, evaluation.max_new_tokens, compiled,
+                            evaluation.greedy, evaluation.temperature, slots=evaluation.batch_size)
+    stats = answers.run(pending_items(evaluation.id, evaluation.n_items), sides, writer.add, writer.should_stop)
+    writer.flush()
+    tokens, seconds = sum(s.tokens for s in stats), sum(s.seconds for s in stats)
+    if seconds:
+        writer.attempt.event(f"batch engine: {answers.engine.slots} slots, {tokens} tokens in {seconds:.0f} s "
+                             f"({tokens / seconds:.0f} tokens/s)")
 
-    Each batch's answers are stored in a transaction that first checks this attempt still owns the job, and the
-    heartbeat after it records the progress and reads a cancel request.
-    """
-    generated = 0
-    while batch := pending_items(evaluation.id, evaluation.batch_size):
+
+def answer_in_batches(writer: AnswerWriter, loaded: LoadedModel, fmt: PromptFormat,
+                      sides: dict[str, AdapterWeights | None]) -> None:
+    """The fixed-batch path (one ``generate`` per batch and side), for models the batch engine does not run."""
+    evaluation = writer.evaluation
+    size = evaluation.batch_size or 8
+    switch = SideSwitch(loaded.model, sides, size)
+    while (batch := pending_items(evaluation.id, size)) and not writer.cancelled:
         for side in SIDES:
             todo = [item for item in batch if not item.generated(side)]
-            if not todo:
-                continue
-            switch.use(side)
-            answers = answer_batch(loaded.model, loaded.tokenizer, fmt, [_prompt_question(i) for i in todo],
-                                   evaluation.max_new_tokens, greedy=evaluation.greedy,
-                                   temperature=evaluation.temperature)
-            with attempt.session() as s:
-                generated += store_answers(s, todo, side, answers)
-                done = answered_count(s, evaluation.id)
-            if attempt.heartbeat(done):
-                return generated, True
-    return generated, False
+            if todo:
+                switch.use(side)
+                answers = answer_batch(loaded.model, loaded.tokenizer, fmt, [prompt_question(i) for i in todo],
+                                       evaluation.max_new_tokens, greedy=evaluation.greedy,
+                                       temperature=evaluation.temperature)
+                writer.add([(item, side, answer) for item, answer in zip(todo, answers)])
+        writer.flush()
 
 
-def run_evaluation(job_id: int, attempt_number: int) -> RunStatus | None:
+def _generate(attempt: Attempt, evaluation: Evaluation, writer: AnswerWriter) -> bool:
+    """Load, answer what is missing; returns whether the job was cancelled."""
+    loaded, fmt, sides = load_models(evaluation, payload_of(get_run(attempt.run_id)).weights)
+    with attempt.session() as s:
+        row = s.get(Run, attempt.run_id)
+        row.pid, row.device = os.getpid(), loaded.device
+        before = answered_count(s, evaluation.id)
+    why_not = slot_support(loaded.model)
+    attempt.event(f"evaluation {evaluation.id}: {before} of {2 * evaluation.n_items} answers stored earlier; "
+                  f"generating the rest on {loaded.device}"
+                  + (f" in fixed batches ({why_not})" if why_not else " with the batch engine"))
+    (answer_in_batches if why_not else answer_with_engine)(writer, loaded, fmt, sides)
+    return writer.cancelled
+
+
+def run_evaluation(job_id: int, attempt_number: int, parent_pid: int | None = None) -> RunStatus | None:
     """Generate the answers of evaluation job ``job_id`` (claimed as ``attempt_number``) and record its outcome;
     returns the status, or None when the attempt lost the job (it wrote nothing then)."""
     from jobs.queue import finish
@@ -86,41 +154,28 @@ def run_evaluation(job_id: int, attempt_number: int) -> RunStatus | None:
         finish(job_id, RunStatus.failed, f"job {job_id} has no evaluation", attempt=attempt_number)
         return RunStatus.failed
     limit_cpu_threads()
-    try:
+    guard = OrphanGuard(parent_pid, lambda: f"this attempt stored {writer.generated} answers")
+    writer = AnswerWriter(attempt, evaluation, guard)
+    guard.start()
+
+    def body() -> RunStatus | None:
         attempt.check()  # a stale attempt stops before touching the GPU
-        loaded, fmt, switch = load_models(evaluation)
-        device = loaded.device
-        with attempt.session() as s:
-            row = s.get(Run, job_id)
-            row.pid, row.device = os.getpid(), device
-            before = answered_count(s, evaluation.id)
-        attempt.event(f"evaluation {evaluation.id}: {before} of {2 * evaluation.n_items} answers stored earlier; "
-                      f"generating the rest on {device}")
-        generated, cancelled = answer_all(attempt, evaluation, loaded, fmt, switch)
-        attempt.event(f"generated {generated} answers this attempt")
-        status = RunStatus.cancelled if cancelled else RunStatus.succeeded
-        finish(job_id, status, "cancelled; the answers stored so far are kept (resume to finish)" if cancelled
-               else None, attempt=attempt_number)
+        cancelled = _generate(attempt, evaluation, writer)
+        with guard.lock:
+            if guard.orphaned():
+                return None  # the watchdog ends the process; the job is the next attempt's
+            attempt.event(f"generated {writer.generated} answers this attempt")
+            status = RunStatus.cancelled if cancelled else RunStatus.succeeded
+            finish(job_id, status, "cancelled; the answers stored so far are kept (resume to finish)"
+                   if cancelled else None, attempt=attempt_number)
         return status
-    except StaleAttempt as exc:
-        print(exc, flush=True)
-        return None
-    except (EvaluationError, DataError, ModelLoadError) as exc:
-        finish(job_id, RunStatus.failed, str(exc), attempt=attempt_number)
-    except Exception as exc:  # noqa: BLE001 - any crash must end the job, never the worker
-        traceback.print_exc()
-        finish(job_id, RunStatus.failed, f"{type(exc).__name__}: {exc}", attempt=attempt_number)
-    return RunStatus.failed
+
+    return ended(job_id, attempt_number, body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("job_id", type=int, help="an evaluation job already claimed by a worker")
-    parser.add_argument("--attempt", type=int, required=True,
-                        help="the attempt number the worker claimed; the process writes nothing once it is stale")
-    args = parser.parse_args(argv)
-    install_redaction()
-    return exit_code(run_evaluation(args.job_id, args.attempt))
+    parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
+    return job_main(__doc__.splitlines()[0], lambda job, attempt: run_evaluation(job, attempt, parent), argv)
 
 
 if __name__ == "__main__":

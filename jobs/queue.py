@@ -1,7 +1,8 @@
-"""The run queue: enqueue, atomic claim, lease and heartbeat, reap, cancel, resume, delete and restore.
+"""The run queue: atomic claim, lease and heartbeat, reap, cancel, resume, delete and restore.
 
-A job is one ``runs`` row. Claiming is a single ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``
-inside ``BEGIN IMMEDIATE``, so two workers can never claim the same run and nobody sees "database is locked".
+A job is one ``runs`` row, of any kind (medcot_ui/jobkinds.py registers the kinds and holds the one enqueue).
+Claiming is a single ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING`` inside ``BEGIN IMMEDIATE``, so two
+workers can never claim the same run and nobody sees "database is locked".
 """
 
 from __future__ import annotations
@@ -16,31 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import delete, select
 
-from medcot_ui.evaluate.records import purge_evaluations_of
-from medcot_ui.training.config import RunConfig
-from medcot_ui.hosting.settings import get_settings
-from medcot_ui.store import (RESUMABLE, Comparison, Metric, Publish, Run, RunEvent, RunStatus, get_engine,
-                             write_session)
+from medcot_ui.errors import MedcotError
+from medcot_ui.settings import get_settings
+from medcot_ui.store import RESUMABLE, Run, RunEvent, RunStatus, get_engine, write_session
 
 
-class QueueError(ValueError):
+class QueueError(MedcotError, ValueError):
     """An action that the run's state does not allow (e.g. resuming a run that succeeded)."""
-
-
-def enqueue(config: RunConfig, dataset_fingerprint: str | None = None) -> Run:
-    """Queue a validated config as a new run; returns the row (status 'queued')."""
-    if not isinstance(config, RunConfig):
-        raise TypeError("enqueue takes a validated RunConfig")
-    with write_session() as s:
-        run = Run(name=config.name, config_json=config.to_json(), dataset_fingerprint=dataset_fingerprint,
-                  total_steps=config.training.max_steps or None)
-        s.add(run)
-        s.flush()
-        if not run.name:
-            run.name = f"run-{run.id}"
-        run.output_dir = str(get_settings().runs_dir / f"run-{run.id}")
-        s.add(RunEvent(run_id=run.id, message="queued"))
-    return run
 
 
 # What claiming does to a run, whichever way it is picked (the oldest queued one, or one given by id).
@@ -222,24 +205,22 @@ def restore_run(run_id: int) -> Run:
 
 
 def purge_deleted(older_than_s: float | None = None) -> list[int]:
-    """Remove for good the runs deleted more than ``older_than_s`` ago (default settings.undo_seconds): their
-    rows, metrics, events, comparisons, publish records, files and local exports. Returns their ids."""
+    """Remove for good the runs deleted more than ``older_than_s`` ago (default settings.undo_seconds), their files
+    and local exports; the database deletes every row that belongs to them (foreign keys cascade: metrics, events,
+    comparisons, publishes, evaluations and the jobs queued for them). Returns their ids."""
     settings = get_settings()
     cutoff = time.time() - (settings.undo_seconds if older_than_s is None else older_than_s)
     with write_session() as s:
         # A running run is never deleted; the status test only guards against a claim that raced a delete.
-        runs = list(s.exec(select(Run).where(Run.deleted_at.is_not(None), Run.deleted_at <= cutoff,
-                                             Run.status != RunStatus.running).with_for_update()))
-        purged = [(r.id, r.output_dir) for r in runs]
-        for run in runs:
-            purge_evaluations_of(s, run.id)
-            for table in (Metric, RunEvent, Comparison, Publish):
-                s.exec(delete(table).where(table.run_id == run.id))
-            s.delete(run)
+        ids = list(s.exec(select(Run.id).where(Run.deleted_at.is_not(None), Run.deleted_at <= cutoff,
+                                               Run.status != RunStatus.running).with_for_update()))
+        folders = [(run_id, out) for run_id, out in s.exec(select(Run.id, Run.output_dir).where(
+            Run.id.in_(ids) | Run.parent_id.in_(ids)))]
+        s.exec(delete(Run).where(Run.id.in_(ids)))
     runs_root = settings.runs_dir.resolve()
-    for run_id, out in purged:
+    for run_id, out in folders:
         # Only ever remove folders inside our own runs directory, whatever the row says.
         if out and Path(out).resolve().is_relative_to(runs_root) and Path(out).exists():
             shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(settings.run_exports_dir(run_id), ignore_errors=True)  # its local exports too
-    return [run_id for run_id, _ in purged]
+    return ids

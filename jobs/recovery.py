@@ -21,7 +21,8 @@ from pathlib import Path
 from sqlmodel import select
 
 from jobs.queue import QueueError, reap_expired, resume
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.hosting import bucket_files, snapshots
+from medcot_ui.settings import Settings, get_settings
 from medcot_ui.store import Run, RunEvent, RunStatus, add_event, get_run, read_session
 
 STATE_FILE = "app-state.json"
@@ -63,6 +64,23 @@ def record_stopping() -> None:
     state = read_state()
     state["stopping_at"] = time.time()
     _write_state(state)
+
+
+def restore_from_bucket(settings: Settings) -> snapshots.Snapshot | None:
+    """Bucket storage, a fresh local disk: the latest verified snapshot becomes runs.db, the kept files (the last
+    checkpoint of each run, adapters, exports) come back, and so do the last app's restart notes, so that
+    the auto-resume below treats the runs that snapshot saw running or interrupted by the shutdown as usual."""
+    if settings.storage_mode != "bucket" or settings.sqlite_path is None or settings.sqlite_path.exists():
+        return None
+    snapshot = snapshots.restore(settings.sqlite_path, settings.bucket_dir)
+    if snapshot is None:
+        return None
+    groups = bucket_files.restore(settings.home, settings.bucket_dir)
+    if snapshot.app_state:
+        _write_state(snapshot.app_state)
+    print(f"[app] restored {settings.sqlite_path} from {snapshot.database} and {len(groups)} kept file sets",
+          flush=True)
+    return snapshot
 
 
 def running_run_ids() -> set[int]:

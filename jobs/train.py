@@ -7,23 +7,22 @@ At the end the run folder holds the adapter, tokenizer, resolved config and a me
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from jobs.attempt import Attempt, StaleAttempt, exit_code
+from jobs.attempt import Attempt
+from jobs.process import ended, job_main, limit_cpu_threads
 from jobs.ranks import is_main, layout_problem, load_checkpoints_on_cpu_ranks, save_adapter, world_size
 from medcot_ui.training.config import ConfigError, RunConfig
-from medcot_ui.data.load import DataError, Prepared, prepare
-from medcot_ui.training.models import LoadedModel, ModelLoadError, installed_versions, load_for_training, torch_dtype
-from medcot_ui.hosting.redact import install as install_redaction
+from medcot_ui.data.held_out import save_split
+from medcot_ui.data.load import Prepared, prepare
+from medcot_ui.training.models import LoadedModel, installed_versions, load_for_training, torch_dtype
 from medcot_ui.store import ADAPTER_FOLDER, Run, RunEvent, RunStatus, get_run, run_metrics
 from medcot_ui.training.tracking import tracking_problems
 
@@ -37,10 +36,30 @@ def package_versions() -> dict[str, str]:
     return {"python": sys.version.split()[0], **versions}
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    steps = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").exists()]
-    return max(steps)[1] if steps else None
+def usable_checkpoint(output_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint whose trainer state reads, and why each newer one was passed over (a process
+    killed while saving leaves a cut-short ``trainer_state.json`` that would fail the resume)."""
+    steps = sorted(((int(m.group(1)), p) for p in output_dir.glob("checkpoint-*")
+                    if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").exists()),
+                   reverse=True)
+    passed_over = []
+    for _, path in steps:
+        if (problem := _state_problem(path / "trainer_state.json")) is None:
+            return path, passed_over
+        passed_over.append(f"{path.name} is damaged ({problem})")
+    return None, passed_over
+
+
+def _state_problem(state_file: Path) -> str | None:
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"trainer_state.json cannot be read: {exc}"
+    except ValueError as exc:
+        return f"trainer_state.json is cut short or not JSON: {exc}"
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return "trainer_state.json has no global_step"
+    return None
 
 
 def _optimizer(name: str, device_is_cuda: bool) -> str:
@@ -121,6 +140,7 @@ def _load(attempt: Attempt, config: RunConfig) -> tuple[LoadedModel, Prepared]:
     layout = f", {world_size()} data-parallel processes" if world_size() > 1 else ""
     with attempt.session() as s:
         row = s.get(Run, attempt.run_id)
+        save_split(Path(row.output_dir), prepared)  # in the transaction: only while this attempt owns the run
         row.pid, row.device = os.getpid(), loaded.device
         row.dataset_fingerprint = prepared.fingerprint
         row.versions_json = json.dumps(package_versions())
@@ -135,83 +155,72 @@ def _resume_point(attempt: Attempt, output_dir: Path, resume: bool) -> Path | No
     """The checkpoint to continue from (metrics after it are dropped: those steps are trained again)."""
     from jobs.callbacks import drop_metrics_after
 
-    checkpoint = latest_checkpoint(output_dir) if resume else None
+    checkpoint, passed_over = usable_checkpoint(output_dir) if resume else (None, [])
     if not is_main():
         return checkpoint
+    for problem in passed_over:
+        fallback = f"resuming from {checkpoint.name} instead" if checkpoint else "no earlier checkpoint to use"
+        print(f"[train] {problem}: {fallback}", flush=True)
+        attempt.event(f"{problem}: {fallback}", "warning")
     if checkpoint is not None:
         step = int(checkpoint.name.split("-")[1])
         dropped = drop_metrics_after(attempt, step)
         attempt.event(f"resuming from {checkpoint.name} (step {step}); {dropped} later metric rows "
                       "will be recorded again")
     elif resume:
-        attempt.event("no checkpoint saved yet: starting from step 0", "warning")
+        attempt.event("no usable checkpoint: starting from step 0" if passed_over
+                      else "no checkpoint saved yet: starting from step 0", "warning")
     return checkpoint
 
 
 def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None) -> RunStatus | None:
     """Train run ``run_id`` (claimed as ``attempt_number``) and record its outcome; returns the status, or None when
     the attempt lost the run to a newer one or a reaper (it wrote nothing then)."""
-    from jobs.callbacks import NanInjector, StudioCallback, TokenCounter
-    from jobs.queue import finish
-
     run = get_run(run_id)
     if run is None:
         raise SystemExit(f"run {run_id} does not exist")
     attempt = Attempt(run_id, attempt_number)
     limit_cpu_threads()
+    # Another rank's crash stops the launcher, and the worker records that: only rank 0 records.
+    return ended(run_id, attempt_number, lambda: _train(run, attempt, parent_pid), records=is_main(),
+                 crash_message=lambda exc: OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}")
+
+
+def _train(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
+    from jobs.callbacks import BucketCheckpoints, NanInjector, StudioCallback, TokenCounter
+    from jobs.queue import finish
+
     started = time.time()
     output_dir = Path(run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        config = run.run_config()
-        if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
-            raise ConfigError(problems)
-        if problem := layout_problem():
-            raise ConfigError([problem])
-        load_checkpoints_on_cpu_ranks()
-        loaded, prepared = _load(attempt, config)
-        callback = StudioCallback(attempt, parent_pid)
-        callbacks: list[Any] = [callback]
-        if os.environ.get("MEDCOT_FAULT_NAN_AT_STEP"):
-            callbacks.append(NanInjector(int(os.environ["MEDCOT_FAULT_NAN_AT_STEP"])))
-        trainer = build_trainer(config, loaded, prepared, output_dir, callbacks)
-        callback.tokens = trainer.data_collator = TokenCounter(trainer.data_collator)
-        checkpoint = _resume_point(attempt, output_dir, run.resume)
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        if not callback.failure:  # the loss is the same on every rank, so they all agree
-            attempt.check()  # the adapter folder is the live attempt's once another owns the run
-            save_adapter(trainer, loaded.model, loaded.tokenizer, output_dir / ADAPTER_FOLDER)
-        if not is_main():  # rank 0 records the outcome for all
-            return RunStatus.succeeded
-        if callback.failure:
-            finish(run_id, RunStatus.failed, callback.failure, attempt=attempt_number)
-            return RunStatus.failed
-        _save_outputs(run_id, config, output_dir, loaded.backend, started)
-        status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
-        finish(run_id, status, "cancelled by the user; the adapter at the last step was saved"
-               if callback.cancelled else None, attempt=attempt_number)
-        return status
-    except StaleAttempt as exc:
-        print(exc, flush=True)
-        return None
-    except (ConfigError, DataError, ModelLoadError) as exc:
-        if is_main():
-            finish(run_id, RunStatus.failed, str(exc), attempt=attempt_number)
-    except Exception as exc:  # noqa: BLE001 - any crash must end the run, never the worker
-        traceback.print_exc()
-        message = OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}"
-        if is_main():  # another rank's crash stops the launcher, and the worker records that
-            finish(run_id, RunStatus.failed, message, attempt=attempt_number)
-    return RunStatus.failed
-
-
-def limit_cpu_threads() -> None:
-    """On CPU, train on few threads: the demo model's tiny matmuls run fastest on one thread, and a busy
-    2-core machine (web app, other workers) slows multi-threaded steps down tens of times."""
-    import torch
-
-    if not torch.cuda.is_available():
-        torch.set_num_threads(int(os.environ.get("MEDCOT_CPU_THREADS", "1")))
+    config = run.run_config()
+    if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
+        raise ConfigError(problems)
+    if problem := layout_problem():
+        raise ConfigError([problem])
+    load_checkpoints_on_cpu_ranks()
+    loaded, prepared = _load(attempt, config)
+    callback = StudioCallback(attempt, parent_pid)
+    callbacks: list[Any] = [callback, BucketCheckpoints()]
+    if os.environ.get("MEDCOT_FAULT_NAN_AT_STEP"):
+        callbacks.append(NanInjector(int(os.environ["MEDCOT_FAULT_NAN_AT_STEP"])))
+    trainer = build_trainer(config, loaded, prepared, output_dir, callbacks)
+    callback.tokens = trainer.data_collator = TokenCounter(trainer.data_collator)
+    checkpoint = _resume_point(attempt, output_dir, run.resume)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if not callback.failure:  # the loss is the same on every rank, so they all agree
+        attempt.check()  # the adapter folder is the live attempt's once another owns the run
+        save_adapter(trainer, loaded.model, loaded.tokenizer, output_dir / ADAPTER_FOLDER)
+    if not is_main():  # rank 0 records the outcome for all
+        return RunStatus.succeeded
+    if callback.failure:
+        finish(run.id, RunStatus.failed, callback.failure, attempt=attempt.number)
+        return RunStatus.failed
+    _save_outputs(run.id, config, output_dir, loaded.backend, started)
+    status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
+    finish(run.id, status, "cancelled by the user; the adapter at the last step was saved"
+           if callback.cancelled else None, attempt=attempt.number)
+    return status
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -222,12 +231,13 @@ def _is_oom(exc: BaseException) -> bool:
 
 def train_direct(config: RunConfig) -> tuple[int, RunStatus]:
     """Train a config now in this process, without the queue (the run is still recorded like any other)."""
-    from jobs.queue import LeaseKeeper, claim_specific, enqueue
+    from jobs.queue import LeaseKeeper, claim_specific
+    from medcot_ui.jobkinds import enqueue
 
     if config.training.num_processes > 1:
         raise ConfigError([f"training.num_processes: {config.training.num_processes} processes are started by a "
                            "worker; queue the run with `medcot enqueue` (this command trains in one process)"])
-    run = enqueue(config)
+    run = enqueue("train", config)
     worker_id = f"cli-{os.getpid()}"
     attempt = claim_specific(run.id, worker_id)
     with LeaseKeeper(run.id, worker_id):
@@ -236,15 +246,8 @@ def train_direct(config: RunConfig) -> tuple[int, RunStatus]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.splitlines()[0])
-    parser.add_argument("run_id", type=int, help="a run already claimed by a worker (`medcot train CONFIG` trains a "
-                                                 "config file directly)")
-    parser.add_argument("--attempt", type=int, required=True,
-                        help="the attempt number the worker claimed; the process writes nothing once it is stale")
-    args = parser.parse_args(argv)
-    install_redaction()  # no token reaches train.log or the run's rows (errors, events)
     parent = int(os.environ["MEDCOT_PARENT_PID"]) if os.environ.get("MEDCOT_PARENT_PID") else None
-    return exit_code(run_training(args.run_id, args.attempt, parent))
+    return job_main(__doc__.splitlines()[0], lambda run_id, attempt: run_training(run_id, attempt, parent), argv)
 
 
 if __name__ == "__main__":

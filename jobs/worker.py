@@ -1,9 +1,10 @@
-"""``python -m jobs.worker``: claim queued runs one at a time and train each in its own process.
+"""``python -m jobs.worker``: claim queued jobs one at a time and run each in its own process (the one its kind
+names in medcot_ui/jobkinds.py: training, evaluation, ...).
 
-The worker holds the lease of the run it is training (renewing it on a timer), turns runs whose lease
-expired into ``interrupted`` and removes runs deleted longer ago than the undo period, at start and on a timer,
-and records the outcome when the training process exits: whatever happens in training, the worker and the other
-runs carry on.
+The worker holds the lease of the job it is running (renewing it on a timer), turns jobs whose lease
+expired into ``interrupted`` and removes jobs deleted longer ago than the undo period, at start and on a timer,
+and records the outcome when the job's process exits: whatever happens in that process, the worker and the other
+jobs carry on.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from jobs.launch import evaluation_command, training_command
+from jobs.launch import job_command
 from jobs.queue import LeaseKeeper, claim, finish, purge_deleted, reap_expired
-from medcot_ui.hosting.redact import install as install_redaction
-from medcot_ui.hosting.settings import PROJECT_DIR, get_settings
-from medcot_ui.store import JobKind, RunStatus, add_event, dispose_engines, get_run
+from jobs.snapshot_keeper import SnapshotKeeper
+from medcot_ui.hosting.bucket_files import forget_runs, keep_quietly
+from medcot_ui.redact import install as install_redaction
+from medcot_ui.settings import PROJECT_DIR, get_settings
+from medcot_ui.jobkinds import kind_of
+from medcot_ui.store import TRAIN_KIND, Run, RunStatus, add_event, dispose_engines, get_run
 from medcot_ui.textfiles import tail_lines
 
 CANCEL_GRACE_SECONDS = 120.0  # a step that never ends (hung kernel) still gets stopped after this
-# Each kind of job: its log file in the job's folder, and what events call its process.
-JOB_PROCESSES = {JobKind.train.value: ("train.log", "training"), JobKind.evaluate.value: ("evaluate.log", "evaluation")}
 
 
 class Worker:
@@ -48,9 +50,11 @@ class Worker:
     def reap(self) -> None:
         for run_id in reap_expired():
             print(f"[worker {self.worker_id}] run {run_id}: lease expired, marked interrupted", flush=True)
-        for run_id in purge_deleted():
+        purged = purge_deleted()
+        for run_id in purged:
             print(f"[worker {self.worker_id}] run {run_id}: deleted over the undo period ago, removed for good",
                   flush=True)
+        forget_runs(purged, self.settings)
         self._next_reap = time.time() + self.settings.lease_seconds / 2
 
     def _reap_quietly(self) -> None:
@@ -61,7 +65,7 @@ class Worker:
             self._next_reap = time.time() + self.settings.lease_seconds / 2
 
     def serve(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
-        """Loop until stopped; returns how many runs this worker trained."""
+        """Loop until stopped; returns how many jobs this worker ran."""
         done = 0
         self._reap_quietly()  # a database that is briefly unavailable at start must not stop the worker
         while not self._stop.is_set() and (max_runs is None or done < max_runs):
@@ -88,21 +92,7 @@ class Worker:
 
     def run_one(self, run_id: int) -> str:
         run = get_run(run_id)
-        output_dir = Path(run.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        log_name, label = JOB_PROCESSES[run.kind]
-        log_path = output_dir / log_name
-        env = dict(os.environ, MEDCOT_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
-        # A fresh interpreter (fork + exec): the child opens its own database connections, never ours.
-        dispose_engines()
-        with open(log_path, "ab") as log:
-            log.write(f"\n=== attempt {run.attempt} by worker {self.worker_id} ===\n".encode())
-            log.flush()
-            argv = training_command(run) if run.kind == JobKind.train else evaluation_command(run)
-            child = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        self._child = child
-        add_event(run_id, f"{label} process started (pid {child.pid})")
+        child, label, log_path = self._start(run)
         cancel_seen_at: float | None = None
         # What the worker records is its own attempt's outcome: nothing once a newer attempt owns the run.
         record = functools.partial(finish, run_id, attempt=run.attempt)
@@ -113,13 +103,13 @@ class Worker:
                 except subprocess.TimeoutExpired:
                     pass
                 if time.time() >= self._next_reap:  # other workers' dead runs and expired deletions, also
-                    self._reap_quietly()              # during a training run that lasts hours
-                if keeper.lost:  # the run was reaped or taken over: its training must not go on
+                    self._reap_quietly()              # during a job that lasts hours
+                if keeper.lost:  # the job was reaped or taken over: its process must not go on
                     self._kill(child)
                     break
-                if self._stop.is_set():  # shutting down: stop training, the run stays resumable
+                if self._stop.is_set():  # shutting down: stop the process, the job stays resumable
                     self._kill(child)
-                    record(RunStatus.interrupted, "The app was stopped while this run was training. "
+                    record(RunStatus.interrupted, f"The app was stopped while the {label} process ran. "
                                                   "Resume to continue from the last checkpoint.")
                     break
                 try:
@@ -135,16 +125,41 @@ class Worker:
         self._child = None
         rc = child.wait()
         if rc < 0:
-            record(RunStatus.interrupted, f"The training process was killed (signal {-rc}). "
+            record(RunStatus.interrupted, f"The {label} process was killed (signal {-rc}). "
                                           "Resume to continue from the last checkpoint.")
-        else:  # a no-op when training recorded its own outcome
+        else:  # a no-op when the process recorded its own outcome
             tail = "\n".join(tail_lines(log_path, 8) or [])
-            record(RunStatus.failed, f"The training process exited with code {rc}."
+            record(RunStatus.failed, f"The {label} process exited with code {rc}."
                    + (f" Last log lines:\n{tail}" if tail else ""))
         final = get_run(run_id)
         status = final.status if final else "deleted"
+        self._keep_outputs(final)
         print(f"[worker {self.worker_id}] run {run_id}: {status}", flush=True)
         return status
+
+    def _keep_outputs(self, run: Run | None) -> None:
+        """Bucket storage: a finished run's adapter, config, summary and log to the mount (its checkpoints were
+        copied at each save)."""
+        if run is not None and run.kind == TRAIN_KIND and run.status in (RunStatus.succeeded, RunStatus.cancelled):
+            keep_quietly(Path(run.output_dir), skip_prefix="checkpoint-", settings=self.settings)
+
+    def _start(self, run: Run) -> tuple[subprocess.Popen[bytes], str, Path]:
+        """The job's process (the command its kind names), logging to its folder; returns it, its label, its log."""
+        output_dir = Path(run.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        kind = kind_of(run.kind)
+        log_path = output_dir / kind.log_name
+        env = dict(os.environ, MEDCOT_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        # A fresh interpreter (fork + exec): the child opens its own database connections, never ours.
+        dispose_engines()
+        with open(log_path, "ab") as log:
+            log.write(f"\n=== attempt {run.attempt} by worker {self.worker_id} ===\n".encode())
+            log.flush()
+            child = subprocess.Popen(job_command(run), cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        self._child = child
+        add_event(run.id, f"{kind.process} process started (pid {child.pid})")
+        return child, kind.process, log_path
 
     @staticmethod
     def _kill(child: subprocess.Popen[bytes]) -> None:
@@ -159,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.worker", description=(
         "Train queued runs one at a time on this machine's GPU (or CPU). Safe to run several: each run is "
         "claimed by exactly one worker."))
-    parser.add_argument("--max-runs", type=int, help="exit after training this many runs")
+    parser.add_argument("--max-runs", type=int, help="exit after running this many jobs")
     parser.add_argument("--exit-when-idle", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--worker-id", help="name shown on claimed runs (default host-pid)")
     args = parser.parse_args(argv)
@@ -174,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     # A PostgreSQL URL may carry a password: never print it.
     store = make_url(worker.settings.database_url).render_as_string(hide_password=True)
     print(f"[worker {worker.worker_id}] watching {store}", flush=True)
+    keeper = SnapshotKeeper.for_settings(worker.settings)
+    if keeper is not None:
+        print(f"[worker {worker.worker_id}] snapshots of the database go to {worker.settings.bucket_dir}", flush=True)
+        keeper.start()
     worker.serve(max_runs=args.max_runs, exit_when_idle=args.exit_when_idle)
+    if keeper is not None:  # after serve(): a run stopped by SIGTERM is already marked interrupted
+        keeper.close()
     return 0
 
 

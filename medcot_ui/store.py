@@ -19,13 +19,12 @@ from sqlalchemy import Column, Enum, Index, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from medcot_ui.hosting.settings import database_url
-from medcot_ui.training.config import RunConfig
+from medcot_ui.settings import database_url
+from medcot_ui.training.config import ConfigError, RunConfig
 
 
-class JobKind(StrEnum):
-    train = "train"
-    evaluate = "evaluate"  # medcot_ui.evaluate: generates a run's evaluation answers
+# The kind of job the Runs tab lists and everything about tuned runs reads; medcot_ui/jobkinds.py knows every kind.
+TRAIN_KIND = "train"
 
 
 class RunStatus(StrEnum):
@@ -49,7 +48,7 @@ class Run(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = ""
-    kind: str = Field(default=JobKind.train, sa_column_kwargs={"server_default": JobKind.train.value})
+    kind: str = Field(default=TRAIN_KIND, sa_column_kwargs={"server_default": TRAIN_KIND})
     # Stored as the plain status string (a VARCHAR, no CHECK), read back as the enum.
     status: RunStatus = Field(default=RunStatus.queued,
                               sa_type=Enum(RunStatus, native_enum=False, create_constraint=False, length=None))
@@ -75,6 +74,8 @@ class Run(SQLModel, table=True):
     # Deleting hides a run at once and keeps its rows and files for settings.undo_seconds, so it can be
     # restored; queue.purge_deleted removes it for good after that.
     deleted_at: Optional[float] = None
+    # The run a job was queued for (an evaluation's tuned run): purging that run purges the job with it.
+    parent_id: Optional[int] = Field(default=None, foreign_key="runs.id", ondelete="CASCADE")
 
     @property
     def deleted(self) -> bool:
@@ -82,7 +83,8 @@ class Run(SQLModel, table=True):
 
     @property
     def base_model(self) -> str:
-        return self.run_config().model.base_model
+        """The model a training run tuned ("" for other kinds of job: their payload names no model)."""
+        return self.run_config().model.base_model if self.kind == TRAIN_KIND else ""
 
     @property
     def label(self) -> str:
@@ -99,7 +101,10 @@ class Run(SQLModel, table=True):
         return (self.adapter_dir / "adapter_config.json").exists()
 
     def run_config(self) -> RunConfig:
-        """The run's configuration as stored when it was queued (validated again on reading)."""
+        """A training run's configuration as stored when it was queued (validated again on reading); other kinds
+        of job hold other payloads (``jobkinds.payload_of`` reads any kind's)."""
+        if self.kind != TRAIN_KIND:
+            raise ConfigError([f"run {self.id}: an {self.kind} job has no training configuration"])
         return RunConfig.from_json(self.config_json)
 
 
@@ -108,7 +113,7 @@ class Metric(SQLModel, table=True):
     __table_args__ = (Index("ix_metrics_run_step", "run_id", "step"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="runs.id")
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE")
     step: int
     epoch: Optional[float] = None
     loss: Optional[float] = None
@@ -118,6 +123,9 @@ class Metric(SQLModel, table=True):
     seconds_per_step: Optional[float] = None
     gpu_mem_gb: Optional[float] = None
     eval_loss: Optional[float] = None
+    # Every other finite number the trainer logged at this step ({"mean_token_accuracy": 0.61, "entropy": 1.9,
+    # "num_tokens": 51200.0, ...}): the charts offer them; the columns above stay for the fixed charts' speed.
+    extra_json: Optional[str] = Field(default=None, sa_column=Column(Text))
     created_at: float = Field(default_factory=time.time)
 
 
@@ -126,7 +134,7 @@ class RunEvent(SQLModel, table=True):
     __table_args__ = (Index("ix_run_events_run", "run_id", "id"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="runs.id")
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE")
     ts: float = Field(default_factory=time.time)
     level: str = "info"
     message: str = Field(sa_column=Column(Text, nullable=False))
@@ -138,7 +146,7 @@ class Comparison(SQLModel, table=True):
     __tablename__ = "comparisons"
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    run_id: Optional[int] = Field(default=None, foreign_key="runs.id")
+    run_id: Optional[int] = Field(default=None, foreign_key="runs.id", ondelete="CASCADE")
     created_at: float = Field(default_factory=time.time)
     question: str = Field(sa_column=Column(Text, nullable=False))
     settings_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
@@ -173,7 +181,7 @@ class Publish(SQLModel, table=True):
     __tablename__ = "publishes"
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="runs.id")
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE")
     created_at: float = Field(default_factory=time.time)
     kind: str = "adapter"  # adapter, merged, gguf
     target: str = ""  # repo id or local folder
@@ -310,7 +318,7 @@ def get_run(run_id: int) -> Run | None:
 def live_runs() -> Any:
     """The condition that leaves out deleted runs (waiting for undo or purge) and evaluation jobs (the Evaluate tab
     shows those): every list of runs uses it."""
-    return Run.deleted_at.is_(None) & (Run.kind == JobKind.train.value)
+    return Run.deleted_at.is_(None) & (Run.kind == TRAIN_KIND)
 
 
 def list_runs(limit: int = 200) -> list[Run]:

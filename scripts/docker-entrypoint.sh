@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# The container's start command: keep every download cache inside the data directory (MEDCOT_HOME), so models
-# fetched once survive a restart when that directory is persistent, then hand PID 1's signals to the app.
+# The container's start command: pick the data directory, keep every download cache inside it, then hand PID 1's
+# signals to the app. With Docker, /data is a volume (a real disk): the data directory lives there, database
+# included. On a Space (SPACE_ID is set), /data is a Storage Bucket mount with no file locking, no place for a
+# live SQLite database: the data directory stays on the Space's local disk and the app keeps snapshots and
+# finished files on the bucket (MEDCOT_BUCKET_DIR, default /data; see docs/DEPLOY.md).
 set -euo pipefail
-: "${MEDCOT_HOME:=/data/medcot}"
+if [ -n "${SPACE_ID:-}" ]; then
+  : "${MEDCOT_HOME:=$HOME/medcot}"
+else
+  : "${MEDCOT_HOME:=/data/medcot}"
+fi
 export MEDCOT_HOME
 export HF_HOME="${HF_HOME:-$MEDCOT_HOME/cache/huggingface}"
 export TORCH_HOME="${TORCH_HOME:-$MEDCOT_HOME/cache/torch}"

@@ -9,12 +9,15 @@
 #   scripts/gpu-check.sh compare one GPU alone: the Compare bench (engine with each attention, plain generate),
 #                                then the GPU Compare tests
 #   scripts/gpu-check.sh scale   on 2+ GPUs: the two-GPU training tests, then data-parallel scaling (1 vs all GPUs)
+#   scripts/gpu-check.sh engine  one GPU: the batch engine's GPU tests, then the evaluation bench (lane a: the engine
+#                                on a whole MedQA-size paired evaluation; lane b: the old path, continuous
+#                                batching and the Compare bench; on one GPU, one lane per call)
 # Each stage runs two lanes: on a machine with 2 GPUs side by side (one GPU each), on one GPU one after the other
 # (GPU_CHECK_LANE=a or b runs one of them: on one GPU the train stage needs both lanes in separate calls).
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
 # returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
 set -uo pipefail
-stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale}
+stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale|engine}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
 budget=${GPU_CHECK_BUDGET_S:-$(case "$stage" in final|scale) echo 585 ;; *) echo 500 ;; esac)}
@@ -108,6 +111,20 @@ case "$stage" in
       run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_compare_gpu.py
     }
     lane_b() { :; }
+    ;;
+  engine)
+    lane_a() {
+      run 0 "$out/eval-engine.txt" python3 bench/eval_throughput.py "$out" --work "$work" --paths engine
+      run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_engine_gpu.py
+    }
+    lane_b() {
+      run 0 "$out/eval-others.txt" python3 bench/eval_throughput.py "$out/others" --work "$work" --paths old cb \
+        --cb-questions "${CB_QUESTIONS:-64}" --cb-graphs ${CB_GRAPHS:-off on}
+      cp "$out/others/eval_throughput.json" "$out/eval_others.json" 2>/dev/null; rm -rf "$out/others"
+      run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_engine_gpu.py
+      [ -n "${SKIP_COMPARE:-}" ] || run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" \
+        --tokens 256 --repeats 3 --json "$out/compare-gpu.json"
+    }
     ;;
   scale)
     # Every step uses all GPUs at once, so there is one lane: the 2-GPU tests, then 1 GPU vs all of them.

@@ -61,6 +61,27 @@ def built_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo_model(tmp_path_factory.mktemp("demo-model") / "demo-tiny-llama")
 
 
+def random_lora_adapter(model_dir: Path, out: Path, seed: int) -> Path:
+    """A rank-8 PEFT LoRA on all seven projections with random non-zero B, strong enough that greedy tokens change
+    within a few steps (a trained demo adapter barely moves a random model)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from medcot_ui.training.config import LORA_TARGETS
+
+    torch.manual_seed(seed)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                          LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS, init_lora_weights=False,
+                                     task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.mul_(4.0)
+    peft.save_pretrained(out)
+    return out
+
+
 def use_home(mp: pytest.MonkeyPatch, home: Path, demo_model: Path) -> Path:
     """Make ``home`` the data directory (with a copy of the demo model) for this process and its children."""
     from medcot_ui.store import dispose_engines
@@ -101,7 +122,7 @@ def postgres_server() -> Iterator[Any]:
 def db_url(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The run store's URL, once per backend: the test's own SQLite file in ``home``, then an empty database on
     the session's PostgreSQL server. Child processes inherit it through MEDCOT_DATABASE_URL."""
-    from medcot_ui.hosting.settings import database_url
+    from medcot_ui.settings import database_url
     from medcot_ui.store import dispose_engines
 
     if request.param == "postgresql":

@@ -13,15 +13,15 @@ import pytest
 from starlette.requests import Request
 
 from conftest import fake_hf_token
-from medcot_ui.hosting import serving as hosting
+from medcot_ui.hosting import serving as hosting, storage_status
 from medcot_ui.hosting.access import (ACTIONS, MUTATING_ACTIONS, VIEW_ACTIONS, AccessDenied, Caller, action_for_endpoint,
                               allowed, caller_from_oauth, check, parse_users, password_auth, publish_token)
-from medcot_ui.hosting.settings import get_settings, storage_is_persistent
+from medcot_ui.settings import get_settings, storage_is_persistent
 from medcot_ui.tabs.guard import caller_of, guard
 
 HOSTING_ENV = ("MEDCOT_AUTH_MODE", "MEDCOT_ALLOWED_USERS", "MEDCOT_ALLOWED_ORGS", "MEDCOT_PUBLIC_CHAT", "SPACE_ID",
                "SPACE_AUTHOR_NAME", "SYSTEM", "MEDCOT_USERS", "MEDCOT_HOST", "MEDCOT_AUTO_RESUME", "MEDCOT_PERSISTENT",
-               "HF_TOKEN", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")
+               "MEDCOT_BUCKET_DIR", "HF_TOKEN", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")
 
 
 @pytest.fixture
@@ -254,8 +254,11 @@ def test_storage_is_persistent_only_on_a_real_volume():
     assert not storage_is_persistent(Path("/database"), on_space=True, in_container=True, mounts_text=MOUNTS)
 
 
-def test_the_storage_banner_says_what_to_do(env):
-    env(MEDCOT_PERSISTENT="0", SPACE_ID="a/b")
-    assert "Enable persistent storage" in hosting.storage_warning(get_settings())
-    env(MEDCOT_PERSISTENT="1")
-    assert hosting.storage_warning(get_settings()) is None
+def test_the_storage_banner_says_what_to_do(env, tmp_path):
+    env(MEDCOT_PERSISTENT="0", SPACE_ID="a/b", MEDCOT_BUCKET_DIR=str(tmp_path / "no-bucket-here"))
+    found = storage_status.banner(get_settings())
+    assert found.warning and "Attach a bucket to the Space as a volume" in found.text
+    env(MEDCOT_BUCKET_DIR="off")  # no bucket and a data directory that does not survive: the old advice, updated
+    assert "Attach a Storage Bucket to the Space as a volume at /data" in storage_status.banner(get_settings()).text
+    env(MEDCOT_PERSISTENT="1", SPACE_ID="")  # a laptop: nothing to say
+    assert storage_status.banner(get_settings()) is None

@@ -129,11 +129,12 @@ def test_a_second_runs_adapter_swaps_in_without_reloading_the_base(demo: Any) ->
     """Run 2's adapter is run 1's with the LoRA update negated: its own output, on the same base weights."""
     from safetensors.torch import load_file, save_file
 
-    from jobs.queue import finish, enqueue
+    from jobs.queue import finish
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.store import RunStatus, write_session, Run
 
     run1, config, adapter1 = comparable_run(demo.run_id)
-    run2 = enqueue(run1.run_config().with_overrides({"name": "negated"}))
+    run2 = enqueue("train", run1.run_config().with_overrides({"name": "negated"}))
     adapter2 = Path(run2.output_dir) / "adapter"
     shutil.copytree(adapter1, adapter2)
     weights = load_file(adapter2 / "adapter_model.safetensors")
@@ -248,10 +249,10 @@ def test_the_generation_sliders_allow_exactly_what_the_settings_accept(demo: Any
 
 
 def test_a_run_that_is_not_finished_cannot_be_compared(demo: Any) -> None:
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
 
-    queued = enqueue(quick_demo())
+    queued = enqueue("train", quick_demo())
     with pytest.raises(CompareError, match=f"run {queued.id} is queued"):
         next(demo.engine.compare(queued.id, "Q?"))
 
@@ -275,11 +276,12 @@ def test_comparisons_take_turns_and_a_full_waiting_line_is_refused(demo: Any) ->
 @pytest.fixture
 def gpu_training_run(demo: Any) -> Any:
     """A real queued-then-claimed run row, recorded as training on a GPU (the worker writes device like this)."""
-    from jobs.queue import claim_specific, enqueue, finish
+    from jobs.queue import claim_specific, finish
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
     from medcot_ui.store import Run, RunStatus, write_session
 
-    run = enqueue(quick_demo())
+    run = enqueue("train", quick_demo())
     claim_specific(run.id, "test-worker")
     with write_session() as s:
         s.get(Run, run.id).device = "NVIDIA H100 80GB HBM3 (79 GiB)"

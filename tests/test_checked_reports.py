@@ -11,7 +11,7 @@ import pytest
 from medcot_ui.data import load as data
 from medcot_ui.training.config import DataSettings
 from medcot_ui.data.report import CheckedReports, analyse, row_preview_texts
-from medcot_ui.hosting.settings import DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_MODEL_ID
 
 
 def rows_file(path: Path, n: int) -> Path:

@@ -23,7 +23,7 @@ def test_a_loaded_models_own_config_gives_the_shape_the_estimate_reads_from_its_
         built_demo_model: Path, home: Path) -> None:
     from transformers import AutoConfig
 
-    from medcot_ui.hosting.settings import DEMO_MODEL_ID
+    from medcot_ui.settings import DEMO_MODEL_ID
 
     # Named as a model no table knows: only the loaded model's config can give its shape.
     from_loaded = comparison_shape("nobody/unknown-model", AutoConfig.from_pretrained(built_demo_model))

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from medcot_ui.compare.decode_attention import NAME as GROUPED, use_grouped_decode_attention
-from medcot_ui.compare.fast_decode import Decoder, bucket
-from medcot_ui.compare.row_lora import AdapterError, RowLoRA, inject, read_adapter
+from conftest import random_lora_adapter
+from medcot_ui.inference.decode_attention import NAME as GROUPED, use_grouped_decode_attention
+from medcot_ui.inference.fast_decode import Decoder, bucket
+from medcot_ui.inference.row_lora import AdapterError, RowLoRA, inject, read_adapter
 
 NEW_TOKENS = 24
 QUESTION = "A 61-year-old woman has involuntary urine loss when she coughs. What does cystometry show?"
@@ -27,28 +28,10 @@ def _base(model_dir: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(model_dir).eval()
 
 
-def _random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
-    """A rank-8 LoRA on all seven projections with random non-zero B (it really changes the output)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from medcot_ui.training.config import LORA_TARGETS
-
-    torch.manual_seed(seed)
-    peft = get_peft_model(_base(model_dir), LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS,
-                                                       init_lora_weights=False, task_type="CAUSAL_LM"))
-    with torch.no_grad():  # strong enough that greedy tokens change within a few steps
-        for name, param in peft.named_parameters():
-            if "lora_B" in name:
-                param.mul_(4.0)
-    peft.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def adapters(built_demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("adapters")
-    return _random_adapter(built_demo_model, root / "one", 1), _random_adapter(built_demo_model, root / "two", 2)
+    return random_lora_adapter(built_demo_model, root / "one", 1), random_lora_adapter(built_demo_model, root / "two", 2)
 
 
 def _prompt(model_dir: Path) -> Any:

@@ -22,10 +22,10 @@ def _pane(label: str, text: str, tokens: int, finish: str = "eos") -> Pane:
 
 @pytest.fixture
 def run_id(home: Path) -> int:
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
 
-    return enqueue(quick_demo()).id
+    return enqueue("train", quick_demo()).id
 
 
 def _update(run_id: int, question: str = "What does cystometry show?", base_text: str = "weighing\n</think>\nA",
@@ -50,10 +50,10 @@ def test_a_comparison_is_stored_with_both_outputs_split_into_reasoning_and_answe
 
 
 def test_comparisons_are_listed_newest_first_and_by_run(run_id: int) -> None:
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
 
-    other = enqueue(quick_demo()).id
+    other = enqueue("train", quick_demo()).id
     first = comparisons.record(_update(run_id, "first"))
     second = comparisons.record(_update(other, "second"))
     third = comparisons.record(_update(run_id, "third", stopped=True))

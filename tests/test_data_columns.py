@@ -10,7 +10,8 @@ import pytest
 
 from medcot_ui.data.columns import detect_mapping, split_conversation
 from medcot_ui.training.config import DataSettings
-from medcot_ui.data.load import DataError, load, map_rows
+from medcot_ui.data.load import load, map_rows
+from medcot_ui.errors import DataError
 from medcot_ui.data.report import apply_detected_mapping
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, cli, demo_config_file, wait_for
-from jobs.launch import training_command
+from jobs.launch import job_command
 from medcot_ui.runs.detail import run_detail
 from medcot_ui.store import Run, get_run, list_runs, run_events, run_metrics, write_session
 from medcot_ui.training.config import RunConfig
@@ -88,18 +88,18 @@ def test_the_worker_starts_one_process_per_gpu_the_run_config_asks_for_with_torc
     one = Run(id=7, attempt=2, config_json=quick_demo().to_json())
     four = Run(id=7, attempt=2, config_json=quick_demo().with_overrides({"training.num_processes": 4}).to_json())
     train = ["-m", "jobs.train", "7", "--attempt=2"]
-    assert training_command(one)[1:] == train
-    command = training_command(four)
+    assert job_command(one)[1:] == train
+    command = job_command(four)
     assert command[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=4" in command
     assert command[-4:] == train
     fsdp = ROOT / "configs" / "accelerate" / "fsdp_qlora.yaml"
     monkeypatch.setenv("MEDCOT_ACCELERATE_CONFIG", str(fsdp))
-    command = training_command(four)
+    command = job_command(four)
     assert command[1:3] == ["-m", "accelerate.commands.launch"] and command[-4:] == train
     assert command[command.index("--config_file") + 1] == str(fsdp)
     assert command[command.index("--num_processes") + 1] == "4"
     assert yaml.safe_load(fsdp.read_text())["distributed_type"] == "FSDP"
-    assert training_command(one)[1:] == train, "one process needs no launcher"
+    assert job_command(one)[1:] == train, "one process needs no launcher"
 
 
 def test_training_several_processes_directly_from_the_cli_is_refused_naming_the_setting_and_the_command(

@@ -8,7 +8,7 @@ from pathlib import Path
 from medcot_ui.training.config import DataSettings
 from medcot_ui.data.report import analyse, phi_markdown, phi_table
 from medcot_ui.data.phi import scan_rows, scan_text
-from medcot_ui.hosting.settings import DEMO_DATA_FILE, DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_DATA_FILE, DEMO_MODEL_ID
 
 
 def test_emails_phone_numbers_dates_of_birth_and_record_numbers_are_found() -> None:

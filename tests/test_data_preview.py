@@ -13,7 +13,7 @@ from medcot_ui.data.report import analyse
 from medcot_ui.training.models import load_for_training
 from medcot_ui.training.presets import quick_demo
 from medcot_ui.data.preview import decode, preview_row
-from medcot_ui.hosting.settings import DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_MODEL_ID
 
 
 @pytest.mark.parametrize("template", ["recipe", "chat_template"])

@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT, child_env, cli, demo_config_file
 
 from medcot_ui.training.config import DataSettings
-from medcot_ui.data.load import DataError, fingerprint, held_out_indices, prepare, read_file
+from medcot_ui.data.load import fingerprint, held_out_indices, prepare, read_file
+from medcot_ui.errors import DataError
 from medcot_ui.data.stats import tokenizer_for
 from medcot_ui.store import get_run
 

@@ -147,3 +147,40 @@ def test_the_same_file_uploaded_under_two_names_is_shown_by_each_uploaders_name(
         config = RunConfig(data=data)
         shown.append((report.prepared.source, config_summary(config.to_json())[1]))
     assert shown == [("ward-7 audit.jsonl (train)", "ward-7 audit.jsonl"), ("cases.jsonl (train)", "cases.jsonl")]
+
+
+def parquet_bytes(tmp_path: Path, columns: dict[str, list[str]]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table(columns), path, compression="zstd")
+    return path.read_bytes()
+
+
+def test_a_tiny_parquet_of_many_rows_is_refused_from_its_metadata_before_a_row_is_read(
+        home: Path, tmp_path: Path) -> None:
+    import tracemalloc
+
+    raw = parquet_bytes(tmp_path, {k: [v] * 200_000 for k, v in ROW.items()})
+    assert len(raw) < 50_000  # compresses to almost nothing
+    path = incoming(tmp_path, "bomb.parquet", raw)
+    tracemalloc.start()
+    with pytest.raises(UploadRejected, match=r"bomb.parquet: 200,000 rows is over the limit of 1,000 rows"):
+        accept_upload(path, limits=UploadLimits(max_bytes=2**20, max_rows=1000))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2**20, f"{peak:,} bytes of Python objects: the rows were read"  # reading them costs ~50 MB
+    assert not path.exists() and not (home / "uploads").exists()
+
+
+def test_a_tiny_parquet_with_one_huge_cell_is_refused_naming_the_column(home: Path, tmp_path: Path) -> None:
+    raw = parquet_bytes(tmp_path, {"Question": ["q?"], "Complex_CoT": ["because " * 2**20], "Response": ["a."]})
+    assert len(raw) < 50_000
+    path = incoming(tmp_path, "cell.parquet", raw)
+    with pytest.raises(UploadRejected, match=r"cell.parquet: column 'Complex_CoT' of row group 0 holds 8.0 MB "
+                                             r"uncompressed, over the upload limit of 1.0 MB \(MEDCOT_UPLOAD_MAX_MB\)"):
+        accept_upload(path, limits=UploadLimits(max_bytes=2**20, max_rows=1000))
+    assert not path.exists()
+    small = incoming(tmp_path / "ok", "ok.parquet", parquet_bytes(tmp_path, {k: [v] * 3 for k, v in ROW.items()}))
+    assert accept_upload(small, limits=UploadLimits(max_bytes=2**20, max_rows=1000)).rows == 3

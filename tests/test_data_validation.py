@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from medcot_ui.training.config import DataSettings
-from medcot_ui.data.load import DataError, duplicate_warning, load, map_rows, prepare, read_file
+from medcot_ui.data.load import duplicate_warning, load, map_rows, prepare, read_file
+from medcot_ui.errors import DataError
 
 GOOD = {"Question": "What does an inferior STEMI look like?", "Complex_CoT": "Leads II, III and aVF look at the "
         "inferior wall.", "Response": "ST elevation in II, III and aVF."}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import jobs.queue as queue
+from medcot_ui.jobkinds import enqueue
 from conftest import cli, wait_for
 from medcot_ui.compare.comparable import comparable_run, comparable_runs
 from medcot_ui.compare.errors import CompareError
@@ -16,7 +17,7 @@ from medcot_ui.compare import stored as comparisons
 from medcot_ui.publish import export as publish
 from medcot_ui.runs import detail as one_run, table as runs_table
 from medcot_ui.training.presets import quick_demo
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.settings import get_settings
 from medcot_ui.store import Comparison, Run, get_run, list_runs, run_metrics, write_session
 
 
@@ -60,7 +61,7 @@ def test_a_deleted_run_leaves_every_list_keeps_its_files_and_comes_back_as_it_wa
 
 
 def test_a_deleted_queued_run_is_never_claimed_and_restoring_it_queues_it_again(db_url: str) -> None:
-    run_id = queue.enqueue(quick_demo()).id
+    run_id = enqueue("train", quick_demo()).id
     queue.delete_run(run_id)
     assert queue.claim("w1") is None
     with pytest.raises(queue.QueueError, match="restore it first"):
@@ -70,7 +71,7 @@ def test_a_deleted_queued_run_is_never_claimed_and_restoring_it_queues_it_again(
 
 
 def test_a_running_run_cannot_be_deleted(db_url: str) -> None:
-    run_id = queue.enqueue(quick_demo()).id
+    run_id = enqueue("train", quick_demo()).id
     queue.claim("w1")
     with pytest.raises(queue.QueueError, match="cancel it before deleting it"):
         queue.delete_run(run_id)
@@ -79,7 +80,7 @@ def test_a_running_run_cannot_be_deleted(db_url: str) -> None:
 
 def test_the_worker_removes_runs_deleted_longer_ago_than_the_undo_period_with_their_files(
         demo_run: int, processes) -> None:  # noqa: ANN001
-    recent = queue.enqueue(quick_demo()).id
+    recent = enqueue("train", quick_demo()).id
     add_comparison(demo_run)
     old_folder = Path(get_run(demo_run).output_dir)
     exports = get_settings().run_exports_dir(demo_run)

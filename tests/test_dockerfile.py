@@ -71,7 +71,7 @@ def test_the_image_is_a_cuda_runtime_run_by_uid_1000_on_port_7860_with_a_health_
     env = env_of(steps)
     assert expose == [str(front_matter()["app_port"])] == [env["MEDCOT_PORT"]]
     assert any(keyword == "HEALTHCHECK" and "MEDCOT_PORT" in args for keyword, args in steps)
-    assert env["MEDCOT_HOME"].startswith("/data/") and env["MEDCOT_CONTAINER"] == "1"
+    assert "MEDCOT_HOME" not in env and env["MEDCOT_CONTAINER"] == "1"  # the entrypoint picks it (Docker or Space)
     # No secret is baked into the image: tokens come from the Space's secrets at run time.
     for keyword, args in steps:
         if keyword in {"ENV", "ARG"}:
@@ -101,15 +101,25 @@ def test_the_build_context_leaves_out_environments_data_and_secrets():
         assert entry in ignored
 
 
-def test_the_entrypoint_keeps_every_cache_in_the_data_directory(tmp_path):
+def entrypoint_env(tmp_path: Path, **env: str) -> str:
+    """What the entrypoint hands the app: its environment and arguments (a stand-in python prints them)."""
     fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
+    fake_bin.mkdir(exist_ok=True)
     (fake_bin / "python").write_text("#!/bin/sh\nenv | sort\necho ARGS \"$@\"\n")
     (fake_bin / "python").chmod(0o755)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "docker-entrypoint.sh"), "--no-worker"],
+                          env={"PATH": f"{fake_bin}:/usr/bin:/bin", **env}, capture_output=True, text=True,
+                          timeout=30, check=True).stdout
+
+
+def test_on_a_space_the_data_directory_stays_on_local_disk_and_off_the_bucket_mount(tmp_path):
+    out = entrypoint_env(tmp_path, HOME=str(tmp_path / "user"), SPACE_ID="dr-owner/medcot-studio")
+    assert re.search(r"^MEDCOT_HOME=(.*)$", out, re.M).group(1) == str(tmp_path / "user" / "medcot")
+
+
+def test_the_entrypoint_keeps_every_cache_in_the_data_directory(tmp_path):
     home = tmp_path / "data" / "medcot"
-    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "MEDCOT_HOME": str(home)}
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "docker-entrypoint.sh"), "--no-worker"], env=env,
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = entrypoint_env(tmp_path, MEDCOT_HOME=str(home))
     for name in ("HF_HOME", "TORCH_HOME", "TRITON_CACHE_DIR", "XDG_CACHE_HOME", "WANDB_DIR"):
         value = re.search(rf"^{name}=(.*)$", out, re.M).group(1)
         assert Path(value).is_relative_to(home), (name, value)
@@ -122,7 +132,8 @@ def test_the_space_front_matter_asks_for_what_the_app_needs():
     assert meta["hf_oauth"] is True
     assert {"write-repos", "manage-repos"} <= set(meta["hf_oauth_scopes"])  # publish under the user's own name
     assert not meta["suggested_hardware"].startswith("cpu")
-    assert meta["suggested_storage"] in {"small", "medium", "large"}
+    # Hugging Face ignores suggested_storage (persistent storage is gone; a Storage Bucket replaces it).
+    assert "suggested_storage" not in meta
 
 
 def test_the_deploy_instructions_match_the_front_matter():
@@ -130,13 +141,15 @@ def test_the_deploy_instructions_match_the_front_matter():
     block = re.search(r"```yaml\n(---\n.*?\n---)\n```", text, re.S).group(1)
     assert block.strip() == FRONT_MATTER.read_text(encoding="utf-8").strip()
     meta = front_matter()
-    for key in ("app_port", "suggested_hardware", "suggested_storage"):
+    for key in ("app_port", "suggested_hardware"):
         assert f"`{key}: {meta[key]}`" in text, key
     assert f"-p {meta['app_port']}:{meta['app_port']}" in text
     for variable in ("MEDCOT_ALLOWED_USERS", "MEDCOT_ALLOWED_ORGS", "MEDCOT_PUBLIC_CHAT", "MEDCOT_AUTO_RESUME",
                      "MEDCOT_HOME=/data/medcot"):
         assert variable in text
-    assert f"MEDCOT_HOME={env_of(instructions())['MEDCOT_HOME']}" in text
+    for step in ("hf buckets create", "hf spaces volumes set", "MEDCOT_BUCKET_DIR"):  # the bucket, attached
+        assert step in text, step
+    assert "Persistent storage" not in text  # a setting Hugging Face removed
 
 
 def test_the_readme_starts_with_the_space_front_matter():

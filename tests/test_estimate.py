@@ -121,3 +121,14 @@ def test_an_unknown_model_gets_no_numbers_but_a_reason():
     config = RunConfig().with_overrides({"model.base_model": "someone/unknown-model"})
     assert estimate.estimate(config) is None
     assert "No estimate for `someone/unknown-model`" in estimate_text.describe(config, cuda=True)
+
+
+@pytest.mark.parametrize("load, said", [(2.8, "up to 1.4 times as long"), (40.0, "up to 10.0 times as long")])
+def test_a_busy_machine_says_how_much_longer_in_a_ratio_that_is_never_1x(monkeypatch: pytest.MonkeyPatch,
+                                                                        load: float, said: str) -> None:
+    monkeypatch.setattr(estimate_text.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(estimate_text.os, "cpu_count", lambda: 2)
+    note = estimate_text._busy_note()
+    assert f"This machine is busy (load {load:.0f} on 2 cores): expect it to take {said}." in note
+    monkeypatch.setattr(estimate_text.os, "getloadavg", lambda: (1.5, 1.5, 1.5))
+    assert estimate_text._busy_note() == "", "not busy: no note"

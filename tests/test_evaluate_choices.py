@@ -31,7 +31,8 @@ def test_only_the_text_after_a_closed_think_counts() -> None:
 
 
 def test_the_demo_file_has_at_least_20_valid_items_in_the_medqa_layout() -> None:
-    records, _ = read_records("demo")
+    records, where = read_records("demo")
+    assert where == "the demo questions (medical_choice_demo.jsonl)", "a local file has no '(train)' split"
     mapping = detect_mapping(list(records[0]))
     assert mapping == ChoiceMapping("question", "options", "answer_idx")
     items = choice_items(records, mapping)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, start_app, wait_for
-from medcot_ui.evaluate.create import EvalRequest, EvaluationError, create_evaluation
+from medcot_ui.evaluate.create import EvalRequest, EvaluationError, create_evaluation, fewer_note
 from medcot_ui.evaluate.records import get_evaluation, items_of
 from medcot_ui.store import get_run, run_events
 
@@ -35,7 +35,8 @@ def stop(proc, sig: int) -> None:
 
 
 def queue(kind: str, run_id: int, n: int, *extra: str) -> int:
-    out = cli("eval", kind, str(run_id), "-n", str(n), "--batch-size", "1", "--max-new-tokens", "64", *extra).stdout
+    # One answer at a time, long enough that answers are stored over several flushes (a kill lands mid-way).
+    out = cli("eval", kind, str(run_id), "-n", str(n), "--batch-size", "1", "--max-new-tokens", "384", *extra).stdout
     return int(re.search(r"queued evaluation (\d+)", out).group(1))
 
 
@@ -123,10 +124,17 @@ def test_evaluations_survive_a_kill_and_an_app_restart_without_regenerating_and_
     assert "multiple-choice accuracy, N = 20 questions" in card and "exact McNemar p =" in card
 
 
+def test_asking_for_more_questions_than_exist_evaluates_all_of_them_and_says_so(demo_run: int) -> None:
+    out = cli("eval", "held-out", str(demo_run)).stdout  # the default N (50); the demo run held out 8
+    assert re.search(r"queued evaluation \d+ \(job \d+\): 8 questions from held-out rows of run 1 \(seed 3407\) "
+                     r"\(you asked for 50; that is every question there is\)", out), out
+    out = cli("eval", "choice", str(demo_run), "--source", "demo").stdout
+    assert "24 questions from" in out and "(you asked for 50; that is every question there is)" in out
+    exact = create_evaluation(EvalRequest(run_id=demo_run, n=8))
+    assert fewer_note(EvalRequest(run_id=demo_run, n=8), exact) == "" and exact.n_items == 8
+
+
 def test_bad_requests_are_refused_by_name_and_store_nothing(demo_run: int, home: Path, tmp_path: Path) -> None:
-    with pytest.raises(EvaluationError, match=r"n: 9 questions asked for, but the held-out rows of run 1 \(seed "
-                                              r"3407\) hold only 8"):
-        create_evaluation(EvalRequest(run_id=demo_run, n=9))
     no_answer = tmp_path / "mcq.jsonl"
     no_answer.write_text(json.dumps({"question": "q?", "options": ["x", "y"]}) + "\n", encoding="utf-8")
     with pytest.raises(EvaluationError, match="no answer column 'answer'"):

@@ -57,11 +57,11 @@ KNOWN_READ_LEAKS: dict[str, str] = {}
 
 def seed(home: Path) -> None:
     """Runs in every state and a saved comparison, so an unguarded cancel/delete/resume/preference would show."""
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
     from medcot_ui.store import Comparison, Run, write_session
 
-    ids = [enqueue(quick_demo().with_overrides({"name": f"seed-{i}"})).id for i in range(3)]
+    ids = [enqueue("train", quick_demo().with_overrides({"name": f"seed-{i}"})).id for i in range(3)]
     with write_session() as s:
         s.get(Run, ids[1]).status = "interrupted"
         s.get(Run, ids[2]).status = "succeeded"
@@ -220,7 +220,8 @@ def test_space_pages_show_the_sign_in_button_and_the_storage_warning(app_factory
     config = Client(app.url, verbose=False).config
     texts = " ".join(str(c.get("props", {}).get("value")) for c in config["components"])
     assert "Sign in with Hugging Face" in texts  # gr.LoginButton
-    assert "Storage is not persistent" in texts and "Enable persistent storage" in texts
+    # No bucket is mounted at /data on this machine: the page says so and how to attach one.
+    assert "Storage is not persistent" in texts and "Attach a bucket to the Space as a volume" in texts
 
 
 @pytest.mark.browser

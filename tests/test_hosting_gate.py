@@ -25,18 +25,29 @@ STOP_ROUTES = {"/gradio_api/cancel": {"session_hash": "someone-elses-session", "
 JSON = {"Content-Type": "application/json"}
 
 
-def sign_in(url: str, username: str, password: str) -> tuple[int, dict[str, str]]:
-    """POST Gradio's login form; (status, headers that carry the login cookie on later requests) or, refused,
-    (status, the answer's headers, names in lower case)."""
-    data = f"username={username}&password={password}".encode()
+def sign_in(url: str, username: str, password: str, form: str = "urlencoded",
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """POST Gradio's login form (``form``: urlencoded or multipart); (status, headers that carry the login cookie
+    on later requests) or, refused, (status, the answer's headers, names in lower case)."""
+    if form == "multipart":
+        data, kind = form_data({"username": username, "password": password})
+    else:
+        data, kind = f"username={username}&password={password}".encode(), "application/x-www-form-urlencoded"
     req = urllib.request.Request(url + "/login", data=data, method="POST",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+                                 headers={"Content-Type": kind, **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             cookies = [c.split(";", 1)[0] for c in resp.headers.get_all("Set-Cookie") or []]
             return resp.status, {"Cookie": "; ".join(cookies)}
     except urllib.error.HTTPError as exc:
         return exc.code, {name.lower(): value for name, value in exc.headers.items()}
+
+
+def form_data(fields: dict[str, str]) -> tuple[bytes, str]:
+    boundary = "medcot-login-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+             for name, value in fields.items()]
+    return "".join(parts).encode() + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -148,6 +159,45 @@ def test_fifty_wrong_passwords_at_once_are_mostly_refused_unchecked_and_the_righ
         status, _ = sign_in(app.url, "alice", PASSWORDS["alice"])
     assert status == 200
     assert sign_in(app.url, "mallory", "wrong")[0] == 400, "a success starts the client afresh"
+
+
+def test_wrong_passwords_sent_as_multipart_or_with_the_name_twice_are_throttled_like_the_login_form(app_factory):
+    app = app_factory("password", PASSWORD_ENV)
+    statuses = []
+    for i in range(12):  # the guesser signs in to an account of its own now and then: that clears only its own
+        statuses.append(sign_in(app.url, "carol", f"guess-{i}", form="multipart")[0])
+        if i % 3 == 2:
+            assert sign_in(app.url, "mallory", PASSWORDS["mallory"])[0] == 200
+    assert statuses.count(400) <= FREE_FAILURES + 1 and statuses[-1] == 429, statuses
+    # Gradio checks the last of two names; the gate counts that one too, not the first.
+    twice = urllib.request.Request(app.url + "/login", data=b"username=nobody&username=carol&password=x",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(twice, timeout=60)
+    assert refused.value.code == 429
+
+
+def test_behind_a_proxy_one_guesser_locks_neither_other_accounts_nor_the_owners_own_browser(app_factory):
+    app = app_factory("password", PASSWORD_ENV)  # every caller comes from 127.0.0.1, as behind such a proxy
+    status, alices_browser = sign_in(app.url, "alice", PASSWORDS["alice"])
+    assert status == 200
+    statuses = [sign_in(app.url, "alice", f"guess-{i}")[0] for i in range(12)]
+    assert statuses[-1] == 429, statuses
+    status, headers = sign_in(app.url, "alice", PASSWORDS["alice"])
+    assert status == 429, "a browser new to alice waits"
+    assert sign_in(app.url, "alice", PASSWORDS["alice"], headers=alices_browser)[0] == 200
+    assert sign_in(app.url, "mallory", PASSWORDS["mallory"])[0] == 200, "another account signs in at once"
+    time.sleep(int(headers["retry-after"]) + 0.2)
+    assert sign_in(app.url, "alice", PASSWORDS["alice"])[0] == 200, "after the wait, the right password works"
+
+
+def test_the_app_says_where_it_listens_and_how_to_let_people_in_never_to_set_share_true(app_factory):
+    app = app_factory("password", PASSWORD_ENV)
+    printed = Path(app.proc.log_path).read_text(errors="replace")
+    port = app.url.rsplit(":", 1)[1]
+    assert f"* Running on local URL:  http://127.0.0.1:{port} (password mode: anyone who can reach" in printed
+    assert "'Access modes' in README.md" in printed
+    assert "share=True" not in printed and "public link" not in printed, printed
 
 
 @pytest.mark.browser

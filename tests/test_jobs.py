@@ -13,11 +13,12 @@ from sqlalchemy.engine import make_url
 
 from conftest import ROOT, cli, demo_config_file, wait_for
 from jobs import queue
+from medcot_ui import jobkinds
 from medcot_ui.training.presets import quick_demo
 from medcot_ui.store import get_run, list_runs, run_events, run_metrics
 
 
-def enqueue(tmp_path: Path, name: str = "demo", **overrides: object) -> int:
+def enqueue_from_cli(tmp_path: Path, name: str = "demo", **overrides: object) -> int:
     out = cli("enqueue", str(demo_config_file(tmp_path / f"{name}.yaml", name=name, **overrides)))
     return int(out.stdout.split("queued run ")[1].split()[0])
 
@@ -29,7 +30,7 @@ def status(run_id: int) -> str:
 def test_a_demo_run_enqueued_from_the_cli_trains_in_the_background_and_its_adapter_loads(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
     started = time.monotonic()
-    run_id = enqueue(tmp_path)
+    run_id = enqueue_from_cli(tmp_path)
     assert status(run_id) == "queued"
     processes.worker()
     wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=110, what="the run to finish")
@@ -55,13 +56,19 @@ def test_a_demo_run_enqueued_from_the_cli_trains_in_the_background_and_its_adapt
     assert "status: succeeded" in shown and "steps: 30/30" in shown
 
 
+@pytest.mark.parametrize("killed_at, damaged", [(27, None), (47, "checkpoint-40")],
+                         ids=["after-its-first-checkpoint", "with-its-latest-checkpoint-cut-short"])
 def test_a_killed_training_process_leaves_the_run_interrupted_and_resume_continues_from_its_checkpoint(
-        home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path, **{"training.max_steps": 60, "training.save_steps": 20,
+        home: Path, tmp_path: Path, processes, killed_at: int, damaged: str | None) -> None:  # noqa: ANN001
+    run_id = enqueue_from_cli(tmp_path, **{"training.max_steps": 60, "training.save_steps": 20,
                                   "training.logging_steps": 5})
     processes.worker()
-    wait_for(lambda: (get_run(run_id).last_step or 0) >= 27, timeout=90, interval=0.02, what="step 27")
+    wait_for(lambda: (get_run(run_id).last_step or 0) >= killed_at, timeout=150, interval=0.02,
+             what=f"step {killed_at}")
     os.kill(get_run(run_id).pid, signal.SIGKILL)
+    if damaged:  # as a kill in the middle of saving leaves it
+        state = Path(get_run(run_id).output_dir) / damaged / "trainer_state.json"
+        state.write_bytes(state.read_bytes()[:200])
     wait_for(lambda: status(run_id) == "interrupted", timeout=3 + 2, what="interrupted within the lease")
     assert "killed" in get_run(run_id).error
     steps_before = [m.step for m in run_metrics(run_id)]
@@ -74,13 +81,18 @@ def test_a_killed_training_process_leaves_the_run_interrupted_and_resume_continu
     assert run.attempt == 2
     resumed = [e.message for e in run_events(run_id) if e.message.startswith("resuming from")]
     assert resumed and resumed[0].startswith("resuming from checkpoint-20 (step 20)")
+    if damaged:
+        said = [e.message for e in run_events(run_id) if e.message.startswith(f"{damaged} is damaged")]
+        assert said and said[0].endswith(": resuming from checkpoint-20 instead"), said
+        assert "cut short or not JSON" in said[0]
+        assert f"{damaged} is damaged" in (Path(run.output_dir) / "train.log").read_text()
     # The global step went on from 20: every logging step appears exactly once, none restarted from 0.
     assert [m.step for m in run_metrics(run_id)] == list(range(5, 61, 5))
 
 
 def test_a_killed_worker_leaves_the_run_interrupted_and_another_worker_resumes_it(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path, **{"training.max_steps": 60, "training.save_steps": 20,
+    run_id = enqueue_from_cli(tmp_path, **{"training.max_steps": 60, "training.save_steps": 20,
                                   "training.logging_steps": 5})
     first = processes.worker()
     wait_for(lambda: (get_run(run_id).last_step or 0) >= 25, timeout=90, interval=0.02, what="step 25")
@@ -111,7 +123,7 @@ def test_claimers_starting_at_the_same_moment_claim_each_run_exactly_once(
     # The claim race itself, without training in between: four processes released by one file claim 120 runs in
     # tight loops, so every claim meets the others' (about 30 contested rounds each). A claim that read and then
     # wrote without the lock (or SKIP LOCKED) hands some run to two of them within the first few rounds.
-    ids = [queue.enqueue(quick_demo()).id for _ in range(120)]
+    ids = [jobkinds.enqueue("train", quick_demo()).id for _ in range(120)]
     go = tmp_path / "go"
     claimers = [processes.start(str(ROOT / "tests" / "claim_loop.py"), f"c{i}", str(go), name="claimer")
                 for i in range(4)]
@@ -140,7 +152,7 @@ def test_on_postgresql_a_claim_passes_over_a_run_another_worker_is_claiming(
 
     monkeypatch.setenv("MEDCOT_DATABASE_URL", postgres_server.new_database())
     dispose_engines()
-    first, second = (queue.enqueue(quick_demo()).id for _ in range(2))
+    first, second = (jobkinds.enqueue("train", quick_demo()).id for _ in range(2))
     got: list[int | None] = []
     with get_engine().connect() as other:
         other.execute(text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": first})  # a claim in flight
@@ -158,7 +170,7 @@ def test_four_workers_training_side_by_side_each_train_their_own_runs_without_da
     # metrics): four runs for four workers, so they train side by side, and their last claims find the queue empty.
     # The race of the claim itself is the test above; the CLI's enqueue has tests of its own.
     config = quick_demo().with_overrides({"training.max_steps": 1, "data.eval_size": 0})
-    ids = [queue.enqueue(config).id for _ in range(4)]
+    ids = [jobkinds.enqueue("train", config).id for _ in range(4)]
     workers = [processes.worker("--exit-when-idle", f"--worker-id=w{i}") for i in range(4)]
     for w in workers:
         w.wait(timeout=280)
@@ -177,7 +189,7 @@ def test_four_workers_training_side_by_side_each_train_their_own_runs_without_da
 
 def test_cancel_mid_run_stops_at_the_next_step_saves_the_adapter_and_ends_cancelled(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path, **{"training.max_steps": 2000, "training.logging_steps": 10})
+    run_id = enqueue_from_cli(tmp_path, **{"training.max_steps": 2000, "training.logging_steps": 10})
     processes.worker()
     wait_for(lambda: (get_run(run_id).last_step or 0) >= 15, timeout=90, interval=0.05, what="step 15")
     said = cli("cancel", str(run_id)).stdout
@@ -193,7 +205,7 @@ def test_cancel_mid_run_stops_at_the_next_step_saves_the_adapter_and_ends_cancel
 
 
 def test_a_non_finite_loss_fails_the_run_naming_the_step(home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path)
+    run_id = enqueue_from_cli(tmp_path)
     processes.worker(MEDCOT_FAULT_NAN_AT_STEP="7")
     wait_for(lambda: status(run_id) in {"succeeded", "failed"}, timeout=90, what="the run to finish")
     run = get_run(run_id)
@@ -203,8 +215,8 @@ def test_a_non_finite_loss_fails_the_run_naming_the_step(home: Path, tmp_path: P
 
 def test_a_crashing_run_fails_alone_and_the_worker_goes_on_to_the_next_run(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    missing = enqueue(tmp_path, name="broken", **{"data.source": "file", "data.file_path": str(tmp_path / "nope.jsonl")})
-    good = enqueue(tmp_path, name="good", **{"training.max_steps": 3})
+    missing = enqueue_from_cli(tmp_path, name="broken", **{"data.source": "file", "data.file_path": str(tmp_path / "nope.jsonl")})
+    good = enqueue_from_cli(tmp_path, name="good", **{"training.max_steps": 3})
     processes.worker()
     wait_for(lambda: status(good) in {"succeeded", "failed"}, timeout=120, what="the second run")
     assert status(missing) == "failed" and "nope.jsonl' does not exist" in get_run(missing).error
@@ -225,7 +237,7 @@ def test_queueing_a_run_from_the_cli_does_not_import_the_training_libraries(home
     # its own process), so `medcot enqueue` answers in about a second.
     out = cli("enqueue", str(demo_config_file(tmp_path / "demo.yaml")), PYTHONPROFILEIMPORTTIME="1")
     imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    assert "jobs.queue" in imported and not imported & {"torch", "transformers", "trl", "peft"}
+    assert "medcot_ui.jobkinds" in imported and not imported & {"torch", "transformers", "trl", "peft"}
 
 
 def test_an_invalid_config_is_refused_naming_the_field_and_nothing_is_enqueued(home: Path, tmp_path: Path) -> None:
@@ -239,7 +251,7 @@ def test_an_invalid_config_is_refused_naming_the_field_and_nothing_is_enqueued(h
 
 
 def test_cancelling_a_queued_run_says_it_was_cancelled_before_it_started(home: Path, tmp_path: Path) -> None:
-    run_id = enqueue(tmp_path)
+    run_id = enqueue_from_cli(tmp_path)
     said = cli("cancel", str(run_id)).stdout
     assert said == f"run {run_id}: cancelled before it started (`medcot resume {run_id}` queues it again)\n"
     assert status(run_id) == "cancelled"
@@ -280,8 +292,8 @@ def test_training_directly_from_a_config_file_records_the_run_like_any_other(hom
 
 def test_a_run_the_worker_cannot_even_start_fails_alone_and_the_worker_goes_on(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    blocked = enqueue(tmp_path, name="blocked", **{"training.max_steps": 3})
-    good = enqueue(tmp_path, name="good", **{"training.max_steps": 3})
+    blocked = enqueue_from_cli(tmp_path, name="blocked", **{"training.max_steps": 3})
+    good = enqueue_from_cli(tmp_path, name="good", **{"training.max_steps": 3})
     # Something already sits where the run's folder must go: the worker cannot prepare that run.
     (home / "runs").mkdir(parents=True, exist_ok=True)
     Path(get_run(blocked).output_dir).write_text("not a folder")

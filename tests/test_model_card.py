@@ -113,3 +113,30 @@ def test_merged_and_gguf_cards_declare_what_they_hold(home: Path) -> None:
     assert gguf_meta["library_name"] == "gguf" and gguf_meta["base_model_relation"] == "quantized"
     assert {"gguf", "llama.cpp"} <= set(gguf_meta["tags"])
     assert all(f"llama-cli -m {f}" in card for f in files) and "ollama run hf.co/a/g:Q4_K_M" in card
+
+
+def test_a_throwaway_evaluation_left_out_in_publish_is_not_in_the_card_and_the_preview_shows_the_card(
+        demo_run: int) -> None:
+    from medcot_ui.evaluate.create import EvalRequest, create_evaluation
+    from medcot_ui.evaluate.in_card import card_choices, set_in_card
+    from medcot_ui.publish.view import card_preview
+
+    kept, throwaway = (create_evaluation(EvalRequest(run_id=demo_run, n=n)) for n in (8, 2))
+    with write_session() as s:  # as the worker leaves a finished evaluation job
+        for evaluation in (kept, throwaway):
+            s.get(Run, evaluation.job_id).status = "succeeded"
+    choices, chosen = card_choices(demo_run)
+    assert [v for _, v in choices] == chosen == [kept.id, throwaway.id], "every finished one, until left out"
+    preview = card_preview(demo_run, "adapter", None)
+    assert preview.startswith("```yaml\n") and "## Evaluation" in preview
+    assert "2 evaluations run in MedCoT Studio" in preview
+    set_in_card(demo_run, [kept.id])
+    assert card_choices(demo_run)[1] == [kept.id]
+    card = str(model_card.build_card(model_card.gather(demo_run)))
+    assert "1 evaluation run in MedCoT Studio" in card and "1 evaluation run in MedCoT Studio" in card_preview(
+        demo_run, "adapter", None)
+    set_in_card(demo_run, [])
+    assert "No evaluation of this run was recorded in MedCoT Studio (2 left out of this card)." in card_preview(
+        demo_run, "adapter", None)
+    set_in_card(demo_run, [kept.id, throwaway.id])
+    assert "2 evaluations run in MedCoT Studio" in str(model_card.build_card(model_card.gather(demo_run)))

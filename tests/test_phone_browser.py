@@ -11,7 +11,7 @@ import pytest
 
 from browser_steps import open_tab
 from conftest import start_app, wait_for
-from jobs.queue import enqueue
+from medcot_ui.jobkinds import enqueue
 from medcot_ui.training.presets import quick_demo
 
 pytestmark = pytest.mark.browser
@@ -52,7 +52,7 @@ def assert_fits_the_phone(page: Any, items: list[dict[str, Any]], max_lines: int
 def test_on_a_phone_the_runs_read_as_a_list_and_compare_stacks_its_named_panes(
         demo_run: int, home: Path, processes: Any, browser: Any, tmp_path: Path) -> None:
     for name in ("sepsis-lactate-threshold-review", "pediatric-dosing"):
-        enqueue(quick_demo().with_overrides({"name": name}))  # no worker: they stay queued, with a reason
+        enqueue("train", quick_demo().with_overrides({"name": name}))  # no worker: they stay queued, with a reason
     app = start_app(processes, home, "--no-worker")
     page = browser.new_page(viewport=PHONE)
     page.goto(app.url)

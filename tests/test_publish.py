@@ -175,10 +175,10 @@ def test_without_llama_cpp_or_a_compiler_to_build_it_the_gguf_option_is_disabled
 
 
 def test_an_unfinished_run_cannot_be_exported_and_the_refusal_says_why(home: Path) -> None:
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
 
-    run = enqueue(quick_demo())
+    run = enqueue("train", quick_demo())
     with pytest.raises(publish.PublishError, match=f"Run {run.id} is queued: wait until it has finished"):
         publish.export_local(run.id, "adapter")
     assert records.publishes_for_run(run.id)[0].status == "failed"

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from medcot_ui.hosting import redact
-from medcot_ui.hosting.redact import REDACTED, RedactingFilter, scrub, secret_values
+from medcot_ui import redact
+from medcot_ui.redact import REDACTED, RedactingFilter, scrub, secret_values
 
 from conftest import ROOT, child_env, fake_hf_token, fake_wandb_key
 
@@ -94,7 +94,7 @@ def test_an_installed_process_never_prints_logs_raises_or_stores_a_secret(tmp_pa
     die of an uncaught exception, all carrying the token."""
     script = textwrap.dedent("""
         import logging, os, sys, warnings
-        from medcot_ui.hosting.redact import install
+        from medcot_ui.redact import install
         install()
         token = os.environ["HF_TOKEN"]
         print("printed", token)
@@ -103,10 +103,10 @@ def test_an_installed_process_never_prints_logs_raises_or_stores_a_secret(tmp_pa
         quiet = logging.getLogger("uvicorn.error"); quiet.propagate = False
         quiet.addHandler(logging.StreamHandler(sys.stderr)); quiet.error("uvicorn saw " + token)
         warnings.warn("warned " + token)
-        from jobs.queue import enqueue
+        from medcot_ui.jobkinds import enqueue
         from medcot_ui.training.presets import quick_demo
         from medcot_ui.store import add_event, run_events
-        run = enqueue(quick_demo())
+        run = enqueue("train", quick_demo())
         add_event(run.id, "event with " + token)
         print("stored", [e.message for e in run_events(run.id)][-1])
         raise RuntimeError("crashed with " + token)

@@ -9,7 +9,7 @@ import signal
 import time
 
 from jobs import recovery
-from jobs.queue import enqueue
+from medcot_ui.jobkinds import enqueue
 from medcot_ui.training.presets import quick_demo
 from medcot_ui.store import Run, get_run, run_events, write_session
 
@@ -17,7 +17,7 @@ from conftest import cli, demo_config_file, start_app, wait_for
 
 
 def make_run(status: str, last_step: int = 10, finished_at: float | None = None, lease_expired: bool = True) -> int:
-    run_id = enqueue(quick_demo()).id
+    run_id = enqueue("train", quick_demo()).id
     with write_session() as s:
         row = s.get(Run, run_id)
         row.status, row.last_step, row.finished_at = status, last_step, finished_at

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import jobs.queue as queue
+from medcot_ui.jobkinds import enqueue
 from conftest import fake_hf_token
 from medcot_ui.runs import charts as run_charts, detail as one_run, table as runs_table
 from medcot_ui.training.presets import quick_demo
@@ -15,7 +16,7 @@ from medcot_ui.store import Metric, Run, RunStatus, write_session
 
 
 def _queue(name: str, **overrides):
-    return queue.enqueue(quick_demo().with_overrides({"name": name, **overrides}))
+    return enqueue("train", quick_demo().with_overrides({"name": name, **overrides}))
 
 
 def _log_metrics(run_id: int, steps: range, **extra) -> None:

@@ -16,11 +16,12 @@ import pytest
 
 from conftest import ROOT, child_env, cli, demo_config_file, wait_for
 from jobs import queue
-from jobs.train import latest_checkpoint
+from medcot_ui import jobkinds
+from jobs.train import usable_checkpoint
 from medcot_ui.store import RunStatus, get_run, run_events, run_metrics
 
 
-def enqueue(tmp_path: Path, **overrides: object) -> int:
+def enqueue_from_cli(tmp_path: Path, **overrides: object) -> int:
     out = cli("enqueue", str(demo_config_file(tmp_path / "demo.yaml", **overrides)))
     return int(out.stdout.split("queued run ")[1].split()[0])
 
@@ -68,7 +69,7 @@ def snapshot(run_id: int) -> tuple:
 
 def test_a_trainer_stalled_while_loading_wakes_after_a_newer_attempt_started_and_writes_nothing(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
-    run_id = enqueue(tmp_path, **{"training.max_steps": 40, "training.save_steps": 10, "training.logging_steps": 1})
+    run_id = enqueue_from_cli(tmp_path, **{"training.max_steps": 40, "training.save_steps": 10, "training.logging_steps": 1})
     # Attempt 1 trains past its step-10 checkpoint, then its training process dies.
     first = processes.worker("--max-runs=1")
     wait_for(lambda: get_run(run_id).last_step >= 12, timeout=120, interval=0.02, what="step 12")
@@ -94,7 +95,7 @@ def test_a_trainer_stalled_while_loading_wakes_after_a_newer_attempt_started_and
     wait_for(lambda: get_run(run_id).last_step >= killed_at + 2, timeout=120, interval=0.02, what="attempt 3 on")
     freeze_between_writes(live, home / "runs.db")
     before = snapshot(run_id)
-    checkpoint_step = int(latest_checkpoint(Path(get_run(run_id).output_dir)).name.split("-")[1])
+    checkpoint_step = int(usable_checkpoint(Path(get_run(run_id).output_dir))[0].name.split("-")[1])
     assert before[-1][-1][0] > checkpoint_step, "attempt 3 has metric rows a stale resume would delete"
 
     os.kill(stale, signal.SIGCONT)
@@ -126,7 +127,7 @@ def test_each_write_of_an_attempt_that_lost_its_run_is_refused_whole(db_url: str
     from medcot_ui.store import Metric, write_session
     from medcot_ui.training.presets import quick_demo
 
-    run_id = queue.enqueue(quick_demo()).id
+    run_id = jobkinds.enqueue("train", quick_demo()).id
     assert queue.claim("dying-worker", lease_seconds=0.01) == run_id
     old = Attempt(run_id, 1)
     old.event("model loaded")
@@ -147,7 +148,7 @@ def test_a_trainer_started_for_an_attempt_that_lost_its_run_exits_before_loading
         db_url: str, home: Path) -> None:
     from medcot_ui.training.presets import quick_demo
 
-    run_id = queue.enqueue(quick_demo()).id
+    run_id = jobkinds.enqueue("train", quick_demo()).id
     assert queue.claim("gone-worker", lease_seconds=0.01) == run_id  # attempt 1, whose worker died
     lose_to_a_newer_attempt(run_id)
     before = snapshot(run_id)

@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 
 from conftest import child_env, wait_for
 from medcot_ui import store
-from medcot_ui.hosting.settings import PROJECT_DIR
+from medcot_ui.settings import PROJECT_DIR
 
 
 def head() -> str:
@@ -67,10 +67,10 @@ def test_a_migration_that_rebuilds_a_referenced_table_keeps_every_row_and_the_fo
     """SQLite changes a column by copying the table; with its foreign keys enforced the copy of `runs` (which
     metrics and events point at) could not be dropped. Such a migration, the kind `make migration` writes for a
     changed column, must go through and leave the keys enforced afterwards."""
-    from jobs.queue import enqueue
+    from medcot_ui.jobkinds import enqueue
     from medcot_ui.training.presets import quick_demo
 
-    run_id = enqueue(quick_demo()).id
+    run_id = enqueue("train", quick_demo()).id
     with store.write_session() as s:
         s.add(store.Metric(run_id=run_id, step=1, loss=2.0))
     scripts = tmp_path / "migrations"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import wait_for
-from jobs.queue import enqueue
+from medcot_ui.jobkinds import enqueue
 from medcot_ui.store import get_run
 from medcot_ui.training import form
 from medcot_ui.training.presets import quick_demo
@@ -25,7 +25,7 @@ def launch_from_form(**edits: Any) -> int:
     into a config and queued. Returns the new run's id."""
     values = form.config_to_values(quick_demo())
     values.update(edits)
-    return enqueue(form.values_to_config(values)).id
+    return enqueue("train", form.values_to_config(values)).id
 
 
 def train_with_rank_and_alpha_from_the_form(home: Path, processes: Any, backend: str) -> dict[str, Any]:

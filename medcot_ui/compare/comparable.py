@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.compare.errors import CompareError
+from medcot_ui.data.held_out import HeldOut, StoredSplit, held_out_of, read_split
 from medcot_ui.training.config import RunConfig
 
 
@@ -33,16 +34,22 @@ def comparable_runs() -> list[Any]:
             and r.has_adapter]
 
 
-_HELD_OUT: dict[tuple[int, str], list[Any]] = {}
+_HELD_OUT: dict[tuple[int, str, StoredSplit | None], HeldOut] = {}
 
 
-def held_out_rows(run_id: int) -> list[Any]:
-    """The run's held-out rows (question, reasoning, answer): the same split its training made (same seed)."""
+def held_out(run_id: int) -> HeldOut:
+    """The run's held-out rows (question, reasoning, answer): those its training stored as held out, read from
+    its data today, with a warning when that data changed since."""
     from medcot_ui.data.load import prepare
     from medcot_ui.training.models import load_tokenizer
 
     run, config, _ = comparable_run(run_id)
-    key = (run.id, config.to_json())
+    stored = read_split(Path(run.output_dir))
+    key = (run.id, config.to_json(), stored)
     if key not in _HELD_OUT:
-        _HELD_OUT[key] = list(prepare(config.data, load_tokenizer(config.model.base_model)).eval_rows)
+        _HELD_OUT[key] = held_out_of(prepare(config.data, load_tokenizer(config.model.base_model)), stored)
     return _HELD_OUT[key]
+
+
+def held_out_rows(run_id: int) -> list[Any]:
+    return held_out(run_id).rows

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medcot_ui.compare.comparable import comparable_run
-from medcot_ui.compare.streaming import END, PaneStreamer, eos_ids, explain_generation_failure, generate_pair
+from medcot_ui.compare.streaming import END, PaneStreamer, explain_generation_failure, generate_pair
+from medcot_ui.inference.eos import eos_ids
 from medcot_ui.compare.errors import CompareError
-from medcot_ui.compare.fast_decode import DecodeStatus, Decoder
+from medcot_ui.inference.fast_decode import DecodeStatus, Decoder
 from medcot_ui.compare.generation import GenerationSettings
 from medcot_ui.compare.gpu_budget import GpuBudget, GpuMemory, comparison_need, cuda_memory, running_training_runs
-from medcot_ui.compare.loading import LoadedModel, adapter_name, attach_adapter, load_model
-from medcot_ui.compare.model_thread import ModelThread
+from medcot_ui.inference.loading import LoadedModel, adapter_name, attach_adapter, load_model
+from medcot_ui.inference.model_thread import ModelThread
 from medcot_ui.compare.panes import CompareUpdate, Pane, refresh_text
 from medcot_ui.training.config import RunConfig
 from medcot_ui.training.prompts import THINK_OPEN, PromptFormat

@@ -6,7 +6,6 @@ carriage return) is run as a formula; model output is untrusted text, so such ce
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from datetime import datetime, timezone
@@ -17,12 +16,13 @@ from sqlalchemy import or_
 from sqlmodel import select
 
 from medcot_ui.compare.panes import CompareUpdate, Pane
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.errors import MedcotError
+from medcot_ui.record_files import write_csv, write_jsonl
+from medcot_ui.settings import get_settings
 from medcot_ui.store import Comparison, Run, live_runs, read_session, write_session
 from medcot_ui.units import shorten, when
 
 PREFERENCES = ("base", "tuned", "tie")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Export columns, in order (the JSONL objects have the same keys, with settings as an object).
 EXPORT_FIELDS = (
     "id", "created_at", "run_id", "base_model", "device", "question", "settings",
@@ -34,7 +34,7 @@ EXPORT_FIELDS = (
 )
 
 
-class ComparisonError(ValueError):
+class ComparisonError(MedcotError, ValueError):
     """A request about stored comparisons that cannot be done; the message names the field."""
 
 
@@ -114,13 +114,6 @@ def as_record(row: Comparison) -> dict[str, Any]:
     return {name: out[name] for name in EXPORT_FIELDS}
 
 
-def escape_cell(value: Any) -> Any:
-    """A CSV cell a spreadsheet shows as text, never runs as a formula (numbers stay numbers)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def _export_path(suffix: str, run_id: int | None) -> Path:
     folder = get_settings().exports_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -136,26 +129,14 @@ def _export_path(suffix: str, run_id: int | None) -> Path:
 
 def export_jsonl(run_id: int | None = None, path: Path | None = None) -> Path:
     """Write the comparisons (of one run, or all), oldest first, one JSON object per line."""
-    path = path or _export_path("jsonl", run_id)
-    rows = list(reversed(list_comparisons(run_id, limit=1_000_000)))
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(as_record(row), ensure_ascii=False) + "\n")
-    return path
+    rows = reversed(list_comparisons(run_id, limit=1_000_000))
+    return write_jsonl(path or _export_path("jsonl", run_id), (as_record(row) for row in rows))
 
 
 def export_csv(run_id: int | None = None, path: Path | None = None) -> Path:
-    """Write the comparisons as CSV (UTF-8 with BOM so spreadsheets read accents), formula cells escaped."""
-    path = path or _export_path("csv", run_id)
-    rows = list(reversed(list_comparisons(run_id, limit=1_000_000)))
-    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(EXPORT_FIELDS)
-        for row in rows:
-            record_ = as_record(row)
-            record_["settings"] = json.dumps(record_["settings"])
-            writer.writerow([escape_cell(record_[name]) for name in EXPORT_FIELDS])
-    return path
+    """Write the comparisons as CSV (settings as JSON in one cell, formula cells escaped)."""
+    rows = reversed(list_comparisons(run_id, limit=1_000_000))
+    return write_csv(path or _export_path("csv", run_id), EXPORT_FIELDS, (as_record(row) for row in rows))
 
 
 def table(run_id: int | None = None, limit: int = 200) -> list[list[Any]]:

@@ -14,9 +14,10 @@ import time
 from typing import Any
 
 from medcot_ui.compare.errors import CompareError
-from medcot_ui.compare.fast_decode import Decoder
+from medcot_ui.inference.fast_decode import Decoder
 from medcot_ui.compare.generation import GenerationSettings
-from medcot_ui.compare.row_lora import RowLoRA
+from medcot_ui.inference.eos import eos_ids
+from medcot_ui.inference.row_lora import RowLoRA
 
 END = object()  # what the streamer's queue holds once generation has stopped
 
@@ -53,15 +54,6 @@ def _stop_criteria(stop: threading.Event) -> Any:
             return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([StopOnEvent()])
-
-
-def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token id that ends an answer: the model's generation config's and the tokenizer's."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
 
 
 def generate_pair(model: Any, tokenizer: Any, prompt_ids: Any, lora: RowLoRA, decoder: Decoder,

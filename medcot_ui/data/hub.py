@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medcot_ui.data.load import DataError
+from medcot_ui.errors import DataError
 
 
 class HubUnreachable(DataError):

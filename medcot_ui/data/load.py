@@ -17,19 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.data.columns import columns_of, expand_chat
+from medcot_ui.data.hub import load_hub
+from medcot_ui.errors import DataError
+from medcot_ui.data.parquet_read import ParquetTooLarge, read_parquet
 from medcot_ui.training.prompts import PromptFormat
-from medcot_ui.hosting.settings import DEMO_DATA_FILE
-
-
-class DataError(ValueError):
-    """Bad training data; the message names the file line, row or column.
-
-    ``problems`` lists every problem found (the message shows the first few), so a person can fix them all at once.
-    """
-
-    def __init__(self, message: str, problems: list[str] | None = None):
-        super().__init__(message)
-        self.problems = problems or [message]
+from medcot_ui.settings import DEMO_DATA_FILE
 
 
 @dataclass(frozen=True)
@@ -77,8 +69,10 @@ _EXTRA_CELLS, _MISSING_CELL = "\0extra", object()  # markers for a CSV row that 
 csv.field_size_limit(64 * 2**20)
 
 
-def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]:
-    """Read JSON (array), JSONL, CSV or Parquet into records; errors name the file and the line."""
+def read_file(path: str | Path, name: str | None = None, max_rows: int | None = None,
+              max_bytes: int | None = None) -> list[dict[str, Any]]:
+    """Read JSON (array), JSONL, CSV or Parquet into records; errors name the file and the line. The limits
+    (an upload's) bound what a compressed Parquet file may expand to, checked before its rows are decoded."""
     path = Path(path)
     name = name or path.name
     suffix = Path(name).suffix.lower()
@@ -91,10 +85,11 @@ def read_file(path: str | Path, name: str | None = None) -> list[dict[str, Any]]
         raise DataError(f"{name}: the file is empty")
     if suffix == ".parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(pa.BufferReader(raw)).to_pylist()
+            return read_parquet(raw, name, max_rows, max_bytes)
+        except ParquetTooLarge as exc:
+            raise DataError(str(exc)) from None
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
     try:
@@ -218,8 +213,6 @@ def source_key(data: Any) -> tuple[str, ...]:
 def load(data: Any) -> Loaded:
     """Read the configured source; chat rows get their derived question/reasoning/answer columns."""
     if data.source == "hub":
-        from medcot_ui.data.hub import load_hub  # imported here: hub.py raises this module's DataError
-
         records, source, content = load_hub(data)
     else:
         path = Path(DEMO_DATA_FILE if data.source == "demo" else data.file_path)

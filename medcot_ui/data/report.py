@@ -12,7 +12,8 @@ from typing import Any
 from medcot_ui.data.columns import ROLES, detect_mapping
 from medcot_ui.training.config import DataSettings, parse_config
 from medcot_ui.data.hub import HubUnreachable
-from medcot_ui.data.load import DataError, Loaded, Prepared, load, prepare, source_key
+from medcot_ui.data.load import Loaded, Prepared, load, prepare, source_key
+from medcot_ui.errors import DataError
 from medcot_ui.data.stats import Progress, TokenizerChoice, TokenStats, count_tokens, tokenizer_for, truncation_warning
 from medcot_ui.data.phi import PHI_LIMIT, Finding, scan_rows
 from medcot_ui.data.preview import preview_row

@@ -18,7 +18,7 @@ from typing import Any
 
 from medcot_ui.data.load import Prepared
 from medcot_ui.training.prompts import PromptFormat
-from medcot_ui.hosting.settings import DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_MODEL_ID
 
 Progress = Callable[[float, str], None]
 PARTS = ("question", "reasoning", "answer", "total")

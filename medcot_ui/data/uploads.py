@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.data.columns import columns_of
-from medcot_ui.data.load import FILE_TYPES, DataError, file_sha256, read_file
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.data.load import FILE_TYPES, file_sha256, read_file
+from medcot_ui.errors import DataError, SettingsError
+from medcot_ui.hosting.bucket_files import keep_quietly
+from medcot_ui.settings import get_settings
 from medcot_ui.units import human_size
 
 DEFAULT_MAX_ROWS = 100_000
@@ -38,7 +40,7 @@ class UploadLimits:
         try:
             rows = int(os.environ.get("MEDCOT_UPLOAD_MAX_ROWS") or DEFAULT_MAX_ROWS)
         except ValueError:
-            raise ValueError("MEDCOT_UPLOAD_MAX_ROWS must be a whole number") from None
+            raise SettingsError("MEDCOT_UPLOAD_MAX_ROWS must be a whole number") from None
         return cls(int(get_settings().max_upload_mb * 2**20), rows)
 
     def describe(self) -> str:
@@ -78,7 +80,7 @@ def accept_upload(path: str | Path, original_name: str | None = None,
         if size > limits.max_bytes:  # checked before reading a byte of it
             raise UploadRejected(f"{name}: {human_size(size)} is over the upload limit of "
                                  f"{human_size(limits.max_bytes)} (MEDCOT_UPLOAD_MAX_MB)")
-        records = read_file(path, name)
+        records = read_file(path, name, limits.max_rows, limits.max_bytes)
         if not records:
             raise UploadRejected(f"{name}: the file has no rows")
         if len(records) > limits.max_rows:
@@ -124,4 +126,5 @@ def _store(path: Path, suffix: str) -> Path:
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+        keep_quietly(target)  # runs train on it after a restart too: to the bucket, where one is mounted
     return target

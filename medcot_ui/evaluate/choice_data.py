@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.data.columns import columns_of
-from medcot_ui.data.load import DataError, load
-from medcot_ui.hosting.settings import PROJECT_DIR
+from medcot_ui.data.load import load
+from medcot_ui.errors import DataError
+from medcot_ui.settings import PROJECT_DIR
 from medcot_ui.training.config import DataSettings
 
 DEFAULT_HUB_DATASET = "GBaker/MedQA-USMLE-4-options"
@@ -58,14 +59,16 @@ def detect_mapping(columns: list[str]) -> ChoiceMapping:
 def read_records(source: str, path: str = "", dataset_id: str = DEFAULT_HUB_DATASET, config: str = "",
                  split: str = DEFAULT_HUB_SPLIT) -> tuple[list[dict[str, Any]], str]:
     """Read a multiple-choice source ('demo', 'file' or 'hub') through the same loader as training data."""
+    label = f"the demo questions ({DEMO_CHOICE_FILE.name})" if source == "demo" else Path(path).name
     if source == "demo":
-        source, path, split = "file", str(DEMO_CHOICE_FILE), "train"
+        source, path = "file", str(DEMO_CHOICE_FILE)
     if source == "file" and not Path(path).exists():
         raise ChoiceDataError(f"file: '{path}' does not exist")
     settings = DataSettings(source=source, file_path=path, dataset_id=dataset_id, dataset_config=config,
                             split=split if source == "hub" else "train")
     loaded = load(settings)
-    return loaded.records, loaded.source
+    # A local file is read whole: the loader's "(train)" split label would name a split it does not have.
+    return loaded.records, loaded.source if source == "hub" else label
 
 
 def _options(rec: dict[str, Any], mapping: ChoiceMapping, columns: list[str]) -> dict[str, str] | str:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT, LETTERED
-from medcot_ui.evaluate.create import EvalRequest, create_evaluation
+from medcot_ui.evaluate.create import WEIGHTS, EvalRequest, EvaluationError, create_evaluation, fewer_note
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
 
 DEFAULTS = EvalRequest()
@@ -25,7 +25,11 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
                    "compare with (default: the base model itself)")
     p.add_argument("-n", type=int, default=DEFAULTS.n, help=f"how many questions (default {DEFAULTS.n})")
     p.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="questions per generate call")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help="answers generated at once (the batch engine's slots); 0 (default): as many as GPU memory "
+                        "holds")
+    p.add_argument("--weights", choices=WEIGHTS, default=DEFAULTS.weights,
+                   help="the base model's weights: auto (default: 16-bit when it fits the GPU, else 4-bit), bf16, 4bit")
     p.add_argument("--sample", action="store_true", help="sample at --temperature instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the blind A/B order")
@@ -42,10 +46,12 @@ def cmd_create(args: argparse.Namespace) -> int:
                       file_path=args.file or "", dataset_id=getattr(args, "dataset", "") or "",
                       dataset_config=getattr(args, "config", "") or "", split=getattr(args, "split", "test"),
                       mapping=mapping, max_new_tokens=args.max_new_tokens, greedy=not args.sample,
-                      temperature=args.temperature, batch_size=args.batch_size, seed=args.seed)
+                      temperature=args.temperature, batch_size=args.batch_size, weights=args.weights,
+                      seed=args.seed)
     evaluation = create_evaluation(req)
     print(f"queued evaluation {evaluation.id} (job {evaluation.job_id}): {evaluation.n_items} questions from "
-          f"{evaluation.source}; a worker will pick it up (`medcot worker`, or the app's own)")
+          f"{evaluation.source}{fewer_note(req, evaluation)}; a worker will pick it up (`medcot worker`, or the "
+          "app's own)")
     return _wait(evaluation.id) if args.wait else 0
 
 
@@ -55,9 +61,7 @@ def _wait(evaluation_id: int) -> int:
 
     evaluation = get_evaluation(evaluation_id)
     while (job := get_run(evaluation.job_id)).status not in {s.value for s in FINISHED}:
-        p = progress(evaluation_id)
-        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        print(f"  {job.status}: {p.done}/{p.total} answers{eta}", flush=True)
+        print(f"  {job.status}: {progress(evaluation_id).line(job.status == 'running')}", flush=True)
         time.sleep(2)
     print(f"evaluation {evaluation_id}: {job.status}" + (f": {job.error}" if job.error else ""))
     return cmd_show(argparse.Namespace(evaluation_id=evaluation_id)) if job.status == "succeeded" else 1
@@ -83,10 +87,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     evaluation = get_evaluation(args.evaluation_id)
     if evaluation is None:
-        raise ValueError(f"evaluation {args.evaluation_id} does not exist")
+        raise EvaluationError(f"evaluation {args.evaluation_id} does not exist")
     job, p = get_run(evaluation.job_id), progress(evaluation.id)
     print(headline(evaluation))
-    print(f"job {job.id}: {job.status}, {p.done}/{p.total} answers" + (f" ({job.error})" if job.error else ""))
+    print(f"job {job.id}: {job.status}, {p.line(job.status == 'running')}" + (f" ({job.error})" if job.error else ""))
     for line in summary_lines(evaluation):
         print(f"  {line}")
     print(RESEARCH_ONLY)
@@ -99,7 +103,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from medcot_ui.evaluate.export import export_csv, export_jsonl
 
     out = Path(args.out) if args.out else None
-    path = (export_csv if args.format == "csv" else export_jsonl)(args.evaluation_id, out)
+    # rater=None: a shell user holds runs.db itself, so blinding them would hide nothing.
+    path = (export_csv if args.format == "csv" else export_jsonl)(args.evaluation_id, out, rater=None)
     print(path)
     return 0
 

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.data.load import DataError, map_rows, read_file
+from medcot_ui.data.load import map_rows, read_file
+from medcot_ui.errors import MedcotError
+from medcot_ui.errors import DataError
 from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, choice_items, detect_mapping,
                                             read_records)
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
-from medcot_ui.hosting.settings import get_settings
-from medcot_ui.store import JobKind, Run, RunEvent, write_session
+from medcot_ui.jobkinds import enqueue
+from medcot_ui.store import Run, RunEvent, write_session
 from medcot_ui.training.config import RunConfig
 
-LIMITS = {"n": (1, 5000), "max_new_tokens": (1, 8192), "batch_size": (1, 256)}
+LIMITS = {"n": (1, 5000), "max_new_tokens": (1, 8192), "batch_size": (0, 256)}
+WEIGHTS = ("auto", "bf16", "4bit")  # auto: 16-bit when it fits the GPU, else 4-bit (a QLoRA run's adapter either way)
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MedcotError, ValueError):
     """An evaluation that cannot be created; the message names the setting, run, row or column."""
 
 
@@ -45,7 +48,8 @@ class EvalRequest:
     max_new_tokens: int = 1024
     greedy: bool = True
     temperature: float = 0.6
-    batch_size: int = 8
+    batch_size: int = 0  # engine slots (fixed-batch path: questions per batch); 0 = from free GPU memory
+    weights: str = "auto"
     seed: int = 3407  # of the blind A/B order
 
     def check(self) -> None:
@@ -54,6 +58,8 @@ class EvalRequest:
         for name, (lo, hi) in LIMITS.items():
             if not lo <= getattr(self, name) <= hi:
                 raise EvaluationError(f"{name}: {getattr(self, name)} is outside {lo} to {hi}")
+        if self.weights not in WEIGHTS:
+            raise EvaluationError(f"weights: '{self.weights}' is not one of {', '.join(WEIGHTS)}")
         if not 0.01 <= self.temperature <= 2.0:
             raise EvaluationError(f"temperature: {self.temperature} is outside 0.01 to 2.0")
 
@@ -74,17 +80,18 @@ def _held_out_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tup
     if req.source == "file":
         data = config.data.model_copy(update={"source": "file", "file_path": req.file_path})
         rows = map_rows(read_file(Path(req.file_path)), data)
-        where = f"{Path(req.file_path).name} (all {len(rows)} rows)"
+        where, warning = f"{Path(req.file_path).name} (all {len(rows)} rows)", None
     else:
-        from medcot_ui.compare.comparable import held_out_rows
+        from medcot_ui.compare.comparable import held_out
 
-        rows = held_out_rows(run_id)
+        split = held_out(run_id)
+        rows, warning = split.rows, split.warning
         where = f"held-out rows of run {run_id} (seed {config.data.split_seed})"
         if not rows:
             raise EvaluationError(f"run {run_id} held out no rows (data.eval_size is 0): evaluate on an uploaded "
                                   "file instead")
-    if req.n > len(rows):
-        raise EvaluationError(f"n: {req.n} questions asked for, but the {where} hold only {len(rows)}")
+    if warning:  # kept with the evaluation (its source line): its results are read knowing it
+        where += f"; warning: {warning}"
     return ([{"question": r.question, "reference_reasoning": r.reasoning, "reference_answer": r.answer}
              for r in rows[:req.n]], where)
 
@@ -94,10 +101,16 @@ def _choice_questions(req: EvalRequest) -> tuple[list[dict[str, Any]], str]:
                                   req.dataset_config, req.split)
     mapping = ChoiceMapping(**req.mapping) if req.mapping else detect_mapping(list(records[0]) if records else [])
     items = choice_items(records, mapping)
-    if req.n > len(items):
-        raise EvaluationError(f"n: {req.n} questions asked for, but {where} holds only {len(items)}")
     return ([{"question": it.question, "options_json": json.dumps(it.options), "correct": it.answer,
               "reference_answer": f"{it.answer}. {it.options[it.answer]}"} for it in items[:req.n]], where)
+
+
+def fewer_note(req: EvalRequest, evaluation: Evaluation) -> str:
+    """What to say when fewer questions exist than were asked for: all of them are evaluated (the default N is
+    more than the demo holds)."""
+    if evaluation.n_items >= req.n:
+        return ""
+    return f" (you asked for {req.n}; that is every question there is)"
 
 
 def create_evaluation(req: EvalRequest) -> Evaluation:
@@ -117,11 +130,8 @@ def create_evaluation(req: EvalRequest) -> Evaluation:
     order = random.Random(req.seed)
     with write_session() as s:
         against = f"run {req.base_run_id}" if req.base_run_id is not None else "its base model"
-        job = Run(name=f"evaluate run {run.id} against {against}", kind=JobKind.evaluate.value,
-                  config_json=json.dumps(asdict(req)), total_steps=2 * len(questions))
-        s.add(job)
-        s.flush()
-        job.output_dir = str(get_settings().runs_dir / f"evaluation-job-{job.id}")
+        job = enqueue("evaluate", req, name=f"evaluate run {run.id} against {against}",
+                      total_steps=2 * len(questions), parent_id=run.id, session=s)
         evaluation = Evaluation(job_id=job.id, kind=req.kind, run_id=run.id, base_run_id=req.base_run_id,
                                 source=where, n_items=len(questions), max_new_tokens=req.max_new_tokens,
                                 greedy=req.greedy, temperature=req.temperature, batch_size=req.batch_size)
@@ -130,6 +140,5 @@ def create_evaluation(req: EvalRequest) -> Evaluation:
         for position, fields in enumerate(questions):
             s.add(EvalItem(evaluation_id=evaluation.id, position=position,
                            a_side=order.choice(("base", "tuned")), **fields))
-        s.add(RunEvent(run_id=job.id, message=f"queued: evaluation {evaluation.id}, {len(questions)} questions "
-                                              f"from {where}"))
+        s.add(RunEvent(run_id=job.id, message=f"evaluation {evaluation.id}: {len(questions)} questions from {where}"))
     return evaluation

@@ -3,15 +3,16 @@ as CSV (for spreadsheets) and JSONL."""
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.compare.stored import escape_cell
+from medcot_ui.evaluate.blinding import require_unblinded
+from medcot_ui.evaluate.create import EvaluationError
 from medcot_ui.evaluate.records import get_evaluation, items_of, ratings_of
 from medcot_ui.evaluate.tables import EvalItem
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.hosting.bucket_files import keep_quietly
+from medcot_ui.record_files import write_csv, write_jsonl
+from medcot_ui.settings import get_settings
 
 ITEM_FIELDS = ("position", "question", "options_json", "correct", "reference_reasoning", "reference_answer",
                "a_side") + tuple(f"{side}_{name}" for side in ("base", "tuned")
@@ -19,11 +20,15 @@ ITEM_FIELDS = ("position", "question", "options_json", "correct", "reference_rea
 FIELDS = ("evaluation_id", "kind", "run_id", "base_run_id") + ITEM_FIELDS + ("ratings",)
 
 
-def records(evaluation_id: int) -> list[dict[str, Any]]:
-    """One dict per question (ratings as a list of {rater, verdict, preferred, note})."""
+def records(evaluation_id: int, *, rater: str | None) -> list[dict[str, Any]]:
+    """One dict per question (ratings as a list of {rater, verdict, preferred, note}). ``rater``: who asks, in
+    the app (refused with StillBlind while that rater has not finished a blind rating); None: the shell, whose
+    user holds the database itself."""
     evaluation = get_evaluation(evaluation_id)
     if evaluation is None:
-        raise ValueError(f"evaluation {evaluation_id} does not exist")
+        raise EvaluationError(f"evaluation {evaluation_id} does not exist")
+    if rater is not None:
+        require_unblinded(evaluation_id, rater)
     by_item: dict[int, list[dict[str, Any]]] = {}
     for r in ratings_of(evaluation_id):
         by_item.setdefault(r.item_id, []).append(
@@ -44,23 +49,14 @@ def _path(evaluation_id: int, suffix: str) -> Path:
     return folder / f"evaluation-{evaluation_id}.{suffix}"
 
 
-def export_jsonl(evaluation_id: int, path: Path | None = None) -> Path:
-    rows = records(evaluation_id)
-    path = path or _path(evaluation_id, "jsonl")
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def export_jsonl(evaluation_id: int, path: Path | None = None, *, rater: str | None) -> Path:
+    path = write_jsonl(path or _path(evaluation_id, "jsonl"), records(evaluation_id, rater=rater))
+    keep_quietly(path)  # final once written: to the bucket, where one is mounted
     return path
 
 
-def export_csv(evaluation_id: int, path: Path | None = None) -> Path:
-    """UTF-8 with BOM so spreadsheets read accents; formula-like cells escaped; ratings as JSON in one cell."""
-    rows = records(evaluation_id)
-    path = path or _path(evaluation_id, "csv")
-    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(FIELDS)
-        for row in rows:
-            row["ratings"] = json.dumps(row["ratings"], ensure_ascii=False)
-            writer.writerow([escape_cell(row[name]) for name in FIELDS])
+def export_csv(evaluation_id: int, path: Path | None = None, *, rater: str | None) -> Path:
+    """One row a question; its ratings as JSON in one cell."""
+    path = write_csv(path or _path(evaluation_id, "csv"), FIELDS, records(evaluation_id, rater=rater))
+    keep_quietly(path)
     return path

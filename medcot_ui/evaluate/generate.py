@@ -1,8 +1,8 @@
-"""Batched answers for an evaluation: one ``generate`` per batch and side, with the run's prompt format.
+"""Answers in fixed batches: one ``generate`` per batch and side, with the run's prompt format.
 
-Both sides use one copy of the base weights (loaded the way Compare loads it): the base side runs on the plain
-base, a tuned side with its run's adapter injected (:class:`SideSwitch`). No database and no Gradio here, so the
-GPU bench times exactly what the evaluation job runs.
+The evaluation job's path for models the batch engine (``inference/batch_engine``) does not run, and the
+"before" of its benchmark. Both sides use one copy of the base weights: the base side runs on the plain base, a
+tuned side with its run's adapter injected (:class:`SideSwitch`). No database and no Gradio here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from medcot_ui.compare.streaming import eos_ids
+from medcot_ui.inference.eos import eos_ids
 from medcot_ui.training.prompts import THINK_OPEN, Completion, PromptFormat, split_completion
 
 
@@ -37,7 +37,7 @@ class SideSwitch:
         self.active: Any = None
 
     def use(self, side: str) -> None:
-        from medcot_ui.compare.row_lora import RowLoRA
+        from medcot_ui.inference.row_lora import RowLoRA
 
         weights = self.sides[side]
         if weights is None:
@@ -99,7 +99,11 @@ def answer_batch(model: Any, tokenizer: Any, fmt: PromptFormat, questions: list[
     for ids, think_open in zip(new, opened):
         end = next((i for i, t in enumerate(ids) if t in stops), None)
         kept = ids if end is None else ids[:end]
-        text = tokenizer.decode(kept, skip_special_tokens=True)
-        results.append(Generated(text, split_completion(text, think_open), len(kept),
-                                 "length" if end is None else "eos", seconds))
+        results.append(decode_answer(tokenizer, kept, "length" if end is None else "eos", seconds, think_open))
     return results
+
+
+def decode_answer(tokenizer: Any, ids: list[int], finish: str, seconds: float, think_open: bool) -> Generated:
+    """An answer's text from its generated ids (EOS excluded), split into reasoning and answer."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return Generated(text, split_completion(text, think_open), len(ids), finish, seconds)

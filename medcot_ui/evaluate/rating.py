@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from sqlmodel import select
 
+from medcot_ui.errors import MedcotError
 from medcot_ui.evaluate.tables import VERDICTS, EvalItem, EvalRating
 from medcot_ui.store import read_session, write_session
 
 VERDICT_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "neither": "Both unacceptable"}
 
 
-class RatingError(ValueError):
+class RatingError(MedcotError, ValueError):
     """A rating that cannot be recorded; the message names the field."""
 
 

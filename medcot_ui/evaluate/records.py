@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, func, select
 
 from medcot_ui.evaluate.choices import choice_of
 from medcot_ui.evaluate.tables import SIDES, EvalItem, EvalRating, Evaluation
-from medcot_ui.store import Run, RunEvent, read_session
+from medcot_ui.store import Run, read_session
+from medcot_ui.units import duration
 
 if TYPE_CHECKING:  # generate imports torch: the queue (and so every CLI command) imports this module
     from medcot_ui.evaluate.generate import Generated
@@ -79,36 +80,39 @@ def answered_count(session: Session, evaluation_id: int) -> int:
 class Progress:
     done: int
     total: int
-    eta_s: float | None  # from the mean time per stored answer
+    eta_s: float | None  # from the time the stored answers took
+    tokens_per_s: float | None  # generated tokens over the time they took
 
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 0.0
 
+    def line(self, running: bool) -> str:
+        """``123/2546 answers (5%), 4,210 tokens/s, about 4 min left`` (speed and ETA while it runs)."""
+        text = f"{self.done}/{self.total} answers ({self.fraction:.0%})"
+        if running and self.tokens_per_s:
+            text += f", {self.tokens_per_s:,.0f} tokens/s"
+        if running and self.eta_s:
+            text += f", about {duration(self.eta_s)} left"
+        return text
+
 
 def progress(evaluation_id: int) -> Progress:
-    items = items_of(evaluation_id)
-    seconds = [t for it in items for t in (it.base_seconds, it.tuned_seconds) if t is not None]
-    done, total = len(seconds), 2 * len(items)
-    eta = (total - done) * sum(seconds) / done if done else None
-    return Progress(done, total, eta)
+    """Counted in SQL: answers stored, their seconds (each answer's share of the wall time) and tokens."""
+    sides = [(getattr(EvalItem, f"{side}_seconds"), getattr(EvalItem, f"{side}_tokens")) for side in SIDES]
+    with read_session() as s:
+        row = s.exec(select(func.count(EvalItem.id), *(func.count(sec) for sec, _ in sides),
+                            *(func.coalesce(func.sum(sec), 0.0) for sec, _ in sides),
+                            *(func.coalesce(func.sum(tok), 0) for _, tok in sides))
+                     .where(EvalItem.evaluation_id == evaluation_id)).one()
+    items, done = row[0], row[1] + row[2]
+    seconds, tokens = float(row[3] + row[4]), int(row[5] + row[6])
+    total = 2 * items
+    eta = (total - done) * seconds / done if done else None
+    return Progress(done, total, eta, tokens / seconds if seconds else None)
 
 
 def ratings_of(evaluation_id: int) -> list[EvalRating]:
     with read_session() as s:
         return list(s.exec(select(EvalRating).where(EvalRating.evaluation_id == evaluation_id)
                            .order_by(EvalRating.id)))
-
-
-def purge_evaluations_of(session: Session, run_id: int) -> None:
-    """Remove (in ``session``) the evaluations of a run being purged for good: their ratings, items and jobs."""
-    evaluations = list(session.exec(select(Evaluation).where(
-        (Evaluation.run_id == run_id) | (Evaluation.base_run_id == run_id) | (Evaluation.job_id == run_id))))
-    for evaluation in evaluations:
-        session.exec(delete(EvalRating).where(EvalRating.evaluation_id == evaluation.id))
-        session.exec(delete(EvalItem).where(EvalItem.evaluation_id == evaluation.id))
-        session.delete(evaluation)
-        session.flush()
-        if evaluation.job_id != run_id:
-            session.exec(delete(RunEvent).where(RunEvent.run_id == evaluation.job_id))
-            session.exec(delete(Run).where(Run.id == evaluation.job_id))

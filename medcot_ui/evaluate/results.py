@@ -146,23 +146,3 @@ def headline(evaluation: Evaluation) -> str:
     decoding = "greedy" if evaluation.greedy else f"sampled at temperature {evaluation.temperature}"
     return (f"Evaluation {evaluation.id}: {what}, N = {evaluation.n_items} questions from {evaluation.source}; "
             f"{decoding}, up to {evaluation.max_new_tokens} new tokens")
-
-
-def card_section(run_id: int) -> str:
-    """The model card's account of the run's finished evaluations: what was measured, on what, N, the intervals,
-    who rated; research use only."""
-    from medcot_ui.evaluate.records import list_evaluations
-    from medcot_ui.store import RunStatus, get_run
-
-    finished = [e for e in reversed(list_evaluations(run_id))
-                if (job := get_run(e.job_id)) is not None and job.status == RunStatus.succeeded]
-    if not finished:
-        return "No evaluation of this run was recorded in MedCoT Studio."
-    parts = [f"{len(finished)} evaluation{'s' * (len(finished) > 1)} run in MedCoT Studio (95% intervals are Wilson "
-             "score intervals; the paired test is an exact McNemar test; blind ratings saw the two answers as A and B "
-             "in a random order recorded per question)."]
-    for evaluation in finished:
-        lines = "\n".join(f"- {line}" for line in summary_lines(evaluation))
-        parts.append(f"### {headline(evaluation)}\n\n{lines}")
-    parts.append(f"*{RESEARCH_ONLY}*")
-    return "\n\n".join(parts)

@@ -21,10 +21,12 @@ class Evaluation(SQLModel, table=True):
     __tablename__ = "evaluations"
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    job_id: int = Field(foreign_key="runs.id", index=True)  # the queued job that generates the answers
+    # The queued job that generates the answers; deleting a run deletes its evaluations (as tuned run or as base).
+    job_id: int = Field(foreign_key="runs.id", ondelete="CASCADE", index=True)
     kind: str = HELD_OUT  # held_out (A/B with references, rated blind) or choice (multiple-choice accuracy)
-    run_id: int = Field(foreign_key="runs.id", index=True)  # the tuned run
-    base_run_id: Optional[int] = Field(default=None, foreign_key="runs.id")  # None: the run's base model
+    run_id: int = Field(foreign_key="runs.id", ondelete="CASCADE", index=True)  # the tuned run
+    # None: the run's base model
+    base_run_id: Optional[int] = Field(default=None, foreign_key="runs.id", ondelete="CASCADE")
     source: str = ""  # where the questions came from, as a person reads it
     n_items: int = 0
     max_new_tokens: int = 1024
@@ -41,7 +43,7 @@ class EvalItem(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("evaluation_id", "position", name="uq_eval_items_position"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    evaluation_id: int = Field(foreign_key="evaluations.id")
+    evaluation_id: int = Field(foreign_key="evaluations.id", ondelete="CASCADE")
     position: int  # 0-based order of the questions
     question: str = Field(sa_column=Column(Text, nullable=False))
     options_json: Optional[str] = Field(default=None, sa_column=Column(Text))  # choice: {"A": "...", ...}
@@ -82,8 +84,8 @@ class EvalRating(SQLModel, table=True):
                       Index("ix_eval_ratings_evaluation", "evaluation_id"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    evaluation_id: int = Field(foreign_key="evaluations.id")
-    item_id: int = Field(foreign_key="eval_items.id")
+    evaluation_id: int = Field(foreign_key="evaluations.id", ondelete="CASCADE")
+    item_id: int = Field(foreign_key="eval_items.id", ondelete="CASCADE")
     rater: str
     verdict: str  # A / B / tie / neither, as the rater saw it
     preferred: str  # base / tuned / tie / neither: the verdict un-blinded with the item's a_side

@@ -6,12 +6,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from medcot_ui.evaluate.blinding import blind_reason
 from medcot_ui.evaluate.rating import BlindItem
 from medcot_ui.evaluate.records import get_evaluation, items_of, list_evaluations, progress
 from medcot_ui.evaluate.results import RESEARCH_ONLY, headline, side_labels, summary_lines
 from medcot_ui.evaluate.tables import CHOICE, EvalItem
 from medcot_ui.store import get_run
-from medcot_ui.units import duration, shorten
+from medcot_ui.units import shorten
 
 ITEM_HEADERS = ["#", "Question", "Reference", "Base answer", "Tuned answer", "Base choice", "Tuned choice",
                 "Correct"]
@@ -29,15 +30,17 @@ def status_markdown(evaluation_id: int) -> str:
     if evaluation is None:
         return f"*Evaluation {evaluation_id} does not exist.*"
     job, p = get_run(evaluation.job_id), progress(evaluation_id)
-    eta = f", about {duration(p.eta_s)} left" if p.eta_s and job.status == "running" else ""
-    state = f"**{job.status}** · {p.done}/{p.total} answers ({p.fraction:.0%}){eta}"
+    state = f"**{job.status}** · {p.line(job.status == 'running')}"
     if job.error:
         state += f" · {job.error}"
     lines = "\n".join(f"- {line}" for line in summary_lines(evaluation))
     return f"{headline(evaluation)}\n\n{state}\n\n{lines}\n\n<sub>{RESEARCH_ONLY}</sub>"
 
 
-def items_table(evaluation_id: int) -> list[list[Any]]:
+def items_table(evaluation_id: int, rater: str | None) -> list[list[Any]]:
+    """Every item with both answers named: empty for a rater still rating blind (see item_markdown)."""
+    if blind_reason(evaluation_id, rater) is not None:
+        return []
     return [[it.position + 1, shorten(it.question, 90), shorten(it.reference_answer or "", 60),
              shorten(it.base_answer or "", 60), shorten(it.tuned_answer or "", 60), _choice(it, "base"),
              _choice(it, "tuned"), it.correct or ""] for it in items_of(evaluation_id)]
@@ -66,8 +69,11 @@ def _question(question: str, options: dict[str, str]) -> str:
     return f"**Question**\n\n{html.escape(question)}" + (f"\n\n{listed}" if listed else "")
 
 
-def item_markdown(evaluation_id: int, number: int) -> str:
-    """Item ``number`` (1-based) with both answers named, the reference, and the parsed choices."""
+def item_markdown(evaluation_id: int, number: int, rater: str | None) -> str:
+    """Item ``number`` (1-based) with both answers named, the reference, and the parsed choices; to a rater still
+    rating blind, why it is hidden."""
+    if (reason := blind_reason(evaluation_id, rater)) is not None:
+        return f"*{reason}*"
     evaluation = get_evaluation(evaluation_id)
     items = items_of(evaluation_id)
     if evaluation is None or not 1 <= number <= len(items):

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from medcot_ui.hosting.settings import Settings, get_settings
+from medcot_ui.errors import MedcotError, SettingsError
+from medcot_ui.settings import Settings, get_settings
 
 # Actions that change state or spend the GPU: every handler doing one of these must call check() first.
 MUTATING_ACTIONS = ("train", "cancel", "resume", "delete", "publish", "upload", "compare")
@@ -46,7 +47,7 @@ ACTION_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-class AccessDenied(PermissionError):
+class AccessDenied(MedcotError, PermissionError):
     """The caller may not do this; the message says why in plain words."""
 
 
@@ -185,7 +186,7 @@ def parse_users(raw: str) -> dict[str, str]:
     for i, entry in enumerate((e for e in entries if e), start=1):
         name, sep, password = entry.partition(":")
         if not sep or not name.strip() or not password:
-            raise ValueError(f"MEDCOT_USERS entry {i}: expected user:password (the password cannot be empty or "
+            raise SettingsError(f"MEDCOT_USERS entry {i}: expected user:password (the password cannot be empty or "
                              "hold a comma)")
         users[name.strip().lower()] = password
     return users
@@ -195,7 +196,7 @@ def password_auth(raw: str | None = None) -> Callable[[str, str], bool]:
     """Gradio's ``auth=`` callable for password mode: compares in constant time, never logs a password."""
     users = parse_users(os.environ.get("MEDCOT_USERS", "") if raw is None else raw)
     if not users:
-        raise ValueError("MEDCOT_AUTH_MODE=password needs at least one account in MEDCOT_USERS "
+        raise SettingsError("MEDCOT_AUTH_MODE=password needs at least one account in MEDCOT_USERS "
                          "(e.g. alice:long-password,bob:another-one)")
 
     def authenticate(username: str, password: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from medcot_ui.hosting.settings import Settings, get_settings
+from medcot_ui.settings import Settings, get_settings
 
 
 @dataclass

@@ -9,7 +9,8 @@
 * ``/gradio_api/cancel`` and ``/reset`` (Gradio checks no login there): refused to callers who are not signed in
   (password mode) or may not use the models (space mode), and a cancel must name a live event of its own session
   (Gradio would otherwise stop any stream of that session and function given only the session hash).
-* ``/login`` (password mode): throttled per client and per account (:mod:`medcot_ui.hosting.throttle`).
+* ``/login`` (password mode): throttled per (client, account) and per account, the name read as Gradio reads it
+  (:mod:`medcot_ui.hosting.throttle`, :mod:`medcot_ui.hosting.login_request`).
 * The login page: Gradio embeds the app's whole API description in it; a caller who is not signed in gets none.
 
 It sits inside Gradio's SessionMiddleware (it reads the same signed login as ``tabs.guard``) and inside its
@@ -25,10 +26,10 @@ import re
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from medcot_ui.hosting.access import allowed, caller_from_oauth
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.hosting.login_request import BrowserCookies, login_username, replay
+from medcot_ui.settings import get_settings
 from medcot_ui.hosting.throttle import LoginThrottle, login_keys
 
 Scope = dict[str, Any]
@@ -41,6 +42,7 @@ class HostingGate:
     def __init__(self, app: Any):
         self.app = app
         self.logins = LoginThrottle()
+        self.browsers = BrowserCookies()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope.get("type") != "http":
@@ -52,7 +54,7 @@ class HostingGate:
             body = await _read_body(receive)
             if (refusal := _stop_refusal(scope, path, body)) is not None:
                 return await _respond(send, *refusal)
-            receive = _replay(body)
+            receive = replay(body)
         elif (refusal := _refusal(scope)) is not None:
             return await _respond(send, *refusal)
         if method in {"GET", "HEAD"} and path in _PAGES and _login_missing(scope):
@@ -61,8 +63,8 @@ class HostingGate:
 
     async def _login(self, scope: Scope, receive: Any, send: Any) -> None:
         body = await _read_body(receive)
-        username = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0]
-        keys = login_keys((scope.get("client") or ("?",))[0], username)
+        username = await login_username(scope, body)
+        keys = login_keys((scope.get("client") or ("?",))[0], username, self.browsers.known_browser(scope, username))
         if (wait := self.logins.begin(keys)) > 0:
             seconds = math.ceil(wait)
             return await _respond(send, 429, {"detail": f"Too many sign-in attempts: try again in {seconds} s."},
@@ -71,9 +73,11 @@ class HostingGate:
         async def note_outcome(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
                 self.logins.succeeded(keys)
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  self.browsers.set_cookie_header(username)]}
             await send(message)
 
-        await self.app(scope, _replay(body), note_outcome)
+        await self.app(scope, replay(body), note_outcome)
 
 
 def _refusal(scope: Scope) -> tuple[int, Any] | None:
@@ -142,19 +146,6 @@ async def _read_body(receive: Any) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Any:
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 async def _respond(send: Any, status: int, detail: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medcot_ui.hosting.access import parse_users, password_auth
-from medcot_ui.hosting.settings import PROJECT_DIR, Settings
+from medcot_ui.settings import PROJECT_DIR, Settings
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # Exports and uploads (merging may load the whole base model) share one lane of MEDCOT_GPU_CONCURRENCY events.
@@ -49,12 +49,15 @@ def problems(settings: Settings, environ: Mapping[str, str] | None = None) -> li
 
 
 def blocked_paths(settings: Settings) -> list[str]:
-    """Files no handler may ever hand out through Gradio: the database, uploaded data, stored credentials."""
+    """Files no handler may ever hand out through Gradio: the database (and its snapshots), uploaded data, stored
+    credentials."""
     home = settings.home
     hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
     paths = [home / "runs.db", home / "runs.db-wal", home / "runs.db-shm", settings.uploads_dir,
              hf_home / "token", hf_home / "stored_tokens", Path.home() / ".netrc", PROJECT_DIR / ".git",
              PROJECT_DIR / ".env", home / ".env"]
+    if settings.bucket_dir is not None:  # database snapshots and every kept file
+        paths.append(settings.bucket_dir)
     if settings.database_url.startswith("sqlite:///"):
         db = Path(settings.database_url.split("///", 1)[1])
         paths += [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
@@ -77,6 +80,7 @@ def queue_options(settings: Settings) -> dict[str, Any]:
 def launch_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "server_name": settings.bind_host, "server_port": settings.port, "share": False, "show_error": True,
+        "quiet": True, "prevent_thread_lock": True,  # app.py prints started_message, then blocks
         # Gradio refuses a larger body before storing it; the Dataset tab applies the same limit to what it keeps.
         "max_file_size": int(settings.max_upload_mb * 2**20),
         # Exports may be handed out by the handlers that make them (Gradio copies them into its cache first);
@@ -98,11 +102,12 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def storage_warning(settings: Settings) -> str | None:
-    """The banner every page shows when the data directory will not survive a restart (None: it will)."""
-    if settings.persistent_storage:
-        return None
-    where = ("Enable persistent storage in the Space's settings and keep MEDCOT_HOME under /data."
-             if settings.on_space else "Mount a volume there (e.g. `docker run -v medcot-data:/data ...`).")
-    return (f"**Storage is not persistent.** Runs, uploads and the database in `{settings.home}` will be lost when "
-            f"this app restarts or is rebuilt. {where}")
+def started_message(settings: Settings) -> str:
+    """What the app prints once it serves, in place of Gradio's own lines (launched quiet: its "set share=True"
+    hint would point at share links, which this app never opens; the README's access modes are the way)."""
+    reach = {"local": "only this machine can reach it; to let others in, use MEDCOT_AUTH_MODE=password",
+             "password": "anyone who can reach this address is asked to sign in (MEDCOT_USERS)",
+             "space": "signing in with Hugging Face decides who may change things"}[settings.auth_mode]
+    return (f"* Running on local URL:  http://{settings.bind_host}:{settings.port} ({settings.auth_mode} mode: "
+            f"{reach}; see 'Access modes' in README.md)")
+

@@ -1,8 +1,12 @@
 """Sign-in throttling for password mode: after a few failed sign-ins, each further try waits longer.
 
-Keys are the client's address and the account name, so neither one client guessing many accounts nor many
-clients guessing one account gets more than a few free tries. Every try counts as a failure until it is known to
-have succeeded: a burst of simultaneous tries cannot all slip through before the first answer arrives.
+A try counts against (client address, account) and against the account alone, so neither one client nor many
+clients guessing one account get more than a few free tries. Nothing is counted per address alone: behind a proxy
+that hides client addresses every visitor has the same one, and one guesser would lock every account. A browser
+that has signed in to the account before (it shows a cookie the gate signed, :mod:`login_request`) counts
+against itself only, so a guesser who keeps the account waiting does not lock its owner out. Every try counts
+as a failure until it is known to have succeeded: a burst of simultaneous tries cannot all slip through before
+the first answer arrives.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ LONGEST_WAIT_S = 300.0
 FORGET_AFTER_S = 900.0     # a key with no failure for this long starts afresh
 
 
-def login_keys(client: str | None, username: str | None) -> tuple[str, ...]:
-    """What a sign-in try is counted against (the name as the password check reads it: trimmed, lower case)."""
-    keys = [f"client:{client or '?'}"]
-    if (name := (username or "").strip().lower()):
-        keys.append(f"user:{name}")
-    return tuple(keys)
+def login_keys(client: str | None, username: str | None, known_browser: str | None = None) -> tuple[str, ...]:
+    """What a sign-in try is counted against (the name as the password check reads it: trimmed, lower case);
+    ``known_browser``: the id of a browser that signed in to this account before, if the try carries one."""
+    name = (username or "").strip().lower()
+    if known_browser:
+        return (f"browser:{known_browser}|{name}",)
+    return (f"client:{client or '?'}|{name}", f"user:{name}")
 
 
 @dataclass

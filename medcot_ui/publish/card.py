@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.evaluate.results import card_section as evaluation_section
+from medcot_ui.evaluate.in_card import card_section as evaluation_section
 from medcot_ui.publish.provenance import caveats, dataset_facts, license_of
 from medcot_ui.training.config import RunConfig
 from medcot_ui.training.models import is_demo

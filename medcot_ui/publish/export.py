@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcot_ui.errors import MedcotError
 from medcot_ui.publish import gguf, gguf_build, merge
 from medcot_ui.publish.downloads import Download, offer_downloads
 
 from medcot_ui.publish import card as model_card
 from medcot_ui.publish.hub import HubClient, HubError, Identity, safe_repo_name, split_repo_id
 from medcot_ui.publish.records import finish_record, start_record, update_record
-from medcot_ui.hosting.redact import child_env, scrub
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.hosting.bucket_files import keep_quietly
+from medcot_ui.redact import child_env, scrub
+from medcot_ui.settings import get_settings
 from medcot_ui.store import FINISHED, Run, RunStatus, get_run, live_runs, read_session
 from medcot_ui.units import human_size
 
@@ -53,7 +55,7 @@ def _no_progress(_fraction: float, _desc: str) -> None:
     return None
 
 
-class PublishError(RuntimeError):
+class PublishError(MedcotError, RuntimeError):
     """The export or publish cannot go on; the message is for the user (never holds a token)."""
 
 
@@ -291,6 +293,7 @@ def export_local(run_id: int, kind: str = "adapter", progress: ProgressFn = _no_
         finish_record(record, "failed", error=message)
         raise PublishError(message) from None
     finish_record(record, "succeeded", files_json=json.dumps(files))
+    keep_quietly(folder)  # final: to the bucket, where one is mounted
     progress(1.0, "Exported")
     return Outcome(record, kind, folder, files, downloads=offered)
 

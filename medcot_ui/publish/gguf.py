@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.hosting.redact import child_env
+from medcot_ui.errors import MedcotError
+from medcot_ui.redact import child_env
 
 # llama.cpp's file types (enum llama_ftype) for the quantisations we offer, and their file-name suffixes.
 QUANTS: dict[str, tuple[int, str]] = {"q4_k_m": (15, "Q4_K_M"), "q8_0": (7, "Q8_0")}
@@ -51,7 +52,7 @@ def availability() -> Availability:
     return Availability(True)
 
 
-class GGUFError(RuntimeError):
+class GGUFError(MedcotError, RuntimeError):
     """Conversion or quantisation failed; the message says which step and the tool's last words."""
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from medcot_ui.hosting.redact import child_env, scrub
+from medcot_ui.redact import child_env, scrub
 from medcot_ui.publish import gguf
 from medcot_ui.units import duration
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.hosting.redact import scrub
+from medcot_ui.errors import MedcotError
+from medcot_ui.redact import scrub
 
 # How long to wait for the Hub to answer at all before saying it cannot be reached. huggingface_hub's own HTTP
 # client has no timeout, so without this check a black-holed network would hang the publish forever.
@@ -24,7 +25,7 @@ WRITER_ROLES = {"admin", "write", "contributor"}
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-class HubError(RuntimeError):
+class HubError(MedcotError, RuntimeError):
     """A Hub operation failed; ``kind`` is one of KINDS and the message is safe to show and store."""
 
     KINDS = ("invalid_token", "no_write_access", "name_taken", "unreachable", "upload_incomplete",

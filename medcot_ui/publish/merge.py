@@ -13,6 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from medcot_ui.errors import MedcotError
+
+
 def merged_dtype_name(base_path: str, requested: str = "auto") -> str:
     """float16 / bfloat16 as requested; 'auto' keeps a 16-bit base's own dtype, else float16."""
     if requested != "auto":
@@ -31,7 +34,7 @@ def merged_dtype_name(base_path: str, requested: str = "auto") -> str:
     return dtype if dtype in {"float16", "bfloat16"} else "float16"
 
 
-class MergeRefused(ValueError):
+class MergeRefused(MedcotError, ValueError):
     """The merge cannot give a faithful 16-bit model from this base; the message says why and what to do."""
 
 

@@ -90,3 +90,11 @@ def success_text(outcome: Outcome) -> str:
                 f"{len(outcome.files)} files ({', '.join(outcome.files)}).")
     return (f"✅ **Exported.** To download (under *Export locally*): {summary(outcome.downloads)}. On this machine: "
             f"`{outcome.folder}` ({len(outcome.files)} files).")
+
+
+def card_preview(run_id: int, kind: str, repo_id: str | None) -> str:
+    """The model card an export or publish of ``run_id`` would carry now: its metadata, then its text."""
+    from medcot_ui.publish.card import build_card, gather
+
+    card = build_card(gather(run_id, kind or "adapter", repo_id or None))
+    return f"```yaml\n{card.data.to_yaml()}\n```\n\n{card.text}"

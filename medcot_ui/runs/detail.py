@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import func
 from sqlmodel import select
 
-from medcot_ui.hosting.redact import scrub
+from medcot_ui.redact import scrub
 from medcot_ui.runs.charts import chart_frames, metric_rows
 from medcot_ui.runs.status import not_responding, status_text
 from medcot_ui.runs.table import ACTIVE, QueueInfo, config_summary, queue_infos

@@ -10,17 +10,17 @@ from typing import Any
 import gradio as gr
 
 from medcot_ui.compare import stored as comparisons
-from medcot_ui.compare.comparable import comparable_runs, held_out_rows
+from medcot_ui.compare.comparable import comparable_runs, held_out, held_out_rows
 from medcot_ui.compare.engine import CompareEngine
 from medcot_ui.compare.errors import CompareError
 from medcot_ui.compare.generation import GenerationSettings
 from medcot_ui.compare.messages import pane_messages
 from medcot_ui.compare.panes import CompareUpdate
-from medcot_ui.data.load import DataError
+from medcot_ui.errors import DataError
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.inputs import follow_selected_run, run_id_of
-from medcot_ui.tabs.wiring import Updates, bound
+from medcot_ui.tabs.wiring import Updates, bound, unchanged
 from medcot_ui.units import shorten
 
 ENGINE_KEY = "compare_engine"
@@ -217,9 +217,11 @@ def on_run(ui: CompareTab, run_id: int | None, request: gr.Request) -> Updates:
         return {ui.sample: gr.update(choices=[], value=None), ui.run_info: "", ui.reference: PICK_SAMPLE,
                 ui.saved: []}
     try:
-        rows = held_out_rows(run_id_of(run_id))
+        split = held_out(run_id_of(run_id))
+        rows = split.rows
         info = (f"{len(rows)} held-out questions from this run's data." if rows else
                 "This run kept no held-out rows (its 'Held-out rows' setting was 0): type a question.")
+        info += f"\n\n**Warning:** {split.warning[0].upper()}{split.warning[1:]}." if split.warning else ""
     except Exception as exc:  # noqa: BLE001 - e.g. a Hub dataset without a network: free text still works
         rows, info = [], f"Held-out questions are unavailable ({exc}); type a question."
     choices = [(f"{i + 1}. {shorten(r.question, 90)}", i) for i, r in enumerate(rows)]
@@ -229,7 +231,7 @@ def on_run(ui: CompareTab, run_id: int | None, request: gr.Request) -> Updates:
 
 def on_sample(ui: CompareTab, run_id: int | None, index: int | None) -> Updates:
     if run_id is None or index is None:
-        return {}
+        return unchanged()
     try:
         row = held_out_rows(run_id_of(run_id))[int(index)]
     except (CompareError, DataError, IndexError) as exc:  # run deleted, data unreachable, stale choice
@@ -292,15 +294,15 @@ def save_preference(ui: CompareTab, current: int | None, label: str | None, note
 
 def show_saved(ui: CompareTab, table: Any, evt: gr.SelectData, request: gr.Request) -> Updates:
     if not may(request, "view_runs"):
-        return {}
+        return unchanged()
     row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
     try:
         comparison_id = int(table.iloc[row_index, 0]) if hasattr(table, "iloc") else int(table[row_index][0])
     except (IndexError, ValueError, TypeError):
-        return {}
+        return unchanged()
     row = comparisons.get_comparison(comparison_id)
     if row is None:
-        return {}
+        return unchanged()
     base, tuned = comparisons.stored_pane(row, "base"), comparisons.stored_pane(row, "tuned")
     label = next((k for k, v in PREFERENCE_LABELS.items() if v == row.preferred), None)
     return {ui.base_chat: pane_messages(row.question, base), ui.tuned_chat: pane_messages(row.question, tuned),

@@ -10,16 +10,17 @@ import gradio as gr
 from jobs.queue import QueueError, request_cancel, resume
 from medcot_ui.compare.comparable import comparable_runs
 from medcot_ui.data.uploads import UploadRejected, accept_upload
-from medcot_ui.evaluate import rating, view
+from medcot_ui.evaluate import blinding, rating, view
+from medcot_ui.evaluate.blinding import StillBlind
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT
-from medcot_ui.evaluate.create import EvalRequest, EvaluationError, create_evaluation
+from medcot_ui.evaluate.create import EvalRequest, EvaluationError, create_evaluation, fewer_note
 from medcot_ui.evaluate.export import export_csv, export_jsonl
 from medcot_ui.evaluate.records import get_evaluation, items_of
 from medcot_ui.evaluate.results import side_labels
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.tabs.guard import caller_of, guard, may
-from medcot_ui.tabs.wiring import Updates, bound
+from medcot_ui.tabs.wiring import Updates, bound, unchanged
 
 KINDS = {"Held-out answers, rated blind (A/B)": HELD_OUT, "Multiple-choice accuracy": CHOICE}
 SOURCES = {"The run's held-out rows": "held_out", f"{DEFAULT_HUB_DATASET} (Hub)": "hub",
@@ -65,6 +66,7 @@ class EvaluateTab:
     detail: gr.Markdown
     download_csv: gr.Button
     download_jsonl: gr.Button
+    end_rating: gr.Button
     download: gr.File
 
 
@@ -85,7 +87,8 @@ def _new_evaluation() -> dict[str, Any]:
         with gr.Row():
             n = gr.Number(DEFAULTS.n, precision=0, label="Questions (N)")
             max_new_tokens = gr.Number(DEFAULTS.max_new_tokens, precision=0, label="Max new tokens")
-            batch_size = gr.Number(DEFAULTS.batch_size, precision=0, label="Batch size")
+            batch_size = gr.Number(DEFAULTS.batch_size, precision=0,
+                                   label="Answers at once (0 = as many as GPU memory holds)")
             greedy = gr.Checkbox(DEFAULTS.greedy, label="Greedy decoding (reproducible)")
         queue = gr.Button("Queue evaluation", variant="primary", elem_id="evaluate-queue")
         queue_status = gr.Markdown(elem_id="evaluate-queue-status")
@@ -119,7 +122,7 @@ def _rating() -> dict[str, Any]:
 
 
 def _all_items() -> dict[str, Any]:
-    with gr.Accordion("Every item (shows which model wrote what)", open=False):
+    with gr.Accordion("Every item (which model wrote what: shown once you have rated every item)", open=False):
         items = gr.Dataframe(headers=view.ITEM_HEADERS, value=[], interactive=False, wrap=True, max_height=400,
                              elem_id="evaluate-items")
         number = gr.Number(1, precision=0, label="Show item #")
@@ -127,9 +130,10 @@ def _all_items() -> dict[str, Any]:
         with gr.Row():
             download_csv = gr.Button("Download CSV", size="sm")
             download_jsonl = gr.Button("Download JSONL", size="sm")
+            end_rating = gr.Button("End rating (show every rater which model wrote what)", size="sm")
         download = gr.File(label="Download", interactive=False, height=90, elem_id="evaluate-download")
     return dict(items=items, number=number, detail=detail, download_csv=download_csv, download_jsonl=download_jsonl,
-                download=download)
+                end_rating=end_rating, download=download)
 
 
 def build(ctx: AppContext) -> EvaluateTab:
@@ -155,14 +159,14 @@ def _evaluation_id(value: Any) -> int:
 
 def list_runs(ui: EvaluateTab, request: gr.Request) -> Updates:
     if not may(request, "view_runs"):
-        return {}
+        return unchanged()
     runs = [(r.label, r.id) for r in comparable_runs()]
     return {ui.run: gr.update(choices=runs), ui.against: gr.update(choices=[("Its base model", BASE_MODEL), *runs])}
 
 
 def list_evaluations(ui: EvaluateTab, current: Any, request: gr.Request) -> Updates:
     if not may(request, "view_runs"):
-        return {}
+        return unchanged()
     choices = view.evaluation_choices()
     ids = [v for _, v in choices]
     return {ui.evaluation: gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))}
@@ -212,21 +216,21 @@ def queue_evaluation(ui: EvaluateTab, kind_label: str, run_id: Any, against: Any
     except EvaluationError as exc:
         raise _refused(str(exc), title="Evaluation not queued") from None
     return {ui.queue_status: f"Queued evaluation {evaluation.id}: {evaluation.n_items} questions from "
-                             f"{evaluation.source}.",
+                             f"{evaluation.source}{fewer_note(req, evaluation)}.",
             ui.evaluation: gr.update(choices=view.evaluation_choices(), value=evaluation.id)}
 
 
-def show_evaluation(ui: EvaluateTab, evaluation_id: Any, request: gr.Request) -> Updates:
+def show_evaluation(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr.Request) -> Updates:
     if evaluation_id is None or not may(request, "view_runs"):
         return {ui.status: "", ui.items: [], ui.detail: "", ui.blind: "", ui.item: None, ui.reveal: ""}
-    eid = _evaluation_id(evaluation_id)
-    return {ui.status: view.status_markdown(eid), ui.items: view.items_table(eid),
-            ui.detail: view.item_markdown(eid, 1), ui.number: 1, ui.blind: "", ui.item: None, ui.reveal: ""}
+    eid, rater = _evaluation_id(evaluation_id), _rater(rater_name, request)
+    return {ui.status: view.status_markdown(eid), ui.items: view.items_table(eid, rater),
+            ui.detail: view.item_markdown(eid, 1, rater), ui.number: 1, ui.blind: "", ui.item: None, ui.reveal: ""}
 
 
 def tick(ui: EvaluateTab, evaluation_id: Any, request: gr.Request) -> Updates:
     if evaluation_id is None or not may(request, "view_runs"):
-        return {}
+        return unchanged()
     return {ui.status: view.status_markdown(_evaluation_id(evaluation_id))}
 
 
@@ -286,24 +290,43 @@ def compare_rating(ui: EvaluateTab, evaluation_id: Any, item_id: Any, rater_name
     evaluation = get_evaluation(row.evaluation_id)
     item = next(it for it in items_of(evaluation.id) if it.id == row.item_id)
     base, tuned = side_labels(evaluation)
+    rater = _rater(rater_name, request)  # the last rating opens the items table and details to this rater
     return {ui.reveal: f"Saved: **{verdict_label}**. {rating.reveal(item, base, tuned)}",
-            ui.status: view.status_markdown(evaluation.id)}
+            ui.status: view.status_markdown(evaluation.id), ui.items: view.items_table(evaluation.id, rater),
+            ui.detail: view.item_markdown(evaluation.id, 1, rater)}
 
 
-def show_item(ui: EvaluateTab, evaluation_id: Any, number: Any, request: gr.Request) -> Updates:
+def show_item(ui: EvaluateTab, evaluation_id: Any, number: Any, rater_name: str, request: gr.Request) -> Updates:
     if evaluation_id is None or not may(request, "view_runs"):
-        return {}
-    return {ui.detail: view.item_markdown(_evaluation_id(evaluation_id), int(number or 1))}
+        return unchanged()
+    return {ui.detail: view.item_markdown(_evaluation_id(evaluation_id), int(number or 1),
+                                          _rater(rater_name, request))}
 
 
-def download_csv(ui: EvaluateTab, evaluation_id: Any, request: gr.Request) -> Updates:
+def _download(ui: EvaluateTab, export: Any, evaluation_id: Any, rater_name: str, request: gr.Request) -> Updates:
     guard(request, "view_runs")
-    return {ui.download: str(export_csv(_evaluation_id(evaluation_id)))}
+    try:
+        return {ui.download: str(export(_evaluation_id(evaluation_id), rater=_rater(rater_name, request)))}
+    except StillBlind as exc:
+        raise _refused(str(exc), title="Still rating blind") from None
 
 
-def download_jsonl(ui: EvaluateTab, evaluation_id: Any, request: gr.Request) -> Updates:
-    guard(request, "view_runs")
-    return {ui.download: str(export_jsonl(_evaluation_id(evaluation_id)))}
+def download_csv(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr.Request) -> Updates:
+    return _download(ui, export_csv, evaluation_id, rater_name, request)
+
+
+def download_jsonl(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr.Request) -> Updates:
+    return _download(ui, export_jsonl, evaluation_id, rater_name, request)
+
+
+def end_rating(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr.Request) -> Updates:
+    guard(request, "train")  # the people who may run evaluations decide when rating is over
+    eid, rater = _evaluation_id(evaluation_id), _rater(rater_name, request)
+    try:
+        said = blinding.end_rating(eid, caller_of(request).username or rater)
+    except StillBlind as exc:
+        raise _refused(str(exc)) from None
+    return {ui.queue_status: said, ui.items: view.items_table(eid, rater), ui.detail: view.item_markdown(eid, 1, rater)}
 
 
 def _bind(ui: EvaluateTab) -> None:
@@ -313,7 +336,7 @@ def _bind(ui: EvaluateTab) -> None:
     ui.queue.click(bound(queue_evaluation, ui), [ui.kind, ui.run, ui.against, ui.source, ui.upload, ui.mapping, ui.n,
                                                  ui.max_new_tokens, ui.batch_size, ui.greedy],
                    [ui.queue_status, ui.evaluation], api_name="enqueue_evaluation")
-    ui.evaluation.change(bound(show_evaluation, ui), ui.evaluation, shown, api_name=False)
+    ui.evaluation.change(bound(show_evaluation, ui), [ui.evaluation, ui.rater], shown, api_name=False)
     ui.timer.tick(bound(tick, ui), ui.evaluation, ui.status, api_name=False, show_progress="hidden",
                   queue=False)
     ui.cancel.click(bound(cancel_evaluation, ui), ui.evaluation, ui.status, api_name="cancel_evaluation")
@@ -321,11 +344,14 @@ def _bind(ui: EvaluateTab) -> None:
     ui.next_item.click(bound(next_item, ui), [ui.evaluation, ui.rater],
                        [ui.verdict, ui.note, ui.reveal, ui.item, ui.blind], api_name="compare_next_item")
     ui.save.click(bound(compare_rating, ui), [ui.evaluation, ui.item, ui.rater, ui.verdict, ui.note],
-                  [ui.reveal, ui.status], api_name="compare_rating")
-    ui.number.submit(bound(show_item, ui), [ui.evaluation, ui.number], ui.detail, api_name=False)
-    ui.download_csv.click(bound(download_csv, ui), ui.evaluation, ui.download, api_name="download_evaluation_csv")
-    ui.download_jsonl.click(bound(download_jsonl, ui), ui.evaluation, ui.download,
+                  [ui.reveal, ui.status, ui.items, ui.detail], api_name="compare_rating")
+    ui.number.submit(bound(show_item, ui), [ui.evaluation, ui.number, ui.rater], ui.detail, api_name=False)
+    ui.download_csv.click(bound(download_csv, ui), [ui.evaluation, ui.rater], ui.download,
+                          api_name="download_evaluation_csv")
+    ui.download_jsonl.click(bound(download_jsonl, ui), [ui.evaluation, ui.rater], ui.download,
                             api_name="download_evaluation_jsonl")
+    ui.end_rating.click(bound(end_rating, ui), [ui.evaluation, ui.rater], [ui.queue_status, ui.items, ui.detail],
+                        api_name=False)  # the guard refuses callers who may not run evaluations
 
 
 def wire(ui: EvaluateTab, demo: gr.Blocks) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from medcot_ui.hosting.access import AccessDenied, Caller, allowed, caller_from_oauth, check
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.settings import get_settings
 from medcot_ui.tabs import toast
 
 log = logging.getLogger(__name__)

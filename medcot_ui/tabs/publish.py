@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from medcot_ui.evaluate import in_card as card_evaluations
 from medcot_ui.publish import export as publish
 from medcot_ui.publish import records
 from medcot_ui.publish import view as publish_view
@@ -53,6 +54,9 @@ class PublishTab:
     retry: gr.Button
     status: gr.Markdown
     history: gr.Dataframe
+    in_card: gr.CheckboxGroup
+    preview: gr.Button
+    card: gr.Markdown
 
 
 def build(ctx: AppContext) -> PublishTab:
@@ -92,9 +96,16 @@ def build(ctx: AppContext) -> PublishTab:
     history = gr.Dataframe(headers=publish_view.HISTORY_HEADERS, value=[], interactive=False, wrap=True,
                            label="Exports and publishes of this run", elem_id="publish-history",
                            column_widths=["5%", "12%", "8%", "25%", "9%", "9%", "10%", "22%"])
+    with gr.Accordion("Model card", open=False):
+        in_card = gr.CheckboxGroup(choices=[], value=[], label="Evaluations the card reports",
+                                   info="Untick a throwaway try to leave it out of every card of this run.",
+                                   elem_id="publish-in-card")
+        preview = gr.Button("Preview the model card", size="sm", elem_id="publish-preview")
+        card = gr.Markdown(elem_id="publish-card")
     ui = PublishTab(run=run, refresh=refresh, run_info=run_info, kind=kind, gguf_note=gguf_note, export=export,
                     export_file=export_file, token=token, repo=repo, private=private, update=update, check=check,
-                    publish=publish_btn, retry=retry, status=status, history=history)
+                    publish=publish_btn, retry=retry, status=status, history=history, in_card=in_card,
+                    preview=preview, card=card)
     _bind(ui, ctx)
     return ui
 
@@ -122,6 +133,28 @@ def on_run(ui: PublishTab, run_id: int | None, kind: str) -> Updates:
 def on_kind(ui: PublishTab, run_id: int | None, kind: str, repo: str) -> Updates:
     run = get_run(run_id_of(run_id)) if run_id is not None else None
     return unchanged() if run is None else {ui.repo: publish_view.repo_for_kind(run, kind, repo)}
+
+
+def show_card_choices(ui: PublishTab, run_id: int | None, request: gr.Request) -> Updates:
+    if run_id is None or not may(request, "view_runs"):
+        return {ui.in_card: gr.update(choices=[], value=[]), ui.card: ""}
+    choices, chosen = card_evaluations.card_choices(run_id_of(run_id))
+    return {ui.in_card: gr.update(choices=choices, value=chosen), ui.card: ""}
+
+
+def choose_in_card(ui: PublishTab, run_id: int | None, wanted: list[int] | None, request: gr.Request) -> Updates:
+    guard(request, "publish")  # what every later card of the run says
+    if run_id is None:
+        return unchanged()
+    card_evaluations.set_in_card(run_id_of(run_id), [int(v) for v in wanted or []])
+    return {ui.card: ""}  # an older preview no longer says what the card will
+
+
+def preview_card(ui: PublishTab, run_id: int | None, kind: str, repo: str, request: gr.Request) -> Updates:
+    guard(request, "view_runs")
+    if run_id is None:
+        return {ui.card: NO_RUNS}
+    return {ui.card: publish_view.card_preview(run_id_of(run_id), kind, (repo or "").strip() or None)}
 
 
 def check_target(ui: PublishTab, run_id: int | None, repo: str, token: str, request: gr.Request) -> Updates:
@@ -208,6 +241,9 @@ def _bind(ui: PublishTab, ctx: AppContext) -> None:
     ui.run.change(bound(on_run, ui), [ui.run, ui.kind], [ui.run_info, ui.repo, ui.history, ui.retry],
                   api_name=False)
     ui.kind.change(bound(on_kind, ui), [ui.run, ui.kind, ui.repo], ui.repo, api_name=False)
+    ui.run.change(bound(show_card_choices, ui), ui.run, [ui.in_card, ui.card], api_name=False)
+    ui.in_card.input(bound(choose_in_card, ui), [ui.run, ui.in_card], ui.card, api_name=False)
+    ui.preview.click(bound(preview_card, ui), [ui.run, ui.kind, ui.repo], ui.card, api_name=False)
     ui.check.click(bound(check_target, ui), [ui.run, ui.repo, ui.token], [ui.status, ui.repo],
                    api_name="check_publish_target")
     results = [ui.status, ui.history, ui.retry, ui.repo, ui.export_file]

@@ -15,11 +15,11 @@ from gradio.components import Component
 
 import jobs.queue as queue
 from medcot_ui.training import form
-from medcot_ui.runs import charts as run_charts, detail as one_run, table as runs_table
+from medcot_ui.runs import charts as run_charts, detail as one_run, extra_metrics, table as runs_table
 from medcot_ui.runs.compact import compact_choices
 from medcot_ui.training.config import ConfigError
 from medcot_ui.hosting.context import AppContext
-from medcot_ui.hosting.settings import get_settings
+from medcot_ui.settings import get_settings
 from medcot_ui.store import get_run
 from medcot_ui.tabs.guard import guard, may
 from medcot_ui.tabs.wiring import Updates, bound, unchanged
@@ -30,6 +30,7 @@ POLL_SECONDS = 1.0
 EMPTY_HEADER = ("Select a run in the table to see its charts, progress, log and files. No runs yet? Launch one "
                 "from the **Train** tab: the *Quick demo (CPU)* preset trains in seconds, offline.")
 NOT_ALLOWED = "Sign in with an allowed account to see the runs."
+NO_MORE_METRICS = "More metrics (none logged yet)"
 CHARTS = (("loss", run_charts.loss_title(True)), ("learning_rate", run_charts.LR_TITLE), ("grad_norm", "Grad norm"),
           ("tokens_per_s", "Tokens/s"))
 # Fixed colours for the two loss series. Short axis labels: the plots clip labels longer than about four
@@ -72,6 +73,9 @@ class RunsTab:
     undo_delete: gr.Button
     last_deleted: gr.State
     charts: dict[str, gr.LinePlot]
+    more_metric: gr.Dropdown  # which of the other logged metrics the "More metrics" chart draws
+    more_chart: gr.LinePlot
+    more_drawn: gr.State  # (run, metric, metrics signature) the chart shows
     log: gr.Code
     config: gr.Code
     artifacts: gr.Markdown
@@ -113,6 +117,11 @@ def build(ctx: AppContext) -> RunsTab:
                 charts[key] = gr.LinePlot(x="step", y="value", title=title, x_title="step", y_title=title,
                                           height=240, elem_id=f"chart-{key.replace('_', '-')}",
                                           **CHART_OPTIONS.get(key, {}))
+    with gr.Row():
+        more_metric = gr.Dropdown(choices=[], value=None, label="More metrics", scale=1, elem_id="run-more-metric",
+                                  info="Everything else the trainer logs: token accuracy, entropy, tokens seen...")
+        more_chart = gr.LinePlot(x="step", y="value", title=NO_MORE_METRICS, x_title="step", y_title="value",
+                                 height=240, scale=3, elem_id="chart-more")
     with gr.Accordion("Log (events and the end of train.log)", open=True):
         log = gr.Code(language="shell", lines=12, max_lines=25, interactive=False, wrap_lines=True,
                       elem_id="run-log")
@@ -130,7 +139,8 @@ def build(ctx: AppContext) -> RunsTab:
                    header=header, progress=progress,
                    perf=perf, error=error, cancel=cancel, resume=resume, clone=clone, delete=delete,
                    confirms=confirms, action_msg=action_msg, undo_delete=undo_delete, last_deleted=gr.State(None),
-                   charts=charts, log=log, config=config, artifacts=artifacts, deleted_box=deleted_box,
+                   charts=charts, more_metric=more_metric, more_chart=more_chart, more_drawn=gr.State(None),
+                   log=log, config=config, artifacts=artifacts, deleted_box=deleted_box,
                    deleted_list=deleted_list, restore=restore)
 
 
@@ -215,6 +225,20 @@ def tick(ui: RunsTab, selected: int | None, table_sig: Any, run_sig: Any, metric
         return updates or unchanged()
     return {**updates, **_render(ui, selected, with_charts=new_metric_sig != metric_sig),
             ui.sigs[1]: new_run_sig, ui.sigs[2]: new_metric_sig}
+
+
+def draw_more(ui: RunsTab, run_id: int | None, key: str | None, metric_sig: Any, drawn: Any,
+              request: gr.Request) -> Updates:
+    """The "More metrics" chart and its menu, redrawn only when the run, the chosen metric or its rows changed."""
+    run_id = run_id if may(request, "view_runs") else None
+    if drawn == (run_id, key, metric_sig):
+        return unchanged()
+    keys = extra_metrics.extra_keys(run_id)
+    key = key if key in keys else (keys[0] if keys else None)
+    return {ui.more_metric: gr.Dropdown(choices=keys, value=key),
+            ui.more_chart: gr.LinePlot(value=extra_metrics.extra_frame(run_id, key), title=key or NO_MORE_METRICS,
+                                       y_title=key or "value"),
+            ui.more_drawn: (run_id, key, metric_sig)}
 
 
 def show(ui: RunsTab, run_id: int | None, request: gr.Request) -> Updates:
@@ -323,13 +347,16 @@ def clone(to: CloneTarget, run_id: int | None, request: gr.Request) -> Updates:
 
 
 def wire(ui: RunsTab, train_ui: Any, tabs: gr.Tabs) -> None:
+    more = dict(fn=bound(draw_more, ui), inputs=[ui.selected_run, ui.more_metric, ui.sigs[2], ui.more_drawn],
+                outputs=[ui.more_metric, ui.more_chart, ui.more_drawn], show_progress="hidden", api_name=False)
     ui.timer.tick(bound(tick, ui), [ui.selected_run, *ui.sigs],
                   [ui.table, ui.phone_list, ui.sigs[0], *ui.detail()], show_progress="hidden", api_name="poll_runs",
-                  concurrency_limit=None)
+                  concurrency_limit=None).then(**more, concurrency_limit=None)
+    ui.more_metric.input(**more)
     rows = [c.row for c in ui.confirms.values()]
     # The action message is left alone here: delete and restore change the selection and say what they did.
     ui.selected_run.change(bound(show, ui), ui.selected_run, [*ui.detail(), ui.phone_list, *rows],
-                           show_progress="hidden", api_name="show_run")
+                           show_progress="hidden", api_name="show_run").then(**more)
     ui.phone_list.input(bound(select_from_list, ui), ui.phone_list, [ui.selected_run, ui.action_msg],
                         show_progress="hidden", api_name=False)
     ui.table.select(bound(select, ui), None, [ui.selected_run, ui.action_msg], show_progress="hidden",

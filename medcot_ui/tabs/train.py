@@ -1,7 +1,7 @@
 """Train tab: the run config form (generated from the schema), presets, YAML save/load, estimate, Launch.
 
 Layout and wiring only: the form spec, validation and CLI text come from ``medcot_ui.training.form``, the estimate from
-``medcot_ui.training.estimate_text``; Launch queues the run with ``jobs.queue.enqueue`` and hands over to the Runs tab.
+``medcot_ui.training.estimate_text``; Launch queues the run with ``jobkinds.enqueue`` and hands over to the Runs tab.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from jobs.queue import enqueue
+from medcot_ui.jobkinds import enqueue
 from medcot_ui.training import estimate_text, gpus
 from medcot_ui.training import form
 from medcot_ui.training import tracking
@@ -197,7 +197,7 @@ def launch(ui: TrainTab, data: dict[Component, Any], request: gr.Request) -> Upd
     if config is None or problems:
         return {**_problems(ui, problems), ui.launch_msg: "Not launched: fix the settings marked above.",
                 ui.launched: None}
-    run = enqueue(config)
+    run = enqueue("train", config)
     return {**_problems(ui, []), ui.launch_msg: f"Queued run {run.id} ({run.name}). Follow it in **Runs**.",
             ui.launched: run.id}
 

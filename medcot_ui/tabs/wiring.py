@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from types import MethodType
 from typing import Any
 
 import gradio as gr
 from gradio.components import Component
+
+from medcot_ui.errors import MedcotError
+from medcot_ui.tabs.toast import error
 
 Updates = dict[Component, Any]
 
@@ -23,5 +28,24 @@ def bound(handler: Callable[..., Any], tab: object) -> Callable[..., Any]:
 
     A bound method keeps the signature and type hints Gradio reads to inject ``gr.Request``, ``gr.Progress`` and
     ``gr.SelectData`` (``functools.partial`` hides the hints, so the request would arrive as a missing argument).
+    A :class:`MedcotError` the handler lets through shows as an error toast with its message (never a bare "Error").
     """
-    return MethodType(handler, tab)
+    return MethodType(_toasting(handler), tab)
+
+
+def _toasting(handler: Callable[..., Any]) -> Callable[..., Any]:
+    # functools.wraps keeps the hints readable: Gradio follows __wrapped__ to the handler's signature and globals.
+    # A generator handler needs a generator wrapper, or Gradio would not stream it.
+    if inspect.isgeneratorfunction(handler):
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from handler(*args, **kwargs)
+            except MedcotError as exc:
+                raise error(str(exc), print_exception=False) from None
+    else:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return handler(*args, **kwargs)
+            except MedcotError as exc:
+                raise error(str(exc), print_exception=False) from None
+    return functools.wraps(handler)(guarded)

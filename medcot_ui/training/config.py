@@ -18,6 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 from pydantic.fields import FieldInfo
 
+from medcot_ui.errors import MedcotError
 from medcot_ui.training.prompts import RECIPE_TEMPLATE, validate_template
 
 RECIPE_MODEL = "unsloth/DeepSeek-R1-Distill-Llama-8B"
@@ -226,7 +227,7 @@ class RunConfig(_Section):
         return parse_config(data)
 
 
-class ConfigError(ValueError):
+class ConfigError(MedcotError, ValueError):
     """Validation failed; ``errors`` holds one readable line per problem, each naming its field."""
 
     def __init__(self, errors: list[str]):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from medcot_ui.hosting.settings import DEMO_DATA_FILE, DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_DATA_FILE, DEMO_MODEL_ID
 from medcot_ui.training.config import RECIPE_DATASET, RunConfig
 from medcot_ui.training.gpus import GPUS, REFERENCE_GPU
 from medcot_ui.training.model_shape import RECIPE_SHAPE, ModelShape, is_on_this_machine, model_shape

@@ -36,8 +36,9 @@ def _busy_note() -> str:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load <= cores:
         return ""
+    # A ratio, not "N x longer": a load of 1.4 per core would read as "up to 1x longer" (no longer at all).
     return f" This machine is busy (load {load:.0f} on {cores} cores): expect it to take up to " \
-           f"{min(load / cores, 10):.0f}x longer."
+           f"{min(load / cores, 10):.1f} times as long."
 
 
 def _cpu_lines(config: RunConfig) -> list[str]:

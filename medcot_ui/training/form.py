@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from medcot_ui.hosting.settings import DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_MODEL_ID
 from medcot_ui.training.config import (SECTIONS, Bounds, ConfigError, RunConfig, field_bounds, field_paths,
                                       parse_config)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.hosting.settings import DEMO_MODEL_ID, get_settings
+from medcot_ui.settings import DEMO_MODEL_ID, get_settings
 from medcot_ui.training.config import RECIPE_MODEL
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.hosting.settings import DEMO_DATA_FILE, DEMO_MODEL_ID, get_settings
+from medcot_ui.errors import MedcotError
+from medcot_ui.settings import DEMO_DATA_FILE, DEMO_MODEL_ID, get_settings
 from medcot_ui.training.config import LoraSettings, RunConfig
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
@@ -34,7 +35,7 @@ R1_CHAT_TEMPLATE = (
 )
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(MedcotError, RuntimeError):
     """The model could not be loaded; the message says why and what to do."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from medcot_ui.training.config import RunConfig
-from medcot_ui.hosting.settings import DEMO_MODEL_ID
+from medcot_ui.settings import DEMO_MODEL_ID
 
 
 def recipe() -> RunConfig:

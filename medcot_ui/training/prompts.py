@@ -10,6 +10,8 @@ import string
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from medcot_ui.errors import MedcotError
+
 # The reference walk-through's format. {reasoning} sits right after the opened <think> so the inference
 # prompt (everything before {reasoning}) ends with "<think>\n", exactly as the walk-through prompts.
 RECIPE_TEMPLATE = """Below is an instruction that describes a task, paired with an input that provides further context.
@@ -33,7 +35,7 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 PLACEHOLDERS = ("question", "reasoning", "answer")
 
 
-class TemplateError(ValueError):
+class TemplateError(MedcotError, ValueError):
     """A template that cannot place question, reasoning and answer."""
 
 

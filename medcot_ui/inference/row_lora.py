@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medcot_ui.errors import MedcotError
+
 PEFT_PREFIX = "base_model.model."  # PEFT saves keys as base_model.model.<module path>.lora_A.weight
 
 
-class AdapterError(ValueError):
+class AdapterError(MedcotError, ValueError):
     """An adapter this module cannot apply; the message names the setting."""
 
 

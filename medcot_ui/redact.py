@@ -90,7 +90,7 @@ def child_env(keep: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
         return value in secrets or name in (*SECRET_ENV_VARS, "MEDCOT_USERS") or bool(_SECRET_NAME.search(name.upper()))
 
     env = {k: v for k, v in os.environ.items() if k in keep or not secret(k, v)}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     return {**env, **extra}
 
 

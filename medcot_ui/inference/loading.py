@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcot_ui.compare.fast_decode import Decoder
-from medcot_ui.compare.row_lora import AdapterWeights, RowLoRA, read_adapter
+from medcot_ui.inference.fast_decode import Decoder
+from medcot_ui.inference.row_lora import AdapterWeights, RowLoRA, read_adapter
 
 
 @dataclass

@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+from medcot_ui.errors import SettingsError
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_DATA_FILE = PROJECT_DIR / "data" / "demo" / "medical_demo.jsonl"
 # The model id that means "the tiny model built locally from the demo data" (works offline).
 DEMO_MODEL_ID = "demo:tiny-llama"
@@ -26,10 +28,14 @@ def _flag(name: str, default: bool = False) -> bool:
 # ---- hosting: access modes, allow-lists, persistent storage (see docs/DEPLOY.md) -------------------------
 
 AUTH_MODES = ("local", "password", "space")
-# On a Hugging Face Space, persistent storage (when enabled in the Space settings) is mounted here.
-SPACE_PERSISTENT_ROOT = Path("/data")
+# On a Hugging Face Space, a Storage Bucket attached as a volume is mounted here (docs/DEPLOY.md).
+SPACE_BUCKET_MOUNT = Path("/data")
 # File systems that vanish with the container or the machine: data kept there does not survive a restart.
 _VOLATILE_FS = {"tmpfs", "ramfs", "overlay", "aufs", "squashfs"}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
 
 
 def _names(name: str) -> tuple[str, ...]:
@@ -56,7 +62,8 @@ def storage_is_persistent(home: Path, on_space: bool, in_container: bool, mounts
 
     On a laptop or workstation the disk persists. In a container, only a mounted volume does (the image's own
     layer is thrown away), so ``home`` must live on a mount other than the root that is not a RAM file system.
-    On a Space that means inside /data with persistent storage enabled.
+    On a Space only the bucket mount at /data survives, and it is no disk for a live database: there the data
+    directory stays on local disk and bucket snapshots (storage_mode) keep it.
     """
     if not (on_space or in_container):
         return True
@@ -66,7 +73,7 @@ def storage_is_persistent(home: Path, on_space: bool, in_container: bool, mounts
         except OSError:
             return False  # cannot tell: say so rather than promise
     point, fstype = _mount_of(home, mounts_text)
-    if on_space and not (home == SPACE_PERSISTENT_ROOT or SPACE_PERSISTENT_ROOT in home.parents):
+    if on_space and not (home == SPACE_BUCKET_MOUNT or SPACE_BUCKET_MOUNT in home.parents):
         return False
     return point != "/" and fstype not in _VOLATILE_FS
 
@@ -93,6 +100,23 @@ class Settings:
     concurrency_limit: int = 4
     gpu_concurrency: int = 1
     checked_datasets: int = 4  # checked datasets the Dataset tab keeps in memory for all sessions together
+    # A Storage Bucket mounted as a volume (not a POSIX disk): snapshots and finished files go there, never the
+    # live database. None: no bucket (see storage_mode).
+    bucket_dir: Path | None = None
+    snapshot_minutes: float = 5.0  # while work runs, a snapshot at least this often
+
+    @property
+    def storage_mode(self) -> str:
+        """``postgresql``, ``bucket`` (SQLite on local disk, snapshots on the mount) or ``local`` (disk only)."""
+        if self.database_url.startswith("postgresql"):
+            return "postgresql"
+        if self.bucket_dir is not None and not _inside(self.home, self.bucket_dir):
+            return "bucket"
+        return "local"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.database_url.split("///", 1)[1]) if self.database_url.startswith("sqlite:///") else None
 
     @property
     def on_space(self) -> bool:
@@ -156,7 +180,7 @@ def _hosting_settings() -> dict:
     space_id = os.environ.get("SPACE_ID") or None
     mode = (os.environ.get("MEDCOT_AUTH_MODE") or ("space" if space_id else "local")).strip().lower()
     if mode not in AUTH_MODES:
-        raise ValueError(f"MEDCOT_AUTH_MODE={mode!r} is not a mode: use one of {', '.join(AUTH_MODES)}")
+        raise SettingsError(f"MEDCOT_AUTH_MODE={mode!r} is not a mode: use one of {', '.join(AUTH_MODES)}")
     return dict(
         auth_mode=mode,
         # Without a login the app only listens on this machine; with one it serves the network (a Space needs it).
@@ -171,4 +195,16 @@ def _hosting_settings() -> dict:
         concurrency_limit=int(os.environ.get("MEDCOT_CONCURRENCY_LIMIT", "4")),
         gpu_concurrency=int(os.environ.get("MEDCOT_GPU_CONCURRENCY", "1")),
         checked_datasets=int(os.environ.get("MEDCOT_CHECKED_DATASETS", "4")),
+        bucket_dir=_bucket_dir(space_id is not None),
+        snapshot_minutes=float(os.environ.get("MEDCOT_SNAPSHOT_MINUTES") or 5),
     )
+
+
+def _bucket_dir(on_space: bool) -> Path | None:
+    """``MEDCOT_BUCKET_DIR``; on a Space /data (where a bucket volume is mounted) unless set to ``off``."""
+    raw = os.environ.get("MEDCOT_BUCKET_DIR", "").strip()
+    if raw.lower() in {"off", "0", "none"}:
+        return None
+    if raw:
+        return Path(raw).expanduser().resolve()
+    return SPACE_BUCKET_MOUNT if on_space else None

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from medcot_ui.compare.decode_attention import use_grouped_decode_attention
+from medcot_ui.inference.decode_attention import use_grouped_decode_attention
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,39 @@
+"""A handler with nothing to change (no run picked yet, no evaluation chosen) changes nothing: the page shows no
+"didn't return enough output values" error and the server logs no traceback. Each case goes through Gradio's own
+postprocessing of the real page's event, as a browser's call would."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CASES = {  # handler: the arguments after the tab holder that mean "nothing picked yet"
+    ("compare", "on_sample"): (None, None),
+    ("evaluate", "tick"): (None, None),
+    ("evaluate", "show_item"): (None, 1, "", None),
+}
+
+
+@pytest.mark.parametrize("module, handler", list(CASES), ids=[".".join(case) for case in CASES])
+def test_a_handler_with_nothing_to_change_leaves_every_output_as_it_was(home: Path, module: str,
+                                                                        handler: str) -> None:
+    import importlib
+    import inspect
+
+    from medcot_ui.hosting.context import AppContext
+    from medcot_ui.tabs.layout import build_app
+
+    demo = build_app(AppContext())
+    function = getattr(importlib.import_module(f"medcot_ui.tabs.{module}"), handler)
+    # Every handler reaches Gradio as a method bound to its tab, wrapped for error toasts: unwrap both.
+    events = [fn for fn in demo.fns.values()
+              if hasattr(fn.fn, "__func__") and inspect.unwrap(fn.fn.__func__) is function]
+    assert events, f"{module}.{handler} is wired to no event"
+    for event in events:
+        result = event.fn(*CASES[(module, handler)])
+        outputs: list[Any] = asyncio.run(demo.postprocess_data(event, result, None))
+        assert len(outputs) == len(event.outputs)
+        assert all(out == {"__type__": "update"} for out in outputs), outputs  # "keep as it is", each one
