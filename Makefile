@@ -42,7 +42,7 @@ run: install
 	$(PY) app.py
 
 test: install-dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal
 
 test-gpu: install-dev  # the GPU modules alone: a bare GPU machine need not import the UI's test modules
 	$(PY) -m pytest -v tests/test_*gpu*.py

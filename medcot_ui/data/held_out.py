@@ -44,16 +44,20 @@ def read_split(folder: Path) -> StoredSplit | None:
 class HeldOut:
     rows: list[Any]  # data/load.Row: question, reasoning, answer
     warning: str | None  # why these may not be the questions training left out
+    trained: list[Any]  # the other rows: what training saw (the contamination check reads these)
 
 
 def held_out_of(prepared: Any, stored: StoredSplit | None) -> HeldOut:
     """The rows ``stored`` names in today's ``prepared`` dataset, with a warning when that dataset changed."""
     if stored is None:
         return HeldOut(list(prepared.eval_rows), "this run stored no held-out split (it trained before splits were "
-                                                 "stored): its held-out rows are split again from its seed")
+                                                 "stored): its held-out rows are split again from its seed",
+                       list(prepared.train_rows))
+    kept = set(stored.indices)
     rows = [prepared.rows[i] for i in stored.indices if i < len(prepared.rows)]
+    trained = [row for i, row in enumerate(prepared.rows) if i not in kept]
     if stored.fingerprint == prepared.fingerprint:
-        return HeldOut(rows, None)
+        return HeldOut(rows, None, trained)
     return HeldOut(rows, f"the dataset changed since this run trained (fingerprint {stored.fingerprint}, "
                          f"{stored.rows} rows then; {prepared.fingerprint}, {len(prepared.rows)} rows now): the "
-                         "held-out row numbers may now hold other questions, perhaps ones it trained on")
+                         "held-out row numbers may now hold other questions, perhaps ones it trained on", trained)

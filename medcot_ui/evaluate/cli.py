@@ -3,6 +3,7 @@
     medcot eval held-out 3 -n 50                   # run 3 against its base on its own held-out rows
     medcot eval held-out 3 --against 2 --file q.jsonl
     medcot eval choice 3 --source demo -n 20       # multiple-choice accuracy (default: MedQA 4-option, test)
+    medcot eval choice 3 --source file --file medqa_test.jsonl --check-only   # which questions run 3 trained on
     medcot eval list / medcot eval show 1 / medcot eval export 1 --format csv
 """
 
@@ -13,7 +14,8 @@ import time
 from typing import Any
 
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT, LETTERED
-from medcot_ui.evaluate.create import WEIGHTS, EvalRequest, EvaluationError, create_evaluation, fewer_note
+from medcot_ui.evaluate.create import (WEIGHTS, EvalRequest, EvaluationError, contamination_of, create_evaluation,
+                                      evaluable_run, fewer_note, gather_questions, overlap_lines)
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
 
 DEFAULTS = EvalRequest()
@@ -34,6 +36,10 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the blind A/B order")
     p.add_argument("--wait", action="store_true", help="wait until a worker has finished it, showing progress")
+    p.add_argument("--exclude-contaminated", action="store_true",
+                   help="leave out questions that share 64 characters or 13 words with the runs' training rows")
+    p.add_argument("--check-only", action="store_true",
+                   help="run the contamination check and list what it flags; queue nothing")
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -47,12 +53,27 @@ def cmd_create(args: argparse.Namespace) -> int:
                       dataset_config=getattr(args, "config", "") or "", split=getattr(args, "split", "test"),
                       mapping=mapping, max_new_tokens=args.max_new_tokens, greedy=not args.sample,
                       temperature=args.temperature, batch_size=args.batch_size, weights=args.weights,
-                      seed=args.seed)
+                      seed=args.seed, exclude_contaminated=args.exclude_contaminated)
+    if args.check_only:
+        return _check_only(req)
     evaluation = create_evaluation(req)
     print(f"queued evaluation {evaluation.id} (job {evaluation.job_id}): {evaluation.n_items} questions from "
           f"{evaluation.source}{fewer_note(req, evaluation)}; a worker will pick it up (`medcot worker`, or the "
           "app's own)")
     return _wait(evaluation.id) if args.wait else 0
+
+
+def _check_only(req: EvalRequest) -> int:
+    req.check()
+    run, config = evaluable_run(req.run_id)
+    if req.base_run_id is not None:
+        evaluable_run(req.base_run_id)
+    questions, where = gather_questions(req, run.id, config)
+    report = contamination_of(req, questions)
+    print(f"{where}: {report.summary()} ({report.seconds:.1f} s)")
+    for line in overlap_lines(report):
+        print(f"  {line}")
+    return 0
 
 
 def _wait(evaluation_id: int) -> int:

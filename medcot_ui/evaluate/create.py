@@ -17,11 +17,13 @@ from medcot_ui.errors import MedcotError
 from medcot_ui.errors import DataError
 from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, choice_items, detect_mapping,
                                             read_records)
+from medcot_ui.evaluate.contamination import ContaminationReport, check_contamination
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
 from medcot_ui.jobkinds import enqueue
 from medcot_ui.store import Run, RunEvent, write_session
 from medcot_ui.training.config import RunConfig
 
+OVERLAPS_LOGGED = 50  # flagged questions listed in the job's log (the CLI's --check-only lists them all)
 LIMITS = {"n": (1, 5000), "max_new_tokens": (1, 8192), "batch_size": (0, 256)}
 WEIGHTS = ("auto", "bf16", "4bit")  # auto: 16-bit when it fits the GPU, else 4-bit (a QLoRA run's adapter either way)
 
@@ -51,6 +53,7 @@ class EvalRequest:
     batch_size: int = 0  # engine slots (fixed-batch path: questions per batch); 0 = from free GPU memory
     weights: str = "auto"
     seed: int = 3407  # of the blind A/B order
+    exclude_contaminated: bool = False  # leave out questions that share text with the runs' training rows
 
     def check(self) -> None:
         if self.kind not in (HELD_OUT, CHOICE):
@@ -93,7 +96,7 @@ def _held_out_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tup
     if warning:  # kept with the evaluation (its source line): its results are read knowing it
         where += f"; warning: {warning}"
     return ([{"question": r.question, "reference_reasoning": r.reasoning, "reference_answer": r.answer}
-             for r in rows[:req.n]], where)
+             for r in rows], where)
 
 
 def _choice_questions(req: EvalRequest) -> tuple[list[dict[str, Any]], str]:
@@ -102,7 +105,7 @@ def _choice_questions(req: EvalRequest) -> tuple[list[dict[str, Any]], str]:
     mapping = ChoiceMapping(**req.mapping) if req.mapping else detect_mapping(list(records[0]) if records else [])
     items = choice_items(records, mapping)
     return ([{"question": it.question, "options_json": json.dumps(it.options), "correct": it.answer,
-              "reference_answer": f"{it.answer}. {it.options[it.answer]}"} for it in items[:req.n]], where)
+              "reference_answer": f"{it.answer}. {it.options[it.answer]}"} for it in items], where)
 
 
 def fewer_note(req: EvalRequest, evaluation: Evaluation) -> str:
@@ -122,11 +125,18 @@ def create_evaluation(req: EvalRequest) -> Evaluation:
         if other_config.model.base_model != config.model.base_model:
             raise EvaluationError(f"base_run_id: run {other.id} was tuned from {other_config.model.base_model}, run "
                                   f"{run.id} from {config.model.base_model}; compare runs of one base model")
-    try:
-        questions, where = (_held_out_questions(req, run.id, config) if req.kind == HELD_OUT
-                            else _choice_questions(req))
-    except DataError as exc:
-        raise EvaluationError(str(exc)) from None
+    questions, where = gather_questions(req, run.id, config)
+    report = contamination_of(req, questions)
+    if req.exclude_contaminated and report.overlaps:
+        flagged = set(report.flagged)
+        questions = [q for i, q in enumerate(questions) if i not in flagged]
+        where += f"; {len(flagged)} questions that share text with the training rows left out"
+    if not questions:
+        raise EvaluationError("every question shares text with the training rows: nothing is left to evaluate")
+    left_out = len(report.overlaps) if req.exclude_contaminated else 0
+    note = {"checked": report.questions, "training_rows": report.training_rows, "flagged": len(report.overlaps),
+            "left_out": left_out, "evaluated": 0 if left_out else sum(i < req.n for i in report.flagged)}
+    questions = questions[:req.n]
     order = random.Random(req.seed)
     with write_session() as s:
         against = f"run {req.base_run_id}" if req.base_run_id is not None else "its base model"
@@ -134,11 +144,47 @@ def create_evaluation(req: EvalRequest) -> Evaluation:
                       total_steps=2 * len(questions), parent_id=run.id, session=s)
         evaluation = Evaluation(job_id=job.id, kind=req.kind, run_id=run.id, base_run_id=req.base_run_id,
                                 source=where, n_items=len(questions), max_new_tokens=req.max_new_tokens,
-                                greedy=req.greedy, temperature=req.temperature, batch_size=req.batch_size)
+                                greedy=req.greedy, temperature=req.temperature, batch_size=req.batch_size,
+                                contamination_json=json.dumps(note))
         s.add(evaluation)
         s.flush()
         for position, fields in enumerate(questions):
             s.add(EvalItem(evaluation_id=evaluation.id, position=position,
                            a_side=order.choice(("base", "tuned")), **fields))
         s.add(RunEvent(run_id=job.id, message=f"evaluation {evaluation.id}: {len(questions)} questions from {where}"))
+        s.add(RunEvent(run_id=job.id, message=f"contamination check: {report.summary()}"))
+        for line in overlap_lines(report)[:OVERLAPS_LOGGED]:
+            s.add(RunEvent(run_id=job.id, message=line))
     return evaluation
+
+
+def gather_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tuple[list[dict[str, Any]], str]:
+    """Every question the request names (before N is applied), and where they came from."""
+    try:
+        return (_held_out_questions(req, run_id, config) if req.kind == HELD_OUT else _choice_questions(req))
+    except DataError as exc:
+        raise EvaluationError(str(exc)) from None
+
+
+def training_texts(run_ids: list[int]) -> list[str]:
+    """What the runs trained on, one text per row (question, reasoning and answer)."""
+    from medcot_ui.compare.comparable import held_out
+
+    return [f"{r.question}\n{r.reasoning}\n{r.answer}" for run_id in run_ids for r in held_out(run_id).trained]
+
+
+def contamination_of(req: EvalRequest, questions: list[dict[str, Any]]) -> ContaminationReport:
+    """The contamination check of the questions against the tuned run's training rows (and the other run's, when
+    the evaluation compares two runs)."""
+    runs = [req.run_id] + ([req.base_run_id] if req.base_run_id is not None else [])
+    return check_contamination([q["question"] for q in questions], training_texts(runs))
+
+
+def overlap_lines(report: ContaminationReport) -> list[str]:
+    """One line per flagged question: which training row it shares text with, and the shared text."""
+    return [f"question {o.item + 1} of the source shares {o.rule} with training row {o.training_row + 1}: "
+            f"\"{_excerpt(o.shared)}\"" for o in report.overlaps]
+
+
+def _excerpt(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"

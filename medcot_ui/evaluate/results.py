@@ -5,6 +5,7 @@ Accuracy counts an unparsed answer as wrong (it is never guessed) and reports th
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -136,8 +137,25 @@ def rating_lines(evaluation: Evaluation, summary: RatingSummary) -> list[str]:
 def summary_lines(evaluation: Evaluation) -> list[str]:
     """The evaluation's findings as sentences (the tab, the CLI and the model card show these)."""
     if evaluation.kind == CHOICE:
-        return choice_lines(evaluation, summarise_choices(items_of(evaluation.id)))
-    return rating_lines(evaluation, summarise_ratings(ratings_of(evaluation.id)))
+        lines = choice_lines(evaluation, summarise_choices(items_of(evaluation.id)))
+    else:
+        lines = rating_lines(evaluation, summarise_ratings(ratings_of(evaluation.id)))
+    return lines + [contamination_line(evaluation)]
+
+
+def contamination_line(evaluation: Evaluation) -> str:
+    """What the contamination check found when the evaluation was created."""
+    if not evaluation.contamination_json:
+        return "Contamination check: not run (this evaluation was created before the check existed)."
+    found = json.loads(evaluation.contamination_json)
+    rule = "64 characters or 13 consecutive words in common"
+    if found["left_out"]:
+        return (f"Contamination check: {found['left_out']} of {found['checked']} questions shared text with the "
+                f"{found['training_rows']} training rows ({rule}) and were left out; the {evaluation.n_items} "
+                "evaluated share none.")
+    caution = "; their scores may reflect memorised questions" if found["evaluated"] else ""
+    return (f"Contamination check: {found['evaluated']} of the {evaluation.n_items} evaluated questions share text "
+            f"with the {found['training_rows']} training rows ({rule}){caution}.")
 
 
 def headline(evaluation: Evaluation) -> str:

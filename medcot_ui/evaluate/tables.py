@@ -34,6 +34,9 @@ class Evaluation(SQLModel, table=True):
     temperature: float = 0.6
     batch_size: int = 8
     created_at: float = Field(default_factory=time.time)
+    # The contamination check at creation (evaluate/create.py): questions checked, training rows, flagged, left
+    # out, flagged among those evaluated. None for an evaluation created before the check existed.
+    contamination_json: Optional[str] = Field(default=None, sa_column=Column(Text))
 
 
 class EvalItem(SQLModel, table=True):

@@ -16,7 +16,7 @@ from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLI
 from medcot_ui.evaluate.create import EvalRequest, EvaluationError, create_evaluation, fewer_note
 from medcot_ui.evaluate.export import export_csv, export_jsonl
 from medcot_ui.evaluate.records import get_evaluation, items_of
-from medcot_ui.evaluate.results import side_labels
+from medcot_ui.evaluate.results import contamination_line, side_labels
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
 from medcot_ui.hosting.context import AppContext
 from medcot_ui.tabs.guard import caller_of, guard, may
@@ -45,6 +45,7 @@ class EvaluateTab:
     max_new_tokens: gr.Number
     batch_size: gr.Number
     greedy: gr.Checkbox
+    exclude: gr.Checkbox
     mapping: gr.Textbox
     queue: gr.Button
     queue_status: gr.Markdown
@@ -90,10 +91,14 @@ def _new_evaluation() -> dict[str, Any]:
             batch_size = gr.Number(DEFAULTS.batch_size, precision=0,
                                    label="Answers at once (0 = as many as GPU memory holds)")
             greedy = gr.Checkbox(DEFAULTS.greedy, label="Greedy decoding (reproducible)")
+        exclude = gr.Checkbox(DEFAULTS.exclude_contaminated, label="Leave out questions the runs trained on",
+                              info="Every evaluation is checked against the runs' training rows (64 characters or "
+                                   "13 words in common); tick to evaluate only the clean questions.",
+                              elem_id="evaluate-exclude")
         queue = gr.Button("Queue evaluation", variant="primary", elem_id="evaluate-queue")
         queue_status = gr.Markdown(elem_id="evaluate-queue-status")
     return dict(kind=kind, run=run, against=against, source=source, upload=upload, mapping=mapping, n=n,
-                max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=greedy, queue=queue,
+                max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=greedy, exclude=exclude, queue=queue,
                 queue_status=queue_status)
 
 
@@ -183,7 +188,7 @@ def _mapping(text: str) -> dict[str, str]:
 
 
 def _request(kind_label: str, run_id: Any, against: Any, source_label: str, upload: Any, mapping: str, n: Any,
-             max_new_tokens: Any, batch_size: Any, greedy: bool) -> EvalRequest:
+             max_new_tokens: Any, batch_size: Any, greedy: bool, exclude: bool) -> EvalRequest:
     kind, source = KINDS.get(kind_label, HELD_OUT), SOURCES.get(source_label, "held_out")
     path = ""
     if upload:  # checked (and a bad file discarded) whatever else the form says
@@ -201,22 +206,24 @@ def _request(kind_label: str, run_id: Any, against: Any, source_label: str, uplo
         return EvalRequest(kind=kind, run_id=int(run_id), base_run_id=int(against) if against else None,
                            n=int(n or 0), source=source, file_path=path, split=DEFAULT_HUB_SPLIT,
                            mapping=_mapping(mapping) if kind == CHOICE else {}, max_new_tokens=int(max_new_tokens or 0),
-                           batch_size=int(batch_size or 0), greedy=bool(greedy))
+                           batch_size=int(batch_size or 0), greedy=bool(greedy), exclude_contaminated=bool(exclude))
     except (TypeError, ValueError) as exc:
         raise _refused(f"Settings: {exc}") from None
 
 
 def queue_evaluation(ui: EvaluateTab, kind_label: str, run_id: Any, against: Any, source_label: str, upload: Any,
-                     mapping: str, n: Any, max_new_tokens: Any, batch_size: Any, greedy: bool,
+                     mapping: str, n: Any, max_new_tokens: Any, batch_size: Any, greedy: bool, exclude: bool,
                      request: gr.Request) -> Updates:
     guard(request, "train")  # it spends the GPU, like a training run
-    req = _request(kind_label, run_id, against, source_label, upload, mapping, n, max_new_tokens, batch_size, greedy)
+    req = _request(kind_label, run_id, against, source_label, upload, mapping, n, max_new_tokens, batch_size, greedy,
+                   exclude)
     try:
         evaluation = create_evaluation(req)
     except EvaluationError as exc:
         raise _refused(str(exc), title="Evaluation not queued") from None
     return {ui.queue_status: f"Queued evaluation {evaluation.id}: {evaluation.n_items} questions from "
-                             f"{evaluation.source}{fewer_note(req, evaluation)}.",
+                             f"{evaluation.source}{fewer_note(req, evaluation)}. "
+                             f"{contamination_line(evaluation)}",
             ui.evaluation: gr.update(choices=view.evaluation_choices(), value=evaluation.id)}
 
 
@@ -334,7 +341,7 @@ def _bind(ui: EvaluateTab) -> None:
     ui.run.focus(bound(list_runs, ui), None, [ui.run, ui.against], api_name=False, queue=False)
     ui.evaluation.focus(bound(list_evaluations, ui), ui.evaluation, ui.evaluation, api_name=False, queue=False)
     ui.queue.click(bound(queue_evaluation, ui), [ui.kind, ui.run, ui.against, ui.source, ui.upload, ui.mapping, ui.n,
-                                                 ui.max_new_tokens, ui.batch_size, ui.greedy],
+                                                 ui.max_new_tokens, ui.batch_size, ui.greedy, ui.exclude],
                    [ui.queue_status, ui.evaluation], api_name="enqueue_evaluation")
     ui.evaluation.change(bound(show_evaluation, ui), [ui.evaluation, ui.rater], shown, api_name=False)
     ui.timer.tick(bound(tick, ui), ui.evaluation, ui.status, api_name=False, show_progress="hidden",
