@@ -37,3 +37,15 @@ def test_a_handler_with_nothing_to_change_leaves_every_output_as_it_was(home: Pa
         outputs: list[Any] = asyncio.run(demo.postprocess_data(event, result, None))
         assert len(outputs) == len(event.outputs)
         assert all(out == {"__type__": "update"} for out in outputs), outputs  # "keep as it is", each one
+
+
+def test_a_metric_the_menu_no_longer_lists_reaches_its_handler_instead_of_failing_the_poll(home: Path) -> None:
+    """The "More metrics" value a page still holds from the run it showed before (a key this run's menu lacks) goes
+    to draw_more, which picks a key the run has. Gradio's own choices check failed the Runs poll it rides on
+    instead, and the page stopped updating (a cancelled run stayed 'running' on screen)."""
+    from medcot_ui.hosting.context import AppContext
+    from medcot_ui.tabs.layout import build_app
+
+    demo = build_app(AppContext())
+    (menu,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "run-more-metric"]
+    assert menu.preprocess("entropy") == "entropy"

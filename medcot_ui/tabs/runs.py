@@ -118,8 +118,12 @@ def build(ctx: AppContext) -> RunsTab:
                                           height=240, elem_id=f"chart-{key.replace('_', '-')}",
                                           **CHART_OPTIONS.get(key, {}))
     with gr.Row():
+        # allow_custom_value: the menu's choices change with the run, and a value the page still holds from the
+        # previous run would fail Gradio's own check, failing the poll it rides on (and the page stopped updating).
+        # draw_more replaces a key the run does not have.
         more_metric = gr.Dropdown(choices=[], value=None, label="More metrics", scale=1, elem_id="run-more-metric",
-                                  info="Everything else the trainer logs: token accuracy, entropy, tokens seen...")
+                                  info="Everything else the trainer logs: token accuracy, entropy, tokens seen...",
+                                  allow_custom_value=True)
         more_chart = gr.LinePlot(x="step", y="value", title=NO_MORE_METRICS, x_title="step", y_title="value",
                                  height=240, scale=3, elem_id="chart-more")
     with gr.Accordion("Log (events and the end of train.log)", open=True):
