@@ -68,4 +68,5 @@ def test_an_answer_key_that_is_not_an_option_and_options_that_are_not_a_list_nam
         choice_items(rows, ChoiceMapping())
     assert err.value.problems == [
         "row 2, column 'answer': the answer key 'E' is not one of the options (A, B, by letter or by text)",
-        "row 3, column 'options': expected a list of options (or a mapping from letters to options), got text"]
+        "row 3, column 'options': expected a list of options (or a mapping from letters to options), got text that "
+        "is not 'A. ... B. ...' with the letters in order"]

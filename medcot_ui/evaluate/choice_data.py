@@ -8,12 +8,14 @@ Every problem names its row (1-based) and column, and all of them are reported a
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medcot_ui.data.columns import columns_of
+from medcot_ui.evaluate.benchmark_layouts import convert, detect_layout
 from medcot_ui.data.load import load
 from medcot_ui.errors import DataError
 from medcot_ui.settings import PROJECT_DIR
@@ -22,6 +24,7 @@ from medcot_ui.training.config import DataSettings
 DEFAULT_HUB_DATASET = "GBaker/MedQA-USMLE-4-options"
 DEFAULT_HUB_SPLIT = "test"
 DEMO_CHOICE_FILE = PROJECT_DIR / "data" / "demo" / "medical_choice_demo.jsonl"
+_LETTER_MARK = re.compile(r"(?:^|(?<=\s))\(?([A-J])[.):]\s+")  # "A. ", "(B) ", "C: " at a word start
 LETTERED = ""  # the options mapping that means "one column per letter"
 LETTERS = string.ascii_uppercase[:10]
 MAX_LISTED = 8
@@ -80,17 +83,46 @@ def _options(rec: dict[str, Any], mapping: ChoiceMapping, columns: list[str]) ->
         try:
             cell = json.loads(cell)  # a CSV cell holding a JSON list or mapping
         except ValueError:
-            return "expected a list of options (or a mapping from letters to options), got text"
+            return _split_lettered(cell)
     if isinstance(cell, (list, tuple)):
         if len(cell) > len(LETTERS):
             return f"{len(cell)} options; at most {len(LETTERS)} are supported"
-        return {LETTERS[i]: str(v).strip() for i, v in enumerate(cell)}
+        return {LETTERS[i]: _text(v) for i, v in enumerate(cell)}
     if isinstance(cell, dict):
         keys = [str(k).strip().upper() for k in cell]
         if not all(k in LETTERS for k in keys):
             return f"the option keys must be letters A to {LETTERS[-1]}, got {', '.join(map(str, cell))}"
-        return {str(k).strip().upper(): str(v).strip() for k, v in sorted(cell.items(), key=lambda kv: str(kv[0]))}
+        return {str(k).strip().upper(): _text(v) for k, v in sorted(cell.items(), key=lambda kv: str(kv[0]))}
     return "missing" if cell is None else f"expected a list of options, got {type(cell).__name__}"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _split_lettered(text: str) -> dict[str, str] | str:
+    """Options written as one text, "A. x B. y C. z", split at the letters A, B, C... in order; anything else is
+    refused (a guess could score every answer against the wrong options)."""
+    marks = list(_LETTER_MARK.finditer(text))
+    letters = [m.group(1) for m in marks]
+    if len(marks) < 2 or letters != list(LETTERS[:len(marks)]) or text[:marks[0].start()].strip():
+        return ("expected a list of options (or a mapping from letters to options), got text that is not "
+                "'A. ... B. ...' with the letters in order")
+    ends = [m.start() for m in marks[1:]] + [len(text)]
+    return {m.group(1): text[m.end():end].strip() for m, end in zip(marks, ends)}
+
+
+def _option_problem(options: dict[str, str]) -> str | None:
+    """Why these options cannot be scored: an empty one, or two the same (either could be 'right')."""
+    empty = [letter for letter, text in options.items() if not text]
+    if empty:
+        return f"option {', '.join(empty)} is empty"
+    seen: dict[str, str] = {}
+    for letter, text in options.items():
+        if text.lower() in seen:
+            return f"options {seen[text.lower()]} and {letter} are the same ({text!r})"
+        seen[text.lower()] = letter
+    return None
 
 
 def _answer_letter(value: Any, options: dict[str, str]) -> str | None:
@@ -117,13 +149,15 @@ def _check_columns(records: list[dict[str, Any]], mapping: ChoiceMapping) -> lis
     return present
 
 
-def choice_items(records: list[dict[str, Any]], mapping: ChoiceMapping) -> list[ChoiceItem]:
-    """Map and validate every row; raises ChoiceDataError listing each bad row."""
+def choice_items(records: list[dict[str, Any]], mapping: ChoiceMapping,
+                 row_numbers: list[int] | None = None) -> list[ChoiceItem]:
+    """Map and validate every row; raises ChoiceDataError listing each bad row (by ``row_numbers``, the rows'
+    numbers in the file, when some were skipped before)."""
     if not records:
         raise ChoiceDataError("the dataset is empty: no questions to score")
     present = _check_columns(records, mapping)
     items, problems = [], []
-    for i, rec in enumerate(records, start=1):
+    for i, rec in zip(row_numbers or range(1, len(records) + 1), records):
         question = rec.get(mapping.question)
         if not isinstance(question, str) or not question.strip():
             problems.append(f"row {i}, column '{mapping.question}': the question is missing or empty")
@@ -135,6 +169,9 @@ def choice_items(records: list[dict[str, Any]], mapping: ChoiceMapping) -> list[
             continue
         if len(options) < 2:
             problems.append(f"row {i}, {where}: fewer than two options")
+            continue
+        if problem := _option_problem(options):
+            problems.append(f"row {i}, {where}: {problem}")
             continue
         letter = _answer_letter(rec.get(mapping.answer), options)
         if letter is None:
@@ -154,3 +191,13 @@ def question_with_options(question: str, options: dict[str, str]) -> str:
     """What the model is asked: the question, the lettered options, and how to state the answer."""
     lines = [question, ""] + [f"{letter}. {text}" for letter, text in options.items()]
     return "\n".join(lines + ["", "Answer with the letter of the correct option."])
+
+
+def benchmark_items(records: list[dict[str, Any]], mapping: ChoiceMapping | None = None) -> tuple[list[ChoiceItem], str]:
+    """Validated items of ``records`` and what was recognised ("MedMCQA layout; 2 multi-answer rows skipped", or
+    ""): a benchmark's own layout is read without a mapping; ``mapping`` (the user's) overrides the detection."""
+    if mapping is None and records and (layout := detect_layout(columns_of(records))):
+        converted = convert(records, layout)
+        items = choice_items(converted.records, ChoiceMapping(), converted.row_numbers)
+        return items, "; ".join(filter(None, [converted.layout, converted.note]))
+    return choice_items(records, mapping or detect_mapping(columns_of(records))), ""

@@ -15,7 +15,7 @@ from typing import Any
 from medcot_ui.data.load import map_rows, read_file
 from medcot_ui.errors import MedcotError
 from medcot_ui.errors import DataError
-from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, choice_items, detect_mapping,
+from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, benchmark_items,
                                             read_records)
 from medcot_ui.evaluate.contamination import ContaminationReport, check_contamination
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
@@ -102,8 +102,8 @@ def _held_out_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tup
 def _choice_questions(req: EvalRequest) -> tuple[list[dict[str, Any]], str]:
     records, where = read_records(req.source, req.file_path, req.dataset_id or DEFAULT_HUB_DATASET,
                                   req.dataset_config, req.split)
-    mapping = ChoiceMapping(**req.mapping) if req.mapping else detect_mapping(list(records[0]) if records else [])
-    items = choice_items(records, mapping)
+    items, layout = benchmark_items(records, ChoiceMapping(**req.mapping) if req.mapping else None)
+    where += f" ({layout})" if layout else ""
     return ([{"question": it.question, "options_json": json.dumps(it.options), "correct": it.answer,
               "reference_answer": f"{it.answer}. {it.options[it.answer]}"} for it in items], where)
 
