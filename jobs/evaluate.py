@@ -3,7 +3,7 @@
 Loads the run's base model once (16-bit when it fits the GPU, else 4-bit; the evaluation's ``weights`` can
 insist), and answers every stored question that lacks an answer through the batch engine (both sides in shared
 batches, continuous refill, a compiled decode step on a GPU), or in fixed batches for a model the engine does
-not run. Answers are stored every couple of seconds as they finish, with a heartbeat that reads a cancel
+not run; a log-likelihood evaluation scores each option instead of generating. Answers are stored every couple of seconds as they finish, with a heartbeat that reads a cancel
 request; a resumed job answers only what is missing. If the worker dies the process stops within seconds.
 """
 
@@ -19,6 +19,7 @@ from jobs.process import ended, job_main, limit_cpu_threads
 from medcot_ui.evaluate.create import evaluable_run
 from medcot_ui.evaluate.engine_answers import Answer, EngineAnswers, prompt_question
 from medcot_ui.evaluate.generate import SideSwitch, answer_batch
+from medcot_ui.evaluate.loglik import METHOD as LOGLIK, score_options, scored_answer
 from medcot_ui.evaluate.records import answered_count, evaluation_for_job, pending_items, store_answers
 from medcot_ui.evaluate.tables import SIDES, Evaluation
 from medcot_ui.inference.loading import LoadedModel, load_model
@@ -128,6 +129,27 @@ def answer_in_batches(writer: AnswerWriter, loaded: LoadedModel, fmt: PromptForm
         writer.flush()
 
 
+def answer_by_loglik(writer: AnswerWriter, loaded: LoadedModel, fmt: PromptFormat,
+                     sides: dict[str, AdapterWeights | None]) -> None:
+    """Log-likelihood scoring: one forward pass per question and side, no generation (``evaluate/loglik.py``)."""
+    evaluation = writer.evaluation
+    items = pending_items(evaluation.id, evaluation.n_items)
+    rows = max((len(item.options) for item in items), default=1)
+    switch = SideSwitch(loaded.model, sides, rows)
+    for side in SIDES:
+        switch.use(side)
+        for item in items:
+            if item.generated(side):
+                continue
+            if writer.should_stop():
+                writer.flush()
+                return
+            start = time.perf_counter()
+            scores = score_options(loaded.model, loaded.tokenizer, item.question, item.options, rows)
+            writer.add([(item, side, scored_answer(scores, time.perf_counter() - start))])
+    writer.flush()
+
+
 def _generate(attempt: Attempt, evaluation: Evaluation, writer: AnswerWriter) -> bool:
     """Load, answer what is missing; returns whether the job was cancelled."""
     loaded, fmt, sides = load_models(evaluation, payload_of(get_run(attempt.run_id)).weights)
@@ -135,6 +157,11 @@ def _generate(attempt: Attempt, evaluation: Evaluation, writer: AnswerWriter) ->
         row = s.get(Run, attempt.run_id)
         row.pid, row.device = os.getpid(), loaded.device
         before = answered_count(s, evaluation.id)
+    if evaluation.method == LOGLIK:
+        attempt.event(f"evaluation {evaluation.id}: {before} of {2 * evaluation.n_items} answers stored earlier; "
+                      f"scoring the rest by log-likelihood on {loaded.device}")
+        answer_by_loglik(writer, loaded, fmt, sides)
+        return writer.cancelled
     why_not = slot_support(loaded.model)
     attempt.event(f"evaluation {evaluation.id}: {before} of {2 * evaluation.n_items} answers stored earlier; "
                   f"generating the rest on {loaded.device}"

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT, LETTERED
-from medcot_ui.evaluate.create import (WEIGHTS, EvalRequest, EvaluationError, contamination_of, create_evaluation,
+from medcot_ui.evaluate.create import (METHODS, WEIGHTS, EvalRequest, EvaluationError, contamination_of, create_evaluation,
                                       evaluable_run, fewer_note, gather_questions, overlap_lines)
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
 
@@ -53,7 +53,8 @@ def cmd_create(args: argparse.Namespace) -> int:
                       dataset_config=getattr(args, "config", "") or "", split=getattr(args, "split", "test"),
                       mapping=mapping, max_new_tokens=args.max_new_tokens, greedy=not args.sample,
                       temperature=args.temperature, batch_size=args.batch_size, weights=args.weights,
-                      seed=args.seed, exclude_contaminated=args.exclude_contaminated)
+                      seed=args.seed, exclude_contaminated=args.exclude_contaminated,
+                      method=getattr(args, "method", DEFAULTS.method))
     if args.check_only:
         return _check_only(req)
     evaluation = create_evaluation(req)
@@ -150,6 +151,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--options-column", help="a column holding a list, or a mapping from letters to options")
     p.add_argument("--lettered", action="store_true", help="options are in columns A, B, C, ...")
     p.add_argument("--answer-column", help="the correct letter, or the correct option's text")
+    p.add_argument("--method", choices=METHODS, default=DEFAULTS.method,
+                   help="generate: each model reasons, then its letter is read (default); loglik: the log-"
+                        "probability of each option's letter, as lm-evaluation-harness scores MedQA (no generation)")
     p.set_defaults(fn=cmd_create, kind=CHOICE)
     p = commands.add_parser("list", help="evaluations, newest first")
     p.add_argument("--run", type=int, help="only those of this run")

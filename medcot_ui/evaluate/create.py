@@ -18,6 +18,7 @@ from medcot_ui.errors import DataError
 from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, benchmark_items,
                                             read_records)
 from medcot_ui.evaluate.contamination import ContaminationReport, check_contamination
+from medcot_ui.evaluate.loglik import METHOD as LOGLIK
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
 from medcot_ui.jobkinds import enqueue
 from medcot_ui.store import Run, RunEvent, write_session
@@ -25,6 +26,8 @@ from medcot_ui.training.config import RunConfig
 
 OVERLAPS_LOGGED = 50  # flagged questions listed in the job's log (the CLI's --check-only lists them all)
 LIMITS = {"n": (1, 5000), "max_new_tokens": (1, 8192), "batch_size": (0, 256)}
+GENERATE = "generate"
+METHODS = (GENERATE, LOGLIK)
 WEIGHTS = ("auto", "bf16", "4bit")  # auto: 16-bit when it fits the GPU, else 4-bit (a QLoRA run's adapter either way)
 
 
@@ -54,6 +57,7 @@ class EvalRequest:
     weights: str = "auto"
     seed: int = 3407  # of the blind A/B order
     exclude_contaminated: bool = False  # leave out questions that share text with the runs' training rows
+    method: str = GENERATE  # multiple choice: generate (reason, then a letter) or loglik (score each option)
 
     def check(self) -> None:
         if self.kind not in (HELD_OUT, CHOICE):
@@ -61,6 +65,10 @@ class EvalRequest:
         for name, (lo, hi) in LIMITS.items():
             if not lo <= getattr(self, name) <= hi:
                 raise EvaluationError(f"{name}: {getattr(self, name)} is outside {lo} to {hi}")
+        if self.method not in METHODS:
+            raise EvaluationError(f"method: '{self.method}' is not one of {', '.join(METHODS)}")
+        if self.method == LOGLIK and self.kind != CHOICE:
+            raise EvaluationError("method: log-likelihood scoring needs multiple-choice questions (kind choice)")
         if self.weights not in WEIGHTS:
             raise EvaluationError(f"weights: '{self.weights}' is not one of {', '.join(WEIGHTS)}")
         if not 0.01 <= self.temperature <= 2.0:
@@ -145,7 +153,7 @@ def create_evaluation(req: EvalRequest) -> Evaluation:
         evaluation = Evaluation(job_id=job.id, kind=req.kind, run_id=run.id, base_run_id=req.base_run_id,
                                 source=where, n_items=len(questions), max_new_tokens=req.max_new_tokens,
                                 greedy=req.greedy, temperature=req.temperature, batch_size=req.batch_size,
-                                contamination_json=json.dumps(note))
+                                contamination_json=json.dumps(note), method=req.method)
         s.add(evaluation)
         s.flush()
         for position, fields in enumerate(questions):

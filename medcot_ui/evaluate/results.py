@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
 
+from medcot_ui.evaluate.loglik import METHOD as LOGLIK, OptionScores
 from medcot_ui.evaluate.records import items_of, ratings_of
 from medcot_ui.evaluate.stats import Proportion, cohen_kappa, mcnemar_exact, wilson
 from medcot_ui.evaluate.tables import CHOICE, EvalItem, EvalRating, Evaluation
@@ -79,6 +80,7 @@ class ChoiceSummary:
     only_base_right: int
     only_tuned_right: int
     p_value: float  # exact McNemar on the paired outcomes
+    norm_right: dict[str, tuple[int, int]]  # log-likelihood scoring: (acc_norm right, scored) per side
 
     @property
     def difference(self) -> float | None:
@@ -92,8 +94,11 @@ def summarise_choices(items: list[EvalItem]) -> ChoiceSummary:
     b = sum(x and not y for x, y in zip(right["base"], right["tuned"]))
     c = sum(y and not x for x, y in zip(right["base"], right["tuned"]))
     n = len(done)
+    norm = {side: sum((s := OptionScores.from_json(getattr(it, f"{side}_text"))) is not None
+                      and s.norm_choice == it.correct for it in done) for side in ("base", "tuned")}
     return ChoiceSummary(n, wilson(sum(right["base"]), n), wilson(sum(right["tuned"]), n),
-                         wilson(unparsed["base"], n), wilson(unparsed["tuned"], n), b, c, mcnemar_exact(b, c))
+                         wilson(unparsed["base"], n), wilson(unparsed["tuned"], n), b, c, mcnemar_exact(b, c),
+                         {side: (norm[side], n) for side in ("base", "tuned")})
 
 
 def side_labels(evaluation: Evaluation) -> tuple[str, str]:
@@ -106,6 +111,17 @@ def choice_lines(evaluation: Evaluation, summary: ChoiceSummary) -> list[str]:
     base, tuned = side_labels(evaluation)
     if not summary.scored:
         return ["No question answered by both models yet."]
+    if evaluation.method == LOGLIK:
+        norm = {side: wilson(*summary.norm_right[side]) for side in ("base", "tuned")}
+        return [f"Scored by log-likelihood (lm-evaluation-harness medqa_4options style: \"Question: ...\\nA. ..."
+                "\\nAnswer:\", the log-probability of each option's letter; no generation)",
+                f"acc, {base}: {summary.base.describe()}",
+                f"acc, {tuned}: {summary.tuned.describe()}",
+                f"acc_norm (per byte of the option), {base}: {norm['base'].describe()}; {tuned}: "
+                f"{norm['tuned'].describe()}",
+                f"Paired difference in acc (tuned - base): {summary.difference:+.1%}; only base right "
+                f"{summary.only_base_right}, only tuned right {summary.only_tuned_right}; exact McNemar "
+                f"p = {summary.p_value:.3g}"]
     return [f"Accuracy, {base}: {summary.base.describe()}",
             f"Accuracy, {tuned}: {summary.tuned.describe()}",
             f"Paired difference (tuned - base): {summary.difference:+.1%}; only base right "
@@ -161,6 +177,9 @@ def contamination_line(evaluation: Evaluation) -> str:
 def headline(evaluation: Evaluation) -> str:
     """One line naming what was measured, on what, with which settings."""
     what = "multiple-choice accuracy" if evaluation.kind == CHOICE else "blind A/B rating of held-out answers"
+    if evaluation.method == LOGLIK:
+        return (f"Evaluation {evaluation.id}: {what} by log-likelihood, N = {evaluation.n_items} questions from "
+                f"{evaluation.source}")
     decoding = "greedy" if evaluation.greedy else f"sampled at temperature {evaluation.temperature}"
     return (f"Evaluation {evaluation.id}: {what}, N = {evaluation.n_items} questions from {evaluation.source}; "
             f"{decoding}, up to {evaluation.max_new_tokens} new tokens")

@@ -37,6 +37,7 @@ class Evaluation(SQLModel, table=True):
     # The contamination check at creation (evaluate/create.py): questions checked, training rows, flagged, left
     # out, flagged among those evaluated. None for an evaluation created before the check existed.
     contamination_json: Optional[str] = Field(default=None, sa_column=Column(Text))
+    method: str = "generate"  # multiple choice: generate, or loglik (each option's log-likelihood, no generation)
 
 
 class EvalItem(SQLModel, table=True):

@@ -13,7 +13,8 @@ from medcot_ui.data.uploads import UploadRejected, accept_upload
 from medcot_ui.evaluate import blinding, rating, view
 from medcot_ui.evaluate.blinding import StillBlind
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT
-from medcot_ui.evaluate.create import EvalRequest, EvaluationError, create_evaluation, fewer_note
+from medcot_ui.evaluate.create import GENERATE, EvalRequest, EvaluationError, create_evaluation, fewer_note
+from medcot_ui.evaluate.loglik import METHOD as LOGLIK
 from medcot_ui.evaluate.export import export_csv, export_jsonl
 from medcot_ui.evaluate.records import get_evaluation, items_of
 from medcot_ui.evaluate.results import contamination_line, side_labels
@@ -23,6 +24,7 @@ from medcot_ui.tabs.guard import caller_of, guard, may
 from medcot_ui.tabs.wiring import Updates, bound, unchanged
 
 KINDS = {"Held-out answers, rated blind (A/B)": HELD_OUT, "Multiple-choice accuracy": CHOICE}
+METHOD_LABELS = {"Generate: reason, then a letter": GENERATE, "Log-likelihood of each option": LOGLIK}
 SOURCES = {"The run's held-out rows": "held_out", f"{DEFAULT_HUB_DATASET} (Hub)": "hub",
            "Demo multiple-choice file (offline)": "demo", "Uploaded file": "file"}
 VERDICTS = {label: verdict for verdict, label in rating.VERDICT_LABELS.items()}
@@ -46,6 +48,7 @@ class EvaluateTab:
     batch_size: gr.Number
     greedy: gr.Checkbox
     exclude: gr.Checkbox
+    method: gr.Radio
     mapping: gr.Textbox
     queue: gr.Button
     queue_status: gr.Markdown
@@ -91,6 +94,9 @@ def _new_evaluation() -> dict[str, Any]:
             batch_size = gr.Number(DEFAULTS.batch_size, precision=0,
                                    label="Answers at once (0 = as many as GPU memory holds)")
             greedy = gr.Checkbox(DEFAULTS.greedy, label="Greedy decoding (reproducible)")
+        method = gr.Radio(list(METHOD_LABELS), value=next(iter(METHOD_LABELS)), label="Multiple-choice scoring",
+                          info="Log-likelihood scores each option's letter as lm-evaluation-harness does: no "
+                               "generation, a whole benchmark in minutes.", elem_id="evaluate-method")
         exclude = gr.Checkbox(DEFAULTS.exclude_contaminated, label="Leave out questions the runs trained on",
                               info="Every evaluation is checked against the runs' training rows (64 characters or "
                                    "13 words in common); tick to evaluate only the clean questions.",
@@ -98,7 +104,7 @@ def _new_evaluation() -> dict[str, Any]:
         queue = gr.Button("Queue evaluation", variant="primary", elem_id="evaluate-queue")
         queue_status = gr.Markdown(elem_id="evaluate-queue-status")
     return dict(kind=kind, run=run, against=against, source=source, upload=upload, mapping=mapping, n=n,
-                max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=greedy, exclude=exclude, queue=queue,
+                max_new_tokens=max_new_tokens, batch_size=batch_size, greedy=greedy, exclude=exclude, method=method, queue=queue,
                 queue_status=queue_status)
 
 
@@ -188,7 +194,7 @@ def _mapping(text: str) -> dict[str, str]:
 
 
 def _request(kind_label: str, run_id: Any, against: Any, source_label: str, upload: Any, mapping: str, n: Any,
-             max_new_tokens: Any, batch_size: Any, greedy: bool, exclude: bool) -> EvalRequest:
+             max_new_tokens: Any, batch_size: Any, greedy: bool, exclude: bool, method_label: str) -> EvalRequest:
     kind, source = KINDS.get(kind_label, HELD_OUT), SOURCES.get(source_label, "held_out")
     path = ""
     if upload:  # checked (and a bad file discarded) whatever else the form says
@@ -206,17 +212,18 @@ def _request(kind_label: str, run_id: Any, against: Any, source_label: str, uplo
         return EvalRequest(kind=kind, run_id=int(run_id), base_run_id=int(against) if against else None,
                            n=int(n or 0), source=source, file_path=path, split=DEFAULT_HUB_SPLIT,
                            mapping=_mapping(mapping) if kind == CHOICE else {}, max_new_tokens=int(max_new_tokens or 0),
-                           batch_size=int(batch_size or 0), greedy=bool(greedy), exclude_contaminated=bool(exclude))
+                           batch_size=int(batch_size or 0), greedy=bool(greedy), exclude_contaminated=bool(exclude),
+                           method=METHOD_LABELS.get(method_label, GENERATE) if kind == CHOICE else GENERATE)
     except (TypeError, ValueError) as exc:
         raise _refused(f"Settings: {exc}") from None
 
 
 def queue_evaluation(ui: EvaluateTab, kind_label: str, run_id: Any, against: Any, source_label: str, upload: Any,
                      mapping: str, n: Any, max_new_tokens: Any, batch_size: Any, greedy: bool, exclude: bool,
-                     request: gr.Request) -> Updates:
+                     method_label: str, request: gr.Request) -> Updates:
     guard(request, "train")  # it spends the GPU, like a training run
     req = _request(kind_label, run_id, against, source_label, upload, mapping, n, max_new_tokens, batch_size, greedy,
-                   exclude)
+                   exclude, method_label)
     try:
         evaluation = create_evaluation(req)
     except EvaluationError as exc:
@@ -341,7 +348,8 @@ def _bind(ui: EvaluateTab) -> None:
     ui.run.focus(bound(list_runs, ui), None, [ui.run, ui.against], api_name=False, queue=False)
     ui.evaluation.focus(bound(list_evaluations, ui), ui.evaluation, ui.evaluation, api_name=False, queue=False)
     ui.queue.click(bound(queue_evaluation, ui), [ui.kind, ui.run, ui.against, ui.source, ui.upload, ui.mapping, ui.n,
-                                                 ui.max_new_tokens, ui.batch_size, ui.greedy, ui.exclude],
+                                                 ui.max_new_tokens, ui.batch_size, ui.greedy, ui.exclude,
+                                                 ui.method],
                    [ui.queue_status, ui.evaluation], api_name="enqueue_evaluation")
     ui.evaluation.change(bound(show_evaluation, ui), [ui.evaluation, ui.rater], shown, api_name=False)
     ui.timer.tick(bound(tick, ui), ui.evaluation, ui.status, api_name=False, show_progress="hidden",
