@@ -34,9 +34,10 @@ def stop(proc, sig: int) -> None:
     proc.wait(timeout=60)
 
 
-def queue(kind: str, run_id: int, n: int, *extra: str) -> int:
+def queue(kind: str, run_id: int, n: int, *extra: str, tokens: int = 384) -> int:
     # One answer at a time, long enough that answers are stored over several flushes (a kill lands mid-way).
-    out = cli("eval", kind, str(run_id), "-n", str(n), "--batch-size", "1", "--max-new-tokens", "384", *extra).stdout
+    out = cli("eval", kind, str(run_id), "-n", str(n), "--batch-size", "1", "--max-new-tokens", str(tokens),
+              *extra).stdout
     return int(re.search(r"queued evaluation (\d+)", out).group(1))
 
 
@@ -91,7 +92,7 @@ def check_exports(evaluation_id: int, n: int) -> None:
 def test_evaluations_survive_a_kill_and_an_app_restart_without_regenerating_and_export(
         demo_run: int, home: Path, processes) -> None:
     app = start_app(processes, home, MEDCOT_AUTO_RESUME="1")
-    held_out = queue("held-out", demo_run, 8)
+    held_out = queue("held-out", demo_run, 8, tokens=768)  # 16 answers only: longer ones, so it runs a while
     choice = queue("choice", demo_run, 20, "--source", "demo")
     # The worker answers one evaluation at a time: the held-out one first. kill -9 it mid-way and resume it; it
     # waits behind the multiple-choice one, which the worker takes next.
