@@ -10,12 +10,14 @@ length drawn uniformly from ``--min-answer`` to ``--max-new`` and forced (a rand
   the tuned side with the adapter on every row), on ``--cb-questions`` questions, once per ``--cb-graphs`` setting;
 * engine: ``medcot_ui.inference.batch_engine`` (static slots chosen from free memory, compiled CUDA-graph decode,
   continuous refill, both sides in shared batches), on all questions; its time includes loading the model and the
-  adapter and compiling.
+  adapter and compiling;
+* merged: the same engine without per-row LoRA: the base side first, then the adapter merged into the bf16 weights
+  (timed) and the tuned side, on all questions.
 
 Useful tokens/s counts each answer's forced length only (tokens a fixed batch spends past a shorter answer's end are
 waste). Peak memory is torch's peak allocated per path. Writes OUT_DIR/eval_throughput.json.
 
-    python bench/eval_throughput.py [OUT_DIR] [--work DIR] [--questions 1273] [--paths old cb engine]
+    python bench/eval_throughput.py [OUT_DIR] [--work DIR] [--questions 1273] [--paths old cb engine merged]
     python bench/eval_throughput.py OUT_DIR --tiny     # CPU check with the demo model (numbers mean nothing)
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+PATHS = ("old", "cb", "engine", "merged")
 
 
 def prepare(work: Path, tiny: bool) -> tuple[Path, Path]:
@@ -144,35 +147,46 @@ def cb_path(loaded: Any, lora: Any, work: list[tuple[list[int], int]], cuda_grap
                 useful, time.perf_counter() - start)
 
 
-def engine_path(model_dir: Path, adapter: Path, work: list[tuple[list[int], int]], max_new: int) -> dict[str, Any]:
-    """The batch engine from a cold start: load, inject, choose slots, compile, answer both sides."""
+def engine_path(model_dir: Path, adapter: Path, work: list[tuple[list[int], int]], max_new: int,
+                merged: bool = False) -> dict[str, Any]:
+    """The batch engine from a cold start: load, inject, choose slots, compile, answer both sides: in shared
+    batches (the adapter per row), or ``merged``: the base side, then the tuned side with the adapter merged."""
     import torch
 
-    from medcot_ui.inference.batch_engine import BatchEngine, Request, cache_length, choose_slots
+    from medcot_ui.inference.batch_engine import BatchEngine, EngineStats, Request, cache_length, choose_slots
     from medcot_ui.inference.eos import eos_ids
     from medcot_ui.inference.loading import load_model
-    from medcot_ui.inference.row_lora import RowLoRA, read_adapter
+    from medcot_ui.inference.row_lora import RowLoRA, merge_into, read_adapter
 
     _peak_reset()
     start = time.perf_counter()
     loaded = load_model(str(model_dir), quantised=False)
     length = cache_length(max(len(ids) for ids, _ in work), max_new)
-    requests = [Request((i, side), ids, side == "tuned", max_new, forced_tokens=n)
+    requests = [Request((i, side), ids, side == "tuned" and not merged, max_new, forced_tokens=n)
                 for i, (ids, n) in enumerate(work) for side in ("base", "tuned")]
-    slots = choose_slots(loaded.model, length, len(requests))
-    lora = RowLoRA(loaded.model, read_adapter(adapter), slots)
+    groups = ([[r for r in requests if r.key[1] == side] for side in ("base", "tuned")] if merged else [requests])
+    slots = choose_slots(loaded.model, length, len(groups[0]))
+    lora = None if merged else RowLoRA(loaded.model, read_adapter(adapter), slots)
     compiled = torch.cuda.is_available()
     engine = BatchEngine(loaded.model, eos_ids(loaded.model, loaded.tokenizer), slots, length, lora,
                          compiled=compiled)
     loaded_s = time.perf_counter() - start
-    stats = engine.run(requests, lambda done: None)
+    total_stats = EngineStats()
+    for number, group in enumerate(groups):
+        if number == 1:
+            merge_into(loaded.model, read_adapter(adapter))  # timed: part of the merged path's cost
+        stats = engine.run(group, lambda done: None)
+        for key in ("tokens", "steps", "prefills", "times_refilled"):
+            setattr(total_stats, key, getattr(total_stats, key) + getattr(stats, key))
     _sync()
     total = time.perf_counter() - start
     generating = total - loaded_s
-    return _row("engine: batch engine (static slots, refill)", len(requests), stats.tokens, total,
+    name = ("merged: batch engine, base side then tuned side merged" if merged
+            else "engine: batch engine (static slots, refill)")
+    return _row(name, len(requests), total_stats.tokens, total,
                 slots=slots, load_s=round(loaded_s, 1), generate_s=round(generating, 1),
-                generate_tokens_per_s=round(stats.tokens / generating, 1), compiled=compiled,
-                refilled=stats.times_refilled, steps=stats.steps, prefills=stats.prefills)
+                generate_tokens_per_s=round(total_stats.tokens / generating, 1), compiled=compiled,
+                refilled=total_stats.times_refilled, steps=total_stats.steps, prefills=total_stats.prefills)
 
 
 def measure(path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -186,8 +200,8 @@ def measure(path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     model_dir, adapter = prepare(args.work, args.tiny)
     work = workload(args.questions, args.prompt_tokens, args.min_answer, args.max_new,
                     len(AutoTokenizer.from_pretrained(model_dir)))
-    if path == "engine":
-        return [engine_path(model_dir, adapter, work, args.max_new)]
+    if path in ("engine", "merged"):
+        return [engine_path(model_dir, adapter, work, args.max_new, merged=path == "merged")]
     loaded = load_model(str(model_dir), quantised=False)
     lora = RowLoRA(loaded.model, read_adapter(adapter), 8)
     if path == "old":
@@ -204,6 +218,10 @@ def table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if old and row is not old:
             print(f"{row['path'].split(':')[0]} / old: {row['tokens_per_s'] / old['tokens_per_s']:.1f}x")
+    engine = next((r for r in rows if r["path"].startswith("engine")), None)
+    merged = next((r for r in rows if r["path"].startswith("merged")), None)
+    if engine and merged:  # the choice of evaluate/engine_answers.MERGE_TUNED
+        print(f"merged / engine (per-row LoRA): {merged['tokens_per_s'] / engine['tokens_per_s']:.3f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-tokens", type=int, default=250)
     parser.add_argument("--min-answer", type=int, default=200)
     parser.add_argument("--max-new", type=int, default=1024)
-    parser.add_argument("--paths", nargs="+", choices=("old", "cb", "engine"), default=["engine", "old", "cb"])
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=["engine", "old", "cb"])
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child measuring one path
     parser.add_argument("--tiny", action="store_true", help="the demo model on the CPU (checks the script only)")
     args = parser.parse_args(argv)
@@ -234,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     own = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--paths")]
     for path in args.paths:
-        child = [a for a in own if a not in ("old", "cb", "engine")]
+        child = [a for a in own if a not in PATHS]
         subprocess.run([sys.executable, __file__, *child, "--paths", path, "--one"], check=True)
         rows += json.loads((args.out / f"eval-{path}.json").read_text())
         print(json.dumps(rows[-1]), flush=True)

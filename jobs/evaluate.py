@@ -17,7 +17,7 @@ from jobs.attempt import Attempt
 from jobs.orphan import OrphanGuard
 from jobs.process import ended, job_main, limit_cpu_threads
 from medcot_ui.evaluate.create import evaluable_run
-from medcot_ui.evaluate.engine_answers import Answer, EngineAnswers, prompt_question
+from medcot_ui.evaluate.engine_answers import MERGE_TUNED, Answer, EngineAnswers, prompt_question
 from medcot_ui.evaluate.generate import SideSwitch, answer_batch
 from medcot_ui.evaluate.loglik import METHOD as LOGLIK, score_options, scored_answer
 from medcot_ui.evaluate.records import answered_count, evaluation_for_job, pending_items, store_answers
@@ -101,8 +101,11 @@ def answer_with_engine(writer: AnswerWriter, loaded: LoadedModel, fmt: PromptFor
     compiled = next(loaded.model.parameters()).device.type == "cuda" and not loaded.quantised
     if compiled:
         writer.attempt.event("compiling the decode step for this model (about a minute on a GPU)")
+    merge = MERGE_TUNED and not loaded.quantised and sides["base"] is None and sides["tuned"] is not None
+    writer.attempt.event("tuned side: the adapter merged into the 16-bit weights after the base side is answered"
+                         if merge else "tuned side: the adapter applied per row, both sides in shared batches")
     answers = EngineAnswers(loaded.model, loaded.tokenizer, fmt, evaluation.max_new_tokens, compiled,
-                            evaluation.greedy, evaluation.temperature, slots=evaluation.batch_size)
+                            evaluation.greedy, evaluation.temperature, slots=evaluation.batch_size, merge=merge)
     stats = answers.run(pending_items(evaluation.id, evaluation.n_items), sides, writer.add, writer.should_stop)
     writer.flush()
     tokens, seconds = sum(s.tokens for s in stats), sum(s.seconds for s in stats)

@@ -9,6 +9,8 @@
 #   scripts/gpu-check.sh compare one GPU alone: the Compare bench (engine with each attention, plain generate),
 #                                then the GPU Compare tests
 #   scripts/gpu-check.sh scale   on 2+ GPUs: the two-GPU training tests, then data-parallel scaling (1 vs all GPUs)
+#   scripts/gpu-check.sh merge   one GPU: the engine with the tuned side per row vs merged (same questions), the
+#                                batch engine's GPU tests, then the Compare bench and its GPU tests
 #   scripts/gpu-check.sh engine  one GPU: the batch engine's GPU tests, then the evaluation bench (lane a: the engine
 #                                on a whole MedQA-size paired evaluation; lane b: the old path, continuous
 #                                batching and the Compare bench; on one GPU, one lane per call)
@@ -17,7 +19,7 @@
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
 # returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
 set -uo pipefail
-stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale|engine}
+stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale|engine|merge}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
 budget=${GPU_CHECK_BUDGET_S:-$(case "$stage" in final|scale) echo 585 ;; *) echo 500 ;; esac)}
@@ -125,6 +127,19 @@ case "$stage" in
       [ -n "${SKIP_COMPARE:-}" ] || run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" \
         --tokens 256 --repeats 3 --json "$out/compare-gpu.json"
     }
+    ;;
+  merge)
+    # One GPU: the engine with the tuned side per row vs merged into the weights (evaluate/engine_answers.py's
+    # MERGE_TUNED), on the same questions in one call, the engine's GPU tests, then Compare (bench, tests).
+    lane_a() {
+      run 0 "$out/eval-merge.txt" python3 bench/eval_throughput.py "$out" --work "$work" --paths engine merged \
+        --questions "${QUESTIONS:-512}"
+      run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_engine_gpu.py
+      run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" --tokens 256 --repeats 3 \
+        --json "$out/compare-gpu.json"
+      run 0 "$out/pytest-compare.log" python3 -m pytest -v -p no:cacheprovider tests/test_compare_gpu.py
+    }
+    lane_b() { :; }
     ;;
   scale)
     # Every step uses all GPUs at once, so there is one lane: the 2-GPU tests, then 1 GPU vs all of them.

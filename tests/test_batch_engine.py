@@ -2,7 +2,8 @@
 
 On the tiny demo model (CPU, float32), with a random LoRA adapter saved by PEFT: base and tuned requests share
 the engine's slots, a finished slot takes the next question mid-run, and every row's greedy tokens equal a plain
-one-question ``model.generate`` (base) or PEFT's own model (tuned), token for token.
+one-question ``model.generate`` (base) or PEFT's own model (tuned), token for token; with the adapter merged into
+the weights after the base side, the tuned side equals PEFT's merged model.
 """
 
 from __future__ import annotations
@@ -78,6 +79,42 @@ def test_base_and_tuned_answers_sharing_three_slots_equal_each_model_answering_a
     assert [got[("tuned", i)].tokens for i in range(len(QUESTIONS))] == tuned_alone
     assert engine.stats.finished == 10 and engine.stats.times_refilled >= 3, "slots must be refilled mid-run"
     assert engine.stats.tokens == sum(len(a) for a in base_alone + tuned_alone)
+
+
+def test_with_the_adapter_merged_after_the_base_side_each_side_answers_as_its_model_alone(
+        setup: dict[str, Any]) -> None:
+    from peft import PeftModel
+
+    from medcot_ui.inference.row_lora import merge_into, read_adapter
+
+    lengths = [24, 6, 17, 11, 30]
+    base_alone = [_alone(_model(setup["dir"]), ids, n, setup["eos"]) for ids, n in zip(setup["ids"], lengths)]
+    merged = PeftModel.from_pretrained(_model(setup["dir"]), str(setup["adapter"])).merge_and_unload().eval()
+    tuned_alone = [_alone(merged, ids, n, setup["eos"]) for ids, n in zip(setup["ids"], lengths)]
+    assert base_alone != tuned_alone
+
+    model = _model(setup["dir"])
+    engine = BatchEngine(model, setup["eos"], 3, cache_length(max(map(len, setup["ids"])), max(lengths)))
+    base = _run(engine, [Request(i, ids, False, n) for i, (ids, n) in enumerate(zip(setup["ids"], lengths))])
+    merge_into(model, read_adapter(setup["adapter"]))  # the same engine (no re-build) answers the tuned side
+    tuned = _run(engine, [Request(i, ids, False, n) for i, (ids, n) in enumerate(zip(setup["ids"], lengths))])
+
+    assert [base[i].tokens for i in range(len(QUESTIONS))] == base_alone
+    assert [tuned[i].tokens for i in range(len(QUESTIONS))] == tuned_alone
+
+
+def test_a_four_bit_layer_refuses_a_merged_adapter_naming_the_module(setup: dict[str, Any]) -> None:
+    from torch import nn
+
+    from medcot_ui.inference.row_lora import AdapterError, AdapterWeights, merge_into
+
+    model = _model(setup["dir"])
+    name = "model.layers.0.self_attn.q_proj"
+    layer = model.get_submodule(name)
+    model.get_submodule("model.layers.0.self_attn").q_proj = nn.Sequential(layer)  # not a plain nn.Linear
+    weights = AdapterWeights({name: (torch.zeros(2, layer.in_features), torch.zeros(layer.out_features, 2))}, 1.0)
+    with pytest.raises(AdapterError, match="q_proj.*cannot take a merged adapter"):
+        merge_into(model, weights)
 
 
 def test_an_answer_ends_at_its_end_of_sequence_token_and_forced_lengths_ignore_it(setup: dict[str, Any]) -> None:

@@ -99,3 +99,15 @@ def test_a_bad_row_after_a_skipped_multi_answer_row_is_named_by_its_line_in_the_
     with pytest.raises(ChoiceDataError) as refused:
         items_of_file(write_jsonl(tmp_path / "skip.jsonl", rows))
     assert refused.value.problems == ["row 2, column 'question': the question is missing or empty"]
+
+
+def test_a_benchmark_asked_for_by_name_goes_to_its_hub_dataset_and_split_and_offline_says_so(demo_run: int) -> None:
+    # The Hub cannot be reached here: everything up to the download is checked, and the refusal names the dataset.
+    from conftest import cli
+    from medcot_ui.evaluate.records import list_evaluations
+
+    refused = cli("eval", "choice", str(demo_run), "--benchmark", "medmcqa", "--method", "loglik", check=False)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "Traceback" not in said
+    assert "openlifescienceai/medmcqa" in said and "HF_HUB_OFFLINE" in said, said
+    assert list_evaluations(demo_run) == []

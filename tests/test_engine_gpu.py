@@ -127,6 +127,32 @@ def test_bf16_answers_follow_their_own_side_and_slots_are_refilled(small: tuple[
             assert own < NOISE < other, (side, i, own, other)
 
 
+def test_bf16_with_the_adapter_merged_after_the_base_side_each_side_follows_its_own_model(
+        small: tuple[Path, Path]) -> None:
+    import torch
+
+    from medcot_ui.inference.batch_engine import BatchEngine, Request, cache_length
+    from medcot_ui.inference.row_lora import inject, merge_into, read_adapter
+
+    model_dir, adapter = small
+    model = _model(model_dir, torch.bfloat16)
+    engine = BatchEngine(model, [], 4, cache_length(128, NEW_TOKENS), compiled=True)
+    prompts, lengths = _prompts(8), [NEW_TOKENS, 17, 29, 8, NEW_TOKENS, 23, 35, 12]
+    got: dict[Any, list[int]] = {}
+    for side in ("base", "tuned"):
+        if side == "tuned":
+            merge_into(model, read_adapter(adapter))  # in place: the captured graphs read the merged weights
+        engine.run([Request((side, i), p, False, n) for i, (p, n) in enumerate(zip(prompts, lengths))],
+                   lambda done: got.update({d.request.key: d.tokens for d in done}))
+    reference = _model(model_dir, torch.bfloat16)
+    lora = inject(reference, adapter, rows=1)
+    for i, prompt in enumerate(prompts[:4]):
+        for side in ("base", "tuned"):
+            own = _worst_gap(reference, lora, prompt, got[(side, i)], side == "tuned")
+            other = _worst_gap(reference, lora, prompt, got[(side, i)], side != "tuned")
+            assert own < NOISE < other, (side, i, own, other)
+
+
 def test_a_stop_ends_the_run_at_the_next_look_and_the_engine_answers_again_after(small: tuple[Path, Path]) -> None:
     import torch
 

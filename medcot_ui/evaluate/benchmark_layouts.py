@@ -15,6 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+@dataclass(frozen=True)
+class Benchmark:
+    """A standard benchmark by name: where the Hub keeps it, and the split that serves as its test set."""
+
+    title: str
+    dataset_id: str
+    config: str
+    split: str
+
+
+BENCHMARKS = {
+    "medqa": Benchmark("MedQA-USMLE, 4 options", "GBaker/MedQA-USMLE-4-options", "", "test"),
+    "medmcqa": Benchmark("MedMCQA", "openlifescienceai/medmcqa", "", "validation"),  # its test split has no key
+    "pubmedqa": Benchmark("PubMedQA, labeled", "pubmed_qa", "pqa_labeled", "train"),  # its one split: 1,000 rows
+}
 MEDMCQA_OPTIONS = ("opa", "opb", "opc", "opd")
 PUBMEDQA_ANSWERS = {"yes": "A", "no": "B", "maybe": "C"}
 

@@ -3,6 +3,7 @@
     medcot eval held-out 3 -n 50                   # run 3 against its base on its own held-out rows
     medcot eval held-out 3 --against 2 --file q.jsonl
     medcot eval choice 3 --source demo -n 20       # multiple-choice accuracy (default: MedQA 4-option, test)
+    medcot eval choice 3 --benchmark medmcqa --method loglik   # a standard benchmark by name, scored in minutes
     medcot eval choice 3 --source file --file medqa_test.jsonl --check-only   # which questions run 3 trained on
     medcot eval list / medcot eval show 1 / medcot eval export 1 --format csv
 """
@@ -13,6 +14,7 @@ import argparse
 import time
 from typing import Any
 
+from medcot_ui.evaluate.benchmark_layouts import BENCHMARKS
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT, LETTERED
 from medcot_ui.evaluate.create import (METHODS, WEIGHTS, EvalRequest, EvaluationError, contamination_of, create_evaluation,
                                       evaluable_run, fewer_note, gather_questions, overlap_lines)
@@ -48,6 +50,9 @@ def cmd_create(args: argparse.Namespace) -> int:
         mapping = {"question": args.question_column or "question", "answer": args.answer_column or "answer",
                    "options": LETTERED if args.lettered else (args.options_column or "options")}
     source = args.source if args.kind == CHOICE else ("file" if args.file else "held_out")
+    if getattr(args, "benchmark", None):
+        named = BENCHMARKS[args.benchmark]
+        source, args.dataset, args.config, args.split = "hub", named.dataset_id, named.config, named.split
     req = EvalRequest(kind=args.kind, run_id=args.run_id, base_run_id=args.base_run_id, n=args.n, source=source,
                       file_path=args.file or "", dataset_id=getattr(args, "dataset", "") or "",
                       dataset_config=getattr(args, "config", "") or "", split=getattr(args, "split", "test"),
@@ -143,6 +148,10 @@ def add_parser(sub: Any) -> None:
     p = commands.add_parser("choice", help="multiple-choice accuracy of both models")
     _generation_options(p)
     p.add_argument("--source", choices=("hub", "file", "demo"), default="hub")
+    p.add_argument("--benchmark", choices=list(BENCHMARKS),
+                   help="a standard benchmark from the Hub by name (sets --dataset, --config and --split): "
+                        + "; ".join(f"{k}: {b.dataset_id} {b.config} ({b.split})".replace("  ", " ")
+                                    for k, b in BENCHMARKS.items()))
     p.add_argument("--dataset", default=DEFAULT_HUB_DATASET, help="Hub dataset id (source hub)")
     p.add_argument("--config", default="", help="Hub dataset config")
     p.add_argument("--split", default=DEFAULT_HUB_SPLIT)

@@ -1,8 +1,9 @@
 """An evaluation's answers through the batch engine: every pending question, both sides, in shared batches.
 
-Against the base model one pass answers both sides (each slot's LoRA scale says which side it is); against
-another run two passes, one per run's adapter (copied in place when the shapes match, so the compiled decode
-step is reused). Each group of finished answers goes to the caller with its share of the wall time, which
+Against the base model one pass answers both sides (each slot's LoRA scale says which side it is), or, with
+``merge`` (16-bit weights), two passes: the base side on the plain model, then the tuned side after the adapter is
+added into the weights in place (no LoRA work per step; the compiled decode step is reused). Against another run
+two passes, one per run's adapter (copied in place when the shapes match, so the compiled decode step is reused). Each group of finished answers goes to the caller with its share of the wall time, which
 makes the stored seconds add up to the time taken (the progress ETA and tokens/s read them).
 """
 
@@ -18,22 +19,30 @@ from medcot_ui.evaluate.generate import Generated, decode_answer
 from medcot_ui.evaluate.tables import SIDES, EvalItem
 from medcot_ui.inference.batch_engine import BatchEngine, EngineStats, Finished, Request, cache_length, choose_slots
 from medcot_ui.inference.eos import eos_ids
-from medcot_ui.inference.row_lora import AdapterWeights, RowLoRA
+from medcot_ui.inference.row_lora import AdapterWeights, RowLoRA, merge_into
 from medcot_ui.training.prompts import THINK_OPEN, PromptFormat
 
 Answer = tuple[EvalItem, str, Generated]  # the question, the side, its answer
+# Base vs a run on 16-bit weights: merge the adapter for the tuned side (two passes) rather than apply it per row
+# (one shared pass). Chosen by bench/eval_throughput.py (paths engine and merged, docs/BENCHMARKS.md).
+MERGE_TUNED = False
 
 
 @dataclass(frozen=True)
 class Pass:
-    """One run of the engine: the adapter injected for it and, per side answered, whether that side uses it."""
+    """One run of the engine: the adapter injected for it and, per side answered, whether that side uses it;
+    ``merged``: the adapter is added into the weights before the pass instead (every request then runs plain)."""
 
     adapter: AdapterWeights | None
     sides: dict[str, bool]
+    merged: bool = False
 
 
-def passes(sides: dict[str, AdapterWeights | None]) -> list[Pass]:
-    """Base vs a run: one pass, the run's adapter on in the tuned slots. Run vs run: one pass per adapter."""
+def passes(sides: dict[str, AdapterWeights | None], merge: bool = False) -> list[Pass]:
+    """Base vs a run: one pass, the run's adapter on in the tuned slots, or (``merge``) the base side plain and
+    then the tuned side merged. Run vs run: one pass per adapter."""
+    if sides["base"] is None and merge and sides["tuned"] is not None:
+        return [Pass(None, {"base": False}), Pass(sides["tuned"], {"tuned": False}, merged=True)]
     if sides["base"] is None:
         return [Pass(sides["tuned"], {"base": False, "tuned": sides["tuned"] is not None})]
     return [Pass(sides[side], {side: True}) for side in SIDES]
@@ -47,9 +56,9 @@ class EngineAnswers:
     """The pending answers of one evaluation on one loaded model (``slots``: 0 = from free GPU memory)."""
 
     def __init__(self, model: Any, tokenizer: Any, fmt: PromptFormat, max_new_tokens: int, compiled: bool,
-                 greedy: bool = True, temperature: float = 0.6, slots: int = 0):
+                 greedy: bool = True, temperature: float = 0.6, slots: int = 0, merge: bool = False):
         self.model, self.tokenizer, self.fmt = model, tokenizer, fmt
-        self.max_new_tokens, self.compiled, self.slots = max_new_tokens, compiled, slots
+        self.max_new_tokens, self.compiled, self.slots, self.merge = max_new_tokens, compiled, slots, merge
         self.greedy, self.temperature = greedy, temperature
         self.engine: BatchEngine | None = None
         self.lora: RowLoRA | None = None
@@ -63,6 +72,9 @@ class EngineAnswers:
 
     def _engine_for(self, step: Pass, longest: int, requests: int) -> BatchEngine:
         """The engine with ``step``'s adapter on it; built once, the adapter copied in place where it fits."""
+        if step.merged:
+            merge_into(self.model, step.adapter)  # in place: an engine built for the plain model reads it
+            step = Pass(None, step.sides)
         if self.engine is not None and (step.adapter is None) == (self.lora is None) and (
                 self.lora is None or self.lora.fits(step.adapter)):
             if self.lora is not None:
@@ -84,7 +96,7 @@ class EngineAnswers:
         longest = max((len(ids) for ids, _ in prompts.values()), default=1)
         by_id = {item.id: item for item in items}
         stats = []
-        for step in passes(sides):
+        for step in passes(sides, self.merge):
             requests = [Request((item.id, side), prompts[item.id][0], tuned, self.max_new_tokens)
                         for item in items for side, tuned in step.sides.items() if not item.generated(side)]
             if not requests:

@@ -174,6 +174,22 @@ class RowLoRA:
         self.layers = {}
 
 
+def merge_into(model: nn.Module, weights: AdapterWeights) -> None:
+    """Add the adapter to the base weights in place (W += scaling * B A): afterwards the plain model is the tuned
+    model, at the base model's speed. Not undone (16-bit rounding would not give the base back): the evaluation
+    process answers the base side first. Only 16/32-bit plain ``nn.Linear`` layers can take it."""
+    with torch.no_grad():
+        for name, (a, b) in weights.pairs.items():
+            parent, child = _parent(model, name)
+            layer = getattr(parent, child)
+            if type(layer) is not nn.Linear or not layer.weight.dtype.is_floating_point:
+                raise AdapterError(f"adapter module {name!r}: a {type(layer).__name__} cannot take a merged adapter "
+                                   "(4-bit weights keep the adapter per row)")
+            delta = weights.scaling * (b.to(layer.weight.device, torch.float32) @ a.to(layer.weight.device,
+                                                                                           torch.float32))
+            layer.weight.copy_((layer.weight.float() + delta).to(layer.weight.dtype))
+
+
 def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
     parent_path, _, child = path.rpartition(".")
     try:

@@ -11,8 +11,9 @@ from jobs.queue import QueueError, request_cancel, resume
 from medcot_ui.compare.comparable import comparable_runs
 from medcot_ui.data.uploads import UploadRejected, accept_upload
 from medcot_ui.evaluate import blinding, rating, view
+from medcot_ui.evaluate.benchmark_layouts import BENCHMARKS
 from medcot_ui.evaluate.blinding import StillBlind
-from medcot_ui.evaluate.choice_data import DEFAULT_HUB_DATASET, DEFAULT_HUB_SPLIT
+from medcot_ui.evaluate.choice_data import DEFAULT_HUB_SPLIT
 from medcot_ui.evaluate.create import GENERATE, EvalRequest, EvaluationError, create_evaluation, fewer_note
 from medcot_ui.evaluate.loglik import METHOD as LOGLIK
 from medcot_ui.evaluate.export import export_csv, export_jsonl
@@ -25,7 +26,8 @@ from medcot_ui.tabs.wiring import Updates, bound, unchanged
 
 KINDS = {"Held-out answers, rated blind (A/B)": HELD_OUT, "Multiple-choice accuracy": CHOICE}
 METHOD_LABELS = {"Generate: reason, then a letter": GENERATE, "Log-likelihood of each option": LOGLIK}
-SOURCES = {"The run's held-out rows": "held_out", f"{DEFAULT_HUB_DATASET} (Hub)": "hub",
+SOURCES = {"The run's held-out rows": "held_out",
+           **{f"{b.title}: {b.dataset_id} (Hub)": f"hub:{name}" for name, b in BENCHMARKS.items()},
            "Demo multiple-choice file (offline)": "demo", "Uploaded file": "file"}
 VERDICTS = {label: verdict for verdict, label in rating.VERDICT_LABELS.items()}
 BASE_MODEL = 0  # the "against" menu's value for the run's own base model
@@ -208,9 +210,12 @@ def _request(kind_label: str, run_id: Any, against: Any, source_label: str, uplo
         raise _refused(f"Questions: '{source_label}' does not go with {kind_label.lower()}.")
     if source == "file" and not path:
         raise _refused("Upload: add the file of questions first.")
+    named = BENCHMARKS[source.split(":", 1)[1]] if source.startswith("hub:") else None
     try:
         return EvalRequest(kind=kind, run_id=int(run_id), base_run_id=int(against) if against else None,
-                           n=int(n or 0), source=source, file_path=path, split=DEFAULT_HUB_SPLIT,
+                           n=int(n or 0), source="hub" if named else source, file_path=path,
+                           dataset_id=named.dataset_id if named else "", dataset_config=named.config if named else "",
+                           split=named.split if named else DEFAULT_HUB_SPLIT,
                            mapping=_mapping(mapping) if kind == CHOICE else {}, max_new_tokens=int(max_new_tokens or 0),
                            batch_size=int(batch_size or 0), greedy=bool(greedy), exclude_contaminated=bool(exclude),
                            method=METHOD_LABELS.get(method_label, GENERATE) if kind == CHOICE else GENERATE)
