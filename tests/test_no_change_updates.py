@@ -14,6 +14,7 @@ CASES = {  # handler: the arguments after the tab holder that mean "nothing pick
     ("compare", "on_sample"): (None, None),
     ("evaluate", "tick"): (None, None),
     ("evaluate", "show_item"): (None, 1, "", None),
+    ("evaluate", "signed_in_rater"): (None,),  # not signed in: the typed name stays
 }
 
 

@@ -6,6 +6,7 @@
     medcot eval choice 3 --benchmark medmcqa --method loglik   # a standard benchmark by name, scored in minutes
     medcot eval choice 3 --source file --file medqa_test.jsonl --check-only   # which questions run 3 trained on
     medcot eval list / medcot eval show 1 / medcot eval export 1 --format csv
+    medcot eval table 3                            # run 3's benchmarks: base and tuned side by side, per method
 """
 
 from __future__ import annotations
@@ -124,6 +125,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from medcot_ui.evaluate.benchmark_table import benchmark_markdown
+    from medcot_ui.evaluate.in_card import finished_evaluations
+
+    evaluable_run(args.run_id)
+    print(benchmark_markdown(finished_evaluations(args.run_id)))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -170,6 +180,9 @@ def add_parser(sub: Any) -> None:
     p = commands.add_parser("show", help="one evaluation: progress and summary")
     p.add_argument("evaluation_id", type=int)
     p.set_defaults(fn=cmd_show)
+    p = commands.add_parser("table", help="a run's finished multiple-choice evaluations side by side (Markdown)")
+    p.add_argument("run_id", type=int)
+    p.set_defaults(fn=cmd_table)
     p = commands.add_parser("export", help="write an evaluation as CSV or JSONL; prints the path")
     p.add_argument("evaluation_id", type=int)
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")

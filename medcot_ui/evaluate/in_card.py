@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from medcot_ui.evaluate.benchmark_table import benchmark_markdown, benchmark_rows
 from medcot_ui.evaluate.records import list_evaluations
 from medcot_ui.evaluate.results import RESEARCH_ONLY, headline, summary_lines
 from medcot_ui.evaluate.tables import Evaluation
@@ -53,6 +54,8 @@ def card_section(run_id: int) -> str:
     parts = [f"{len(finished)} evaluation{'s' * (len(finished) > 1)} run in MedCoT Studio (95% intervals are Wilson "
              "score intervals; the paired test is an exact McNemar test; blind ratings saw the two answers as A and B "
              "in a random order recorded per question)."]
+    if benchmark_rows(finished):
+        parts.append(f"### Multiple-choice benchmarks\n\n{benchmark_markdown(finished)}")
     for evaluation in finished:
         lines = "\n".join(f"- {line}" for line in summary_lines(evaluation))
         parts.append(f"### {headline(evaluation)}\n\n{lines}")

@@ -12,11 +12,13 @@ from medcot_ui.compare.comparable import comparable_runs
 from medcot_ui.data.uploads import UploadRejected, accept_upload
 from medcot_ui.evaluate import blinding, rating, view
 from medcot_ui.evaluate.benchmark_layouts import BENCHMARKS
+from medcot_ui.evaluate.benchmark_table import benchmark_markdown
 from medcot_ui.evaluate.blinding import StillBlind
 from medcot_ui.evaluate.choice_data import DEFAULT_HUB_SPLIT
 from medcot_ui.evaluate.create import GENERATE, EvalRequest, EvaluationError, create_evaluation, fewer_note
 from medcot_ui.evaluate.loglik import METHOD as LOGLIK
 from medcot_ui.evaluate.export import export_csv, export_jsonl
+from medcot_ui.evaluate.in_card import finished_evaluations
 from medcot_ui.evaluate.records import get_evaluation, items_of
 from medcot_ui.evaluate.results import contamination_line, side_labels
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT
@@ -58,6 +60,7 @@ class EvaluateTab:
     cancel: gr.Button
     resume: gr.Button
     status: gr.Markdown
+    benchmarks: gr.Markdown
     timer: gr.Timer
     rater: gr.Textbox
     next_item: gr.Button
@@ -116,7 +119,10 @@ def _progress() -> dict[str, Any]:
         cancel = gr.Button("Cancel", scale=0, size="sm")
         resume_ = gr.Button("Resume", scale=0, size="sm")
     status = gr.Markdown(elem_id="evaluate-status")
-    return dict(evaluation=evaluation, cancel=cancel, resume=resume_, status=status, timer=gr.Timer(2.0))
+    with gr.Accordion("This run's benchmarks: base and tuned side by side", open=False):
+        benchmarks = gr.Markdown(elem_id="evaluate-benchmarks")
+    return dict(evaluation=evaluation, cancel=cancel, resume=resume_, status=status, benchmarks=benchmarks,
+                timer=gr.Timer(2.0))
 
 
 def _rating() -> dict[str, Any]:
@@ -241,9 +247,12 @@ def queue_evaluation(ui: EvaluateTab, kind_label: str, run_id: Any, against: Any
 
 def show_evaluation(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr.Request) -> Updates:
     if evaluation_id is None or not may(request, "view_runs"):
-        return {ui.status: "", ui.items: [], ui.detail: "", ui.blind: "", ui.item: None, ui.reveal: ""}
+        return {ui.status: "", ui.items: [], ui.detail: "", ui.blind: "", ui.item: None, ui.reveal: "",
+                ui.benchmarks: ""}
     eid, rater = _evaluation_id(evaluation_id), _rater(rater_name, request)
-    return {ui.status: view.status_markdown(eid), ui.items: view.items_table(eid, rater),
+    evaluation = get_evaluation(eid)
+    table = benchmark_markdown(finished_evaluations(evaluation.run_id)) if evaluation else ""
+    return {ui.status: view.status_markdown(eid), ui.items: view.items_table(eid, rater), ui.benchmarks: table,
             ui.detail: view.item_markdown(eid, 1, rater), ui.number: 1, ui.blind: "", ui.item: None, ui.reveal: ""}
 
 
@@ -276,7 +285,7 @@ def resume_evaluation(ui: EvaluateTab, evaluation_id: Any, request: gr.Request) 
 def signed_in_rater(ui: EvaluateTab, request: gr.Request) -> Updates:
     """A signed-in rater rates under their account name (not editable); locally, a typed name."""
     name = caller_of(request).username
-    return {ui.rater: gr.update(value=name, interactive=False)} if name else {}
+    return {ui.rater: gr.update(value=name, interactive=False)} if name else unchanged()
 
 
 def _rater(typed: str, request: gr.Request) -> str:
@@ -349,7 +358,7 @@ def end_rating(ui: EvaluateTab, evaluation_id: Any, rater_name: str, request: gr
 
 
 def _bind(ui: EvaluateTab) -> None:
-    shown = [ui.status, ui.items, ui.detail, ui.number, ui.blind, ui.item, ui.reveal]
+    shown = [ui.status, ui.items, ui.detail, ui.number, ui.blind, ui.item, ui.reveal, ui.benchmarks]
     ui.run.focus(bound(list_runs, ui), None, [ui.run, ui.against], api_name=False, queue=False)
     ui.evaluation.focus(bound(list_evaluations, ui), ui.evaluation, ui.evaluation, api_name=False, queue=False)
     ui.queue.click(bound(queue_evaluation, ui), [ui.kind, ui.run, ui.against, ui.source, ui.upload, ui.mapping, ui.n,
