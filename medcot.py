@@ -66,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     from medcot_ui.jobkinds import enqueue
 
-    run = enqueue("train", _load(args))
+    config = _load(args)
+    run = enqueue(config.job_kind, config)
     print(f"queued run {run.id} ({run.name}); a worker will pick it up (`medcot worker`, or the app's own)")
     return 0
 

@@ -62,7 +62,7 @@ def _state_problem(state_file: Path) -> str | None:
     return None
 
 
-def _optimizer(name: str, device_is_cuda: bool) -> str:
+def optimizer_name(name: str, device_is_cuda: bool) -> str:
     import importlib.util
 
     if name in {"adamw_8bit", "paged_adamw_8bit"} and not (
@@ -93,7 +93,7 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         max_steps=t.max_steps if t.max_steps > 0 else -1, num_train_epochs=t.num_train_epochs,
         learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, lr_scheduler_type=t.lr_scheduler_type,
-        weight_decay=t.weight_decay, optim=_optimizer(t.optim, cuda), bf16=bf16, fp16=fp16, use_cpu=not cuda,
+        weight_decay=t.weight_decay, optim=optimizer_name(t.optim, cuda), bf16=bf16, fp16=fp16, use_cpu=not cuda,
         logging_steps=t.logging_steps, logging_nan_inf_filter=False,  # a NaN must reach our guard, not be hidden
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
@@ -113,7 +113,7 @@ def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, ou
         callbacks=callbacks)
 
 
-def _save_outputs(run_id: int, config: RunConfig, output_dir: Path, backend: str, started: float) -> None:
+def save_outputs(run_id: int, config: RunConfig, output_dir: Path, backend: str, started: float) -> None:
     """The resolved config and a metrics summary beside the adapter."""
     (output_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     metrics = run_metrics(run_id)
@@ -151,7 +151,7 @@ def _load(attempt: Attempt, config: RunConfig) -> tuple[LoadedModel, Prepared]:
     return loaded, prepared
 
 
-def _resume_point(attempt: Attempt, output_dir: Path, resume: bool) -> Path | None:
+def resume_point(attempt: Attempt, output_dir: Path, resume: bool) -> Path | None:
     """The checkpoint to continue from (metrics after it are dropped: those steps are trained again)."""
     from jobs.callbacks import drop_metrics_after
 
@@ -183,7 +183,7 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
     limit_cpu_threads()
     # Another rank's crash stops the launcher, and the worker records that: only rank 0 records.
     return ended(run_id, attempt_number, lambda: _train(run, attempt, parent_pid), records=is_main(),
-                 crash_message=lambda exc: OOM_ADVICE if _is_oom(exc) else f"{type(exc).__name__}: {exc}")
+                 crash_message=lambda exc: OOM_ADVICE if is_oom(exc) else f"{type(exc).__name__}: {exc}")
 
 
 def _train(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
@@ -206,7 +206,7 @@ def _train(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
         callbacks.append(NanInjector(int(os.environ["MEDCOT_FAULT_NAN_AT_STEP"])))
     trainer = build_trainer(config, loaded, prepared, output_dir, callbacks)
     callback.tokens = trainer.data_collator = TokenCounter(trainer.data_collator)
-    checkpoint = _resume_point(attempt, output_dir, run.resume)
+    checkpoint = resume_point(attempt, output_dir, run.resume)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if not callback.failure:  # the loss is the same on every rank, so they all agree
         attempt.check()  # the adapter folder is the live attempt's once another owns the run
@@ -216,14 +216,14 @@ def _train(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
     if callback.failure:
         finish(run.id, RunStatus.failed, callback.failure, attempt=attempt.number)
         return RunStatus.failed
-    _save_outputs(run.id, config, output_dir, loaded.backend, started)
+    save_outputs(run.id, config, output_dir, loaded.backend, started)
     status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
     finish(run.id, status, "cancelled by the user; the adapter at the last step was saved"
            if callback.cancelled else None, attempt=attempt.number)
     return status
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
@@ -237,11 +237,16 @@ def train_direct(config: RunConfig) -> tuple[int, RunStatus]:
     if config.training.num_processes > 1:
         raise ConfigError([f"training.num_processes: {config.training.num_processes} processes are started by a "
                            "worker; queue the run with `medcot enqueue` (this command trains in one process)"])
-    run = enqueue("train", config)
+    run = enqueue(config.job_kind, config)
     worker_id = f"cli-{os.getpid()}"
     attempt = claim_specific(run.id, worker_id)
     with LeaseKeeper(run.id, worker_id):
-        status = run_training(run.id, attempt)
+        if run.kind == "grpo":
+            from jobs.grpo import run_grpo
+
+            status = run_grpo(run.id, attempt)
+        else:
+            status = run_training(run.id, attempt)
     return run.id, status or get_run(run.id).status  # lost its lease (the process froze): reaped meanwhile
 
 

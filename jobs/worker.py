@@ -30,7 +30,7 @@ from medcot_ui.hosting.bucket_files import forget_runs, keep_quietly
 from medcot_ui.redact import install as install_redaction
 from medcot_ui.settings import PROJECT_DIR, get_settings
 from medcot_ui.jobkinds import kind_of
-from medcot_ui.store import TRAIN_KIND, Run, RunStatus, add_event, dispose_engines, get_run
+from medcot_ui.store import TRAINING_KINDS, Run, RunStatus, add_event, dispose_engines, get_run
 from medcot_ui.textfiles import tail_lines
 
 CANCEL_GRACE_SECONDS = 120.0  # a step that never ends (hung kernel) still gets stopped after this
@@ -140,7 +140,7 @@ class Worker:
     def _keep_outputs(self, run: Run | None) -> None:
         """Bucket storage: a finished run's adapter, config, summary and log to the mount (its checkpoints were
         copied at each save)."""
-        if run is not None and run.kind == TRAIN_KIND and run.status in (RunStatus.succeeded, RunStatus.cancelled):
+        if run is not None and run.kind in TRAINING_KINDS and run.status in (RunStatus.succeeded, RunStatus.cancelled):
             keep_quietly(Path(run.output_dir), skip_prefix="checkpoint-", settings=self.settings)
 
     def _start(self, run: Run) -> tuple[subprocess.Popen[bytes], str, Path]:

@@ -22,7 +22,7 @@ from medcot_ui.store import Run, RunEvent, write_session
 
 # The built-in kinds, each registered by its own module when first asked for (so importing the registry, as the
 # queue does, loads no feature package).
-BUILT_IN = {"train": "medcot_ui.training.job", "evaluate": "medcot_ui.evaluate.job"}
+BUILT_IN = {"train": "medcot_ui.training.job", "evaluate": "medcot_ui.evaluate.job", "grpo": "medcot_ui.reinforce.job"}
 
 
 class JobKindError(MedcotError, ValueError):

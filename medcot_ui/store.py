@@ -25,6 +25,8 @@ from medcot_ui.training.config import ConfigError, RunConfig
 
 # The kind of job the Runs tab lists and everything about tuned runs reads; medcot_ui/jobkinds.py knows every kind.
 TRAIN_KIND = "train"
+# Jobs whose payload is a RunConfig and whose outcome is an adapter (supervised and GRPO training): the runs.
+TRAINING_KINDS = (TRAIN_KIND, "grpo")
 
 
 class RunStatus(StrEnum):
@@ -84,7 +86,7 @@ class Run(SQLModel, table=True):
     @property
     def base_model(self) -> str:
         """The model a training run tuned ("" for other kinds of job: their payload names no model)."""
-        return self.run_config().model.base_model if self.kind == TRAIN_KIND else ""
+        return self.run_config().model.base_model if self.kind in TRAINING_KINDS else ""
 
     @property
     def label(self) -> str:
@@ -103,7 +105,7 @@ class Run(SQLModel, table=True):
     def run_config(self) -> RunConfig:
         """A training run's configuration as stored when it was queued (validated again on reading); other kinds
         of job hold other payloads (``jobkinds.payload_of`` reads any kind's)."""
-        if self.kind != TRAIN_KIND:
+        if self.kind not in TRAINING_KINDS:
             raise ConfigError([f"run {self.id}: an {self.kind} job has no training configuration"])
         return RunConfig.from_json(self.config_json)
 
@@ -318,7 +320,7 @@ def get_run(run_id: int) -> Run | None:
 def live_runs() -> Any:
     """The condition that leaves out deleted runs (waiting for undo or purge) and evaluation jobs (the Evaluate tab
     shows those): every list of runs uses it."""
-    return Run.deleted_at.is_(None) & (Run.kind == TRAIN_KIND)
+    return Run.deleted_at.is_(None) & Run.kind.in_(TRAINING_KINDS)
 
 
 def list_runs(limit: int = 200) -> list[Run]:

@@ -46,7 +46,7 @@ def test_every_schema_setting_appears_in_the_form_with_its_label_help_and_group(
     assert by_path["lora.target_modules"].kind == "list"
     assert by_path["data.custom_template"].multiline
     assert by_path["model.base_model"].group == "Model" and by_path["tracking.report_to"].group == "Tracking"
-    assert form.groups() == ["Run", "Model", "LoRA", "Training", "Data", "Tracking"]
+    assert form.groups() == ["Run", "Model", "LoRA", "Training", "Data", "Reinforcement (GRPO)", "Tracking"]
 
 
 def test_the_form_starts_at_the_reference_recipe_and_round_trips_every_preset():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FOUNDATIONS = ("settings", "redact", "errors", "units", "textfiles", "record_files")
-FEATURES = ("data", "training", "compare", "evaluate", "runs", "publish", "hosting", "tabs")
+FEATURES = ("data", "training", "compare", "evaluate", "reinforce", "runs", "publish", "hosting", "tabs")
 # What a tab may take from jobs/: the queue's public actions (cancel, resume, delete...). Enqueueing goes through
 # medcot_ui.jobkinds; job processes (train, evaluate, worker...) are started by the worker only.
 TAB_JOB_MODULES = {"jobs.queue"}

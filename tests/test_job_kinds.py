@@ -66,8 +66,8 @@ def test_payloads_read_back_typed_and_a_wrong_one_is_refused_naming_the_kind(hom
     assert isinstance(read, EvalRequest) and read.n == 7 and read.run_id == training.id
     with pytest.raises(JobKindError, match="payload: a count job takes a Count, not a RunConfig"):
         enqueue("count", quick_demo())
-    with pytest.raises(JobKindError, match="kind: 'grpo' is not a job kind"):
-        enqueue("grpo", quick_demo())
+    with pytest.raises(JobKindError, match="kind: 'ppo' is not a job kind"):
+        enqueue("ppo", quick_demo())
 
 
 def test_an_evaluation_job_is_never_read_as_a_training_config(home: Path) -> None:

@@ -241,6 +241,16 @@ def _how_to_section(inputs: CardInputs) -> str:
     return prompt + "\n\n" + code
 
 
+def _method(config: Any) -> str:
+    if config.training.method != "grpo":
+        return "supervised fine-tuning (TRL `SFTTrainer`)"
+    g = config.grpo
+    start = f", continuing run {g.start_from_run}'s adapter" if g.start_from_run else ""
+    return (f"reinforcement with a verifiable reward (TRL `GRPOTrainer`: {g.num_generations} completions per "
+            f"multiple-choice question, rewards: right answer x{g.correctness_weight}, format x{g.format_weight}, "
+            f"length penalty x{g.length_weight}; KL weight {g.beta}{start})")
+
+
 def _model_details_section(inputs: CardInputs) -> str:
     config, run, lt = inputs.config, inputs.run, inputs.config.lora
     base_label = ("MedCoT Studio's tiny demo model (`demo:tiny-llama`, built locally, not on the Hub)"
@@ -250,7 +260,7 @@ def _model_details_section(inputs: CardInputs) -> str:
         f"\"{_title(inputs)}\").",
         "",
         f"- Base model: {base_label}",
-        f"- Method: supervised fine-tuning (TRL `SFTTrainer`) of a LoRA adapter, r={lt.r}, alpha={lt.alpha}, "
+        f"- Method: {_method(config)} of a LoRA adapter, r={lt.r}, alpha={lt.alpha}, "
         f"dropout={lt.dropout}, on {', '.join(lt.target_modules)}",
         f"- Backend: {inputs.summary.get('backend', 'unknown')}"
         + (f"; merged weights saved as {inputs.merged_dtype}" if inputs.merged_dtype else ""),

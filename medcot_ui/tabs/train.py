@@ -197,7 +197,7 @@ def launch(ui: TrainTab, data: dict[Component, Any], request: gr.Request) -> Upd
     if config is None or problems:
         return {**_problems(ui, problems), ui.launch_msg: "Not launched: fix the settings marked above.",
                 ui.launched: None}
-    run = enqueue("train", config)
+    run = enqueue(config.job_kind, config)
     return {**_problems(ui, []), ui.launch_msg: f"Queued run {run.id} ({run.name}). Follow it in **Runs**.",
             ui.launched: run.id}
 

@@ -88,6 +88,9 @@ class LoraSettings(_Section):
 
 
 class TrainingSettings(_Section):
+    method: Literal["sft", "grpo"] = _f(
+        "sft", "Method", "sft = supervised fine-tuning on the reasoning traces (the recipe); grpo = reinforcement "
+        "on multiple-choice questions, rewarded when the answer letter is right (settings under 'Reinforcement').")
     per_device_train_batch_size: int = _f(2, "Batch size per device", "Rows per forward pass.", ge=1, le=256)
     gradient_accumulation_steps: int = _f(4, "Gradient accumulation",
                                           "Forward passes per optimizer step.", ge=1, le=1024)
@@ -159,6 +162,33 @@ class DataSettings(_Section):
         return self
 
 
+class GRPOSettings(_Section):
+    """Reinforcement with a verifiable reward (TRL's GRPOTrainer): used when training.method is grpo."""
+
+    questions: Literal["demo", "file"] = _f(
+        "demo", "Questions", "Multiple-choice questions to reinforce on: the bundled demo file, or a file in the "
+        "MedQA / MedMCQA / PubMedQA layout or ours (question, options, answer).")
+    questions_file: str = _f("", "Questions file", "JSONL, CSV or Parquet; used when Questions is 'file'.")
+    held_out_questions: int = _f(4, "Held-out questions", "Questions kept out of reinforcement (Evaluate them "
+                                 "afterwards).", ge=0, le=100_000)
+    start_from_run: int = _f(0, "Continue run", "0 = a new adapter on the base model; a finished SFT run's id "
+                             "continues its adapter (same base model and LoRA settings).", ge=0)
+    num_generations: int = _f(8, "Completions per question", "The group GRPO compares: each completion's reward "
+                              "against the group's mean.", ge=2, le=256)
+    max_completion_length: int = _f(512, "Max completion tokens", "Longer completions are cut (and score no "
+                                    "answer).", ge=4, le=32768)
+    temperature: float = _f(1.0, "Sampling temperature", "Completions must differ for the group to teach "
+                            "anything.", gt=0.0, le=4.0)
+    beta: float = _f(0.04, "KL weight (beta)", "Pull towards the starting model; 0 = none (and no reference "
+                     "pass).", ge=0.0, le=10.0)
+    correctness_weight: float = _f(1.0, "Reward: right answer", "1 when the extracted letter is the key.",
+                                   ge=0.0, le=100.0)
+    format_weight: float = _f(0.5, "Reward: format", "1 for one closed <think> block followed by an answer that "
+                              "names one letter.", ge=0.0, le=100.0)
+    length_weight: float = _f(0.0, "Reward: length penalty", "Minus the completion's share of Max completion "
+                              "tokens (0 = off).", ge=0.0, le=100.0)
+
+
 class TrackingSettings(_Section):
     report_to: Literal["none", "wandb"] = _f("none", "Report to", "Weights & Biases needs WANDB_API_KEY in the "
                                              "environment (or offline mode). Our own metrics are always kept.")
@@ -172,7 +202,31 @@ class RunConfig(_Section):
     lora: LoraSettings = Field(default_factory=LoraSettings, title="LoRA")
     training: TrainingSettings = Field(default_factory=TrainingSettings, title="Training")
     data: DataSettings = Field(default_factory=DataSettings, title="Data")
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, title="Reinforcement (GRPO)")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings, title="Tracking")
+
+    @model_validator(mode="after")
+    def _grpo_batch(self) -> "RunConfig":
+        t, g = self.training, self.grpo
+        if t.method != "grpo":
+            return self
+        if g.questions == "file" and not g.questions_file:
+            raise ValueError("grpo.questions_file: required when Questions is 'file'")
+        # TRL generates batch x accumulation completions at a time, in whole groups of num_generations.
+        if (t.per_device_train_batch_size * t.gradient_accumulation_steps) % g.num_generations:
+            raise ValueError(f"grpo.num_generations: {g.num_generations} must divide batch size x gradient "
+                             f"accumulation ({t.per_device_train_batch_size} x {t.gradient_accumulation_steps}), "
+                             "the completions generated per step")
+        if t.packing:
+            raise ValueError("training.packing: GRPO scores whole completions; turn packing off")
+        if t.num_processes > 1:
+            raise ValueError("training.num_processes: GRPO runs in one process here")
+        return self
+
+    @property
+    def job_kind(self) -> str:
+        """The job kind that runs this config (both read it back as a RunConfig)."""
+        return "grpo" if self.training.method == "grpo" else "train"
 
     # ---- serialisation -------------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -295,7 +349,7 @@ def parse_config(data: dict[str, Any]) -> RunConfig:
         raise ConfigError([_describe(e) for e in exc.errors()]) from None
 
 
-SECTIONS: tuple[str, ...] = ("model", "lora", "training", "data", "tracking")
+SECTIONS: tuple[str, ...] = ("model", "lora", "training", "data", "grpo", "tracking")
 
 
 def field_paths() -> list[str]:

@@ -43,6 +43,25 @@ def fast() -> RunConfig:
     return config.with_overrides({"name": "fast-packed"})
 
 
+def grpo_quick() -> RunConfig:
+    """GRPO on the demo model and the demo multiple-choice file: 2 questions x 4 completions a step, on a CPU."""
+    return quick_demo().with_overrides({
+        "name": "grpo-quick",
+        "training": {**quick_demo().training.model_dump(), "method": "grpo", "max_steps": 12, "save_steps": 4,
+                     "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 5e-3},
+        "grpo": {"questions": "demo", "num_generations": 4, "max_completion_length": 24, "held_out_questions": 4}})
+
+
+def grpo_recipe() -> RunConfig:
+    """GRPO on the recipe's 8B in 4-bit: 8 questions x 8 completions of up to 512 tokens a step."""
+    return recipe().with_overrides({
+        "name": "grpo-recipe",
+        "training": {**recipe().training.model_dump(), "method": "grpo", "per_device_train_batch_size": 8,
+                     "gradient_accumulation_steps": 8, "learning_rate": 5e-6, "logging_steps": 1,
+                     "max_steps": 100},
+        "grpo": {"num_generations": 8, "max_completion_length": 512}})
+
+
 def starting_form() -> RunConfig:
     """What the Train form opens with: the recipe's settings on the bundled demo data, which needs no network
     (the Dataset tab opens on the same data; a preset never changes the data section)."""
@@ -50,7 +69,8 @@ def starting_form() -> RunConfig:
 
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {"recipe": recipe, "demo": quick_demo, "full-epoch": full_epoch,
-                                               "fast": fast}
+                                               "fast": fast, "grpo-quick": grpo_quick, "grpo-recipe": grpo_recipe}
 # What the Train form's preset menu shows.
 PRESET_LABELS: dict[str, str] = {"Reference recipe (60 steps)": "recipe", "Quick demo (CPU)": "demo",
-                                 "Full epoch": "full-epoch", "Fast: packed (GPU)": "fast"}
+                                 "Full epoch": "full-epoch", "Fast: packed (GPU)": "fast",
+                                 "GRPO quick (demo, CPU)": "grpo-quick", "GRPO recipe (8B)": "grpo-recipe"}

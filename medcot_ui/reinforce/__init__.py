@@ -1,0 +1,1 @@
+"""Reinforcement with a verifiable reward (GRPO): multiple-choice questions, rewards, the job kind."""
