@@ -21,13 +21,14 @@ from transformers import TrainerCallback
 from jobs.attempt import Attempt
 from jobs.process import ended, job_main, limit_cpu_threads
 from jobs.ranks import save_adapter
-from jobs.train import OOM_ADVICE, is_oom, optimizer_name, package_versions, resume_point, save_outputs
+from jobs.train import OOM_ADVICE, is_oom, package_versions, resume_point, save_outputs, trainer_arguments
 from medcot_ui.reinforce.questions import Questions, load_questions, prompt_rows
 from medcot_ui.reinforce.rewards import RewardLog, reward_functions
 from medcot_ui.store import ADAPTER_FOLDER, Run, RunEvent, RunStatus, get_run
 from medcot_ui.training.config import ConfigError, RunConfig
-from medcot_ui.training.models import LoadedModel, load_for_training, torch_dtype
+from medcot_ui.training.models import LoadedModel, load_for_training
 from medcot_ui.training.prompts import PromptFormat
+from medcot_ui.training.tracking import tracking_problems
 
 HELD_OUT_FILE = "held_out_questions.jsonl"  # in the run folder: the questions to evaluate the run on
 
@@ -69,32 +70,17 @@ def continue_adapter(model: Any, config: RunConfig) -> str | None:
 
 def build_grpo_trainer(config: RunConfig, loaded: LoadedModel, questions: Questions, output_dir: Path,
                        callbacks: list[Any], log: RewardLog) -> Any:
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    t, g = config.training, config.grpo
-    cuda = torch.cuda.is_available()
-    dtype = torch_dtype(t.precision)
-    fmt = PromptFormat.from_data_settings(config.data)
+    g = config.grpo
     funcs, weights = reward_functions({"correctness": g.correctness_weight, "format": g.format_weight,
                                        "length": g.length_weight}, g.max_completion_length, log)
-    args = GRPOConfig(
-        output_dir=str(output_dir), run_name=config.name or None, seed=t.seed,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        max_steps=t.max_steps if t.max_steps > 0 else -1, num_train_epochs=t.num_train_epochs,
-        learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, lr_scheduler_type=t.lr_scheduler_type,
-        weight_decay=t.weight_decay, optim=optimizer_name(t.optim, cuda), bf16=dtype is torch.bfloat16,
-        fp16=dtype is torch.float16, use_cpu=not cuda, logging_steps=t.logging_steps,
-        logging_nan_inf_filter=False, save_strategy="steps", save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, report_to=[config.tracking.report_to]
-        if config.tracking.report_to != "none" else [], disable_tqdm=True, dataloader_num_workers=0,
-        gradient_checkpointing=config.lora.gradient_checkpointing != "false",
-        num_generations=g.num_generations, max_completion_length=g.max_completion_length,
-        temperature=g.temperature, beta=g.beta, reward_weights=weights, log_completions=False)
-    dataset = Dataset.from_dict(prompt_rows(questions.train, fmt, loaded.tokenizer))
-    return GRPOTrainer(model=loaded.model, reward_funcs=funcs, args=args, train_dataset=dataset,
+    args = GRPOConfig(**trainer_arguments(config, output_dir), num_generations=g.num_generations,
+                      max_completion_length=g.max_completion_length, temperature=g.temperature, beta=g.beta,
+                      reward_weights=weights, log_completions=False)
+    rows = prompt_rows(questions.train, PromptFormat.from_data_settings(config.data), loaded.tokenizer)
+    return GRPOTrainer(model=loaded.model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_dict(rows),
                        processing_class=loaded.tokenizer, callbacks=callbacks)
 
 
@@ -127,6 +113,8 @@ def _reinforce(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
     output_dir = Path(run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config = run.run_config()
+    if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
+        raise ConfigError(problems)
     loaded, questions = _load(attempt, config, output_dir)
     callback, log = StudioCallback(attempt, parent_pid), RewardLog([])
     trainer = build_grpo_trainer(config, loaded, questions, output_dir,

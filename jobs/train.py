@@ -71,41 +71,50 @@ def optimizer_name(name: str, device_is_cuda: bool) -> str:
     return name
 
 
-def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, output_dir: Path,
-                  callbacks: list[Any]) -> Any:
-    """SFTTrainer with the config's settings (imported after the model so Unsloth can patch TRL first)."""
+def trainer_arguments(config: RunConfig, output_dir: Path) -> dict[str, Any]:
+    """The Trainer arguments SFT and GRPO share, from the config's training, LoRA and tracking sections (with
+    W&B, its project and mode go to the environment, where its integration reads them)."""
     import torch
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
     t = config.training
     cuda = torch.cuda.is_available()
     dtype = torch_dtype(t.precision)  # the same choice the model was loaded with
-    bf16, fp16 = dtype is torch.bfloat16, dtype is torch.float16
-    evaluate = t.eval_steps > 0 and bool(prepared.eval_texts)
     if config.tracking.report_to == "wandb":
         os.environ["WANDB_PROJECT"] = config.tracking.wandb_project  # the run's own setting wins
         os.environ["WANDB_MODE"] = config.tracking.wandb_mode
         os.environ.setdefault("WANDB_DIR", str(output_dir))  # offline runs land in the run's own folder
-    args = SFTConfig(
+    return dict(
         output_dir=str(output_dir), run_name=config.name or None, seed=t.seed,
         per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         max_steps=t.max_steps if t.max_steps > 0 else -1, num_train_epochs=t.num_train_epochs,
         learning_rate=t.learning_rate, warmup_steps=t.warmup_steps, lr_scheduler_type=t.lr_scheduler_type,
-        weight_decay=t.weight_decay, optim=optimizer_name(t.optim, cuda), bf16=bf16, fp16=fp16, use_cpu=not cuda,
+        weight_decay=t.weight_decay, optim=optimizer_name(t.optim, cuda), bf16=dtype is torch.bfloat16,
+        fp16=dtype is torch.float16, use_cpu=not cuda,
         logging_steps=t.logging_steps, logging_nan_inf_filter=False,  # a NaN must reach our guard, not be hidden
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
-        per_device_eval_batch_size=t.per_device_train_batch_size,
-        max_length=config.model.max_seq_length, packing=t.packing, dataset_text_field="text",
         report_to=[config.tracking.report_to] if config.tracking.report_to != "none" else [],
         disable_tqdm=True, dataloader_num_workers=0,
-        # LoRA leaves most weights frozen; DDP's search for unused parameters would only slow every step.
-        ddp_find_unused_parameters=False if world_size() > 1 else None,
         # As the walk-through leaves it (on) unless checkpointing is turned off: with Unsloth the Trainer's
         # call is routed to Unsloth's own checkpointing; with transformers it is the same as ours.
         gradient_checkpointing=config.lora.gradient_checkpointing != "false")
+
+
+def build_trainer(config: RunConfig, loaded: LoadedModel, prepared: Prepared, output_dir: Path,
+                  callbacks: list[Any]) -> Any:
+    """SFTTrainer with the config's settings (imported after the model so Unsloth can patch TRL first)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    t = config.training
+    evaluate = t.eval_steps > 0 and bool(prepared.eval_texts)
+    args = SFTConfig(
+        **trainer_arguments(config, output_dir),
+        eval_strategy="steps" if evaluate else "no", eval_steps=t.eval_steps if evaluate else None,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        max_length=config.model.max_seq_length, packing=t.packing, dataset_text_field="text",
+        # LoRA leaves most weights frozen; DDP's search for unused parameters would only slow every step.
+        ddp_find_unused_parameters=False if world_size() > 1 else None)
     return SFTTrainer(
         model=loaded.model, processing_class=loaded.tokenizer, args=args,
         train_dataset=Dataset.from_dict({"text": prepared.train_texts}),

@@ -103,7 +103,7 @@ def test_with_the_adapter_merged_after_the_base_side_each_side_answers_as_its_mo
     assert [tuned[i].tokens for i in range(len(QUESTIONS))] == tuned_alone
 
 
-def test_a_four_bit_layer_refuses_a_merged_adapter_naming_the_module(setup: dict[str, Any]) -> None:
+def test_a_layer_that_is_not_a_plain_linear_refuses_a_merged_adapter_naming_the_module(setup: dict[str, Any]) -> None:
     from torch import nn
 
     from medcot_ui.inference.row_lora import AdapterError, AdapterWeights, merge_into
@@ -111,7 +111,8 @@ def test_a_four_bit_layer_refuses_a_merged_adapter_naming_the_module(setup: dict
     model = _model(setup["dir"])
     name = "model.layers.0.self_attn.q_proj"
     layer = model.get_submodule(name)
-    model.get_submodule("model.layers.0.self_attn").q_proj = nn.Sequential(layer)  # not a plain nn.Linear
+    # a wrapped layer, as a 4-bit Linear4bit is: only plain 16/32-bit nn.Linear weights can take the sum
+    model.get_submodule("model.layers.0.self_attn").q_proj = nn.Sequential(layer)
     weights = AdapterWeights({name: (torch.zeros(2, layer.in_features), torch.zeros(layer.out_features, 2))}, 1.0)
     with pytest.raises(AdapterError, match="q_proj.*cannot take a merged adapter"):
         merge_into(model, weights)

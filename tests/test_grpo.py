@@ -66,6 +66,13 @@ def test_a_group_size_that_does_not_divide_the_completions_per_step_is_refused_n
     assert grpo_quick().job_kind == "grpo" and quick_demo().job_kind == "train"
 
 
+def test_the_train_form_gives_no_sft_numbers_for_a_grpo_run() -> None:
+    from medcot_ui.training.estimate_text import describe
+
+    said = describe(grpo_quick(), cuda=False)
+    assert said.startswith("No estimate for GRPO yet: each step generates 4 completions of up to 24 tokens")
+
+
 def test_a_grpo_run_logs_rewards_every_step_resumes_after_kill_9_and_is_evaluable(
         home: Path, tmp_path: Path, processes) -> None:  # noqa: ANN001
     from medcot_ui.compare.comparable import comparable_runs

@@ -5,11 +5,9 @@ card show the same rows."""
 
 from __future__ import annotations
 
-import json
-
 from medcot_ui.evaluate.loglik import METHOD as LOGLIK
 from medcot_ui.evaluate.records import items_of
-from medcot_ui.evaluate.results import summarise_choices
+from medcot_ui.evaluate.results import contamination_found, summarise_choices
 from medcot_ui.evaluate.stats import Proportion
 from medcot_ui.evaluate.tables import CHOICE, Evaluation
 
@@ -22,9 +20,8 @@ def _accuracy(p: Proportion) -> str:
 
 
 def _contaminated(evaluation: Evaluation) -> str:
-    if not evaluation.contamination_json:
+    if (found := contamination_found(evaluation)) is None:
         return "not checked"
-    found = json.loads(evaluation.contamination_json)
     return f"0 ({found['left_out']} left out)" if found["left_out"] else str(found["evaluated"])
 
 

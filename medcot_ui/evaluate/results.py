@@ -159,11 +159,16 @@ def summary_lines(evaluation: Evaluation) -> list[str]:
     return lines + [contamination_line(evaluation)]
 
 
+def contamination_found(evaluation: Evaluation) -> dict[str, int] | None:
+    """The check's counts (checked, training_rows, flagged, left_out, evaluated), or None when it never ran."""
+    return json.loads(evaluation.contamination_json) if evaluation.contamination_json else None
+
+
 def contamination_line(evaluation: Evaluation) -> str:
     """What the contamination check found when the evaluation was created."""
-    if not evaluation.contamination_json:
+    found = contamination_found(evaluation)
+    if found is None:
         return "Contamination check: not run (this evaluation was created before the check existed)."
-    found = json.loads(evaluation.contamination_json)
     rule = "64 characters or 13 consecutive words in common"
     if found["left_out"]:
         return (f"Contamination check: {found['left_out']} of {found['checked']} questions shared text with the "

@@ -98,6 +98,12 @@ def describe(config: RunConfig, gpu: str | None = None, cuda: bool | None = None
         from medcot_ui.training.models import cuda_available
 
         cuda = cuda_available()
+    if config.training.method == "grpo":
+        # The estimate models SFT steps; a GRPO step is mostly generation, which it does not model.
+        g = config.grpo
+        return (f"No estimate for GRPO yet: each step generates {g.num_generations} completions of up to "
+                f"{g.max_completion_length} tokens per question before it trains, and that generation time is not "
+                "modelled. Start with *GRPO quick* to see a step's time in the Runs tab.")
     gpu = gpu if gpu in GPUS else (detected_gpu() or REFERENCE_GPU)
     lines = [] if cuda else _cpu_lines(config) + [""]
     ests = {b: estimate(config, gpu=gpu, backend=b) for b in ("unsloth", "transformers")}

@@ -46,20 +46,17 @@ def fast() -> RunConfig:
 def grpo_quick() -> RunConfig:
     """GRPO on the demo model and the demo multiple-choice file: 2 questions x 4 completions a step, on a CPU."""
     return quick_demo().with_overrides({
-        "name": "grpo-quick",
-        "training": {**quick_demo().training.model_dump(), "method": "grpo", "max_steps": 12, "save_steps": 4,
-                     "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 5e-3},
-        "grpo": {"questions": "demo", "num_generations": 4, "max_completion_length": 24, "held_out_questions": 4}})
+        "name": "grpo-quick", "training.method": "grpo", "training.max_steps": 12, "training.save_steps": 4,
+        "training.per_device_train_batch_size": 4, "training.gradient_accumulation_steps": 2,
+        "training.learning_rate": 5e-3, "grpo.num_generations": 4, "grpo.max_completion_length": 24})
 
 
 def grpo_recipe() -> RunConfig:
     """GRPO on the recipe's 8B in 4-bit: 8 questions x 8 completions of up to 512 tokens a step."""
     return recipe().with_overrides({
-        "name": "grpo-recipe",
-        "training": {**recipe().training.model_dump(), "method": "grpo", "per_device_train_batch_size": 8,
-                     "gradient_accumulation_steps": 8, "learning_rate": 5e-6, "logging_steps": 1,
-                     "max_steps": 100},
-        "grpo": {"num_generations": 8, "max_completion_length": 512}})
+        "name": "grpo-recipe", "training.method": "grpo", "training.per_device_train_batch_size": 8,
+        "training.gradient_accumulation_steps": 8, "training.learning_rate": 5e-6, "training.logging_steps": 1,
+        "training.max_steps": 100})
 
 
 def starting_form() -> RunConfig:
