@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,14 @@ from transformers import TrainerCallback
 from jobs.attempt import Attempt
 from jobs.process import ended, job_main, limit_cpu_threads
 from jobs.ranks import save_adapter
-from jobs.train import OOM_ADVICE, is_oom, package_versions, resume_point, save_outputs, trainer_arguments
+from jobs.train import (OOM_ADVICE, is_oom, job_start, package_versions, record_end, resume_point,
+                        trainer_arguments)
 from medcot_ui.reinforce.questions import Questions, load_questions, prompt_rows
 from medcot_ui.reinforce.rewards import RewardLog, reward_functions
 from medcot_ui.store import ADAPTER_FOLDER, Run, RunEvent, RunStatus, get_run
 from medcot_ui.training.config import ConfigError, RunConfig
 from medcot_ui.training.models import LoadedModel, load_for_training
 from medcot_ui.training.prompts import PromptFormat
-from medcot_ui.training.tracking import tracking_problems
 
 HELD_OUT_FILE = "held_out_questions.jsonl"  # in the run folder: the questions to evaluate the run on
 
@@ -109,12 +108,7 @@ def _reinforce(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
     from jobs.callbacks import BucketCheckpoints, StudioCallback
     from jobs.queue import finish
 
-    started = time.time()
-    output_dir = Path(run.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config = run.run_config()
-    if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
-        raise ConfigError(problems)
+    config, output_dir, started = job_start(run)
     loaded, questions = _load(attempt, config, output_dir)
     callback, log = StudioCallback(attempt, parent_pid), RewardLog([])
     trainer = build_grpo_trainer(config, loaded, questions, output_dir,
@@ -126,11 +120,7 @@ def _reinforce(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
         return RunStatus.failed
     attempt.check()
     save_adapter(trainer, loaded.model, loaded.tokenizer, output_dir / ADAPTER_FOLDER)
-    save_outputs(run.id, config, output_dir, loaded.backend, started)
-    status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
-    finish(run.id, status, "cancelled by the user; the adapter at the last step was saved"
-           if callback.cancelled else None, attempt=attempt.number)
-    return status
+    return record_end(run, attempt, config, output_dir, loaded.backend, started, callback.cancelled)
 
 
 def run_grpo(run_id: int, attempt_number: int, parent_pid: int | None = None) -> RunStatus | None:

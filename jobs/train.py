@@ -195,16 +195,34 @@ def run_training(run_id: int, attempt_number: int, parent_pid: int | None = None
                  crash_message=lambda exc: OOM_ADVICE if is_oom(exc) else f"{type(exc).__name__}: {exc}")
 
 
+def job_start(run: Run) -> tuple[RunConfig, Path, float]:
+    """What an SFT or GRPO process does first: read the config, refuse tracking it cannot do (W&B asked for but
+    not installed: said plainly, no traceback), make the run folder; returns them with the start time."""
+    config = run.run_config()
+    if problems := tracking_problems(config):
+        raise ConfigError(problems)
+    output_dir = Path(run.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return config, output_dir, time.time()
+
+
+def record_end(run: Run, attempt: Attempt, config: RunConfig, output_dir: Path, backend: str, started: float,
+               cancelled: bool) -> RunStatus:
+    """The adapter has been saved: write the config and summary beside it and record the outcome."""
+    from jobs.queue import finish
+
+    save_outputs(run.id, config, output_dir, backend, started)
+    status = RunStatus.cancelled if cancelled else RunStatus.succeeded
+    finish(run.id, status, "cancelled by the user; the adapter at the last step was saved" if cancelled else None,
+           attempt=attempt.number)
+    return status
+
+
 def _train(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
     from jobs.callbacks import BucketCheckpoints, NanInjector, StudioCallback, TokenCounter
     from jobs.queue import finish
 
-    started = time.time()
-    output_dir = Path(run.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config = run.run_config()
-    if problems := tracking_problems(config):  # e.g. W&B asked for but not installed: say so, no traceback
-        raise ConfigError(problems)
+    config, output_dir, started = job_start(run)
     if problem := layout_problem():
         raise ConfigError([problem])
     load_checkpoints_on_cpu_ranks()
@@ -225,11 +243,7 @@ def _train(run: Run, attempt: Attempt, parent_pid: int | None) -> RunStatus:
     if callback.failure:
         finish(run.id, RunStatus.failed, callback.failure, attempt=attempt.number)
         return RunStatus.failed
-    save_outputs(run.id, config, output_dir, loaded.backend, started)
-    status = RunStatus.cancelled if callback.cancelled else RunStatus.succeeded
-    finish(run.id, status, "cancelled by the user; the adapter at the last step was saved"
-           if callback.cancelled else None, attempt=attempt.number)
-    return status
+    return record_end(run, attempt, config, output_dir, loaded.backend, started, callback.cancelled)
 
 
 def is_oom(exc: BaseException) -> bool:
