@@ -26,7 +26,7 @@ from medcot_ui.reinforce.questions import Questions, load_questions, prompt_rows
 from medcot_ui.reinforce.rewards import RewardLog, reward_functions
 from medcot_ui.store import ADAPTER_FOLDER, Run, RunEvent, RunStatus, get_run
 from medcot_ui.training.config import ConfigError, RunConfig
-from medcot_ui.training.models import LoadedModel, load_for_training
+from medcot_ui.training.models import LoadedModel, choose_backend, load_for_training
 from medcot_ui.training.prompts import PromptFormat
 
 HELD_OUT_FILE = "held_out_questions.jsonl"  # in the run folder: the questions to evaluate the run on
@@ -67,6 +67,15 @@ def continue_adapter(model: Any, config: RunConfig) -> str | None:
     return f"continuing run {run_id}'s adapter"
 
 
+def generation_problem(config: RunConfig, backend: str) -> str | None:
+    """Why the run's generation option cannot run on ``backend``, or None. Measured on an H100
+    (docs/BENCHMARKS.md): with Unsloth, TRL's continuous batching fails every request."""
+    if config.grpo.generation == "continuous_batching" and backend == "unsloth":
+        return ("grpo.generation: continuous batching does not run with the Unsloth backend (its paged batch "
+                "exceeds Unsloth's attention limits); choose 'generate', or set model.backend to transformers")
+    return None
+
+
 def build_grpo_trainer(config: RunConfig, loaded: LoadedModel, questions: Questions, output_dir: Path,
                        callbacks: list[Any], log: RewardLog) -> Any:
     from datasets import Dataset
@@ -77,7 +86,8 @@ def build_grpo_trainer(config: RunConfig, loaded: LoadedModel, questions: Questi
                                        "length": g.length_weight}, g.max_completion_length, log)
     args = GRPOConfig(**trainer_arguments(config, output_dir), num_generations=g.num_generations,
                       max_completion_length=g.max_completion_length, temperature=g.temperature, beta=g.beta,
-                      reward_weights=weights, log_completions=False)
+                      reward_weights=weights, log_completions=False,
+                      use_transformers_continuous_batching=g.generation == "continuous_batching")
     rows = prompt_rows(questions.train, PromptFormat.from_data_settings(config.data), loaded.tokenizer)
     return GRPOTrainer(model=loaded.model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_dict(rows),
                        processing_class=loaded.tokenizer, callbacks=callbacks)
@@ -86,6 +96,8 @@ def build_grpo_trainer(config: RunConfig, loaded: LoadedModel, questions: Questi
 def _load(attempt: Attempt, config: RunConfig, output_dir: Path) -> tuple[LoadedModel, Questions]:
     attempt.check()
     questions = load_questions(config)  # a bad file fails before the model is loaded
+    if problem := generation_problem(config, choose_backend(config.model.backend)):
+        raise ConfigError([problem])
     loaded = load_for_training(config)
     continued = continue_adapter(loaded.model, config)
     with attempt.session() as s:

@@ -11,6 +11,8 @@
 #   scripts/gpu-check.sh scale   on 2+ GPUs: the two-GPU training tests, then data-parallel scaling (1 vs all GPUs)
 #   scripts/gpu-check.sh merge   one GPU: the engine with the tuned side per row vs merged (same questions), the
 #                                batch engine's GPU tests, then the Compare bench and its GPU tests
+#   scripts/gpu-check.sh grpo    one GPU: GRPO recipe steps (8B 4-bit, 8 x 8 completions of 512 tokens) with each of
+#                                TRL's generation options (bench/grpo_gpu.py), the merged-engine GPU test, Compare bench
 #   scripts/gpu-check.sh engine  one GPU: the batch engine's GPU tests, then the evaluation bench (lane a: the engine
 #                                on a whole MedQA-size paired evaluation; lane b: the old path, continuous
 #                                batching and the Compare bench; on one GPU, one lane per call)
@@ -19,7 +21,7 @@
 # Every step gets at most what is left of the stage's budget (GPU_CHECK_BUDGET_S, default 500 s), so the call
 # returns with its logs even when a step hangs. Results go to $OUT (at most 8 files, flat).
 set -uo pipefail
-stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale|engine|merge}
+stage=${1:?usage: scripts/gpu-check.sh tests|train|final|compare|scale|engine|merge|grpo}
 out=${OUT:-/tmp/medcot-gpu-out}
 work=${MEDCOT_GPU_WORK:-/tmp/medcot-gpu}
 budget=${GPU_CHECK_BUDGET_S:-$(case "$stage" in final|scale) echo 585 ;; *) echo 500 ;; esac)}
@@ -138,6 +140,18 @@ case "$stage" in
       run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" --tokens 256 --repeats 3 \
         --json "$out/compare-gpu.json"
       run 0 "$out/pytest-compare.log" python3 -m pytest -v -p no:cacheprovider tests/test_compare_gpu.py
+    }
+    lane_b() { :; }
+    ;;
+  grpo)
+    # GRPO leaves GRPO_LEAVE_S (150 s) for the merged-engine GPU test and the Compare bench (SKIP_COMPARE=1: none).
+    lane_a() {
+      phase_end=$((budget - ${GRPO_LEAVE_S:-150})) run 0 "$out/grpo-bench.txt" python3 bench/grpo_gpu.py \
+        --work "$work" --options "${GRPO_OPTIONS:-auto:generate,auto:continuous_batching}" --steps "${GRPO_STEPS:-2}"
+      python3 bench/grpo_gpu.py --report "$out/grpo-bench.txt" >"$out/grpo-table.txt" 2>&1
+      run 0 "$out/pytest-gpu.log" python3 -m pytest -v -p no:cacheprovider tests/test_engine_gpu.py -k merged
+      [ -n "${SKIP_COMPARE:-}" ] || run 0 "$out/compare-bench.txt" python3 bench/compare_gpu.py --work "$work" \
+        --tokens 256 --repeats 3 --json "$out/compare-gpu.json"
     }
     lane_b() { :; }
     ;;

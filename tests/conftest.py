@@ -55,10 +55,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def built_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model, built once per test session (each test's data dir gets a copy)."""
-    from medcot_ui.training.models import build_demo_model
+    """The demo model, built once per test run and shared by the xdist workers (each test's data dir gets a
+    copy): the first worker builds it, the others wait on its lock."""
+    from medcot_ui.training.models import ensure_demo_model
 
-    return build_demo_model(tmp_path_factory.mktemp("demo-model") / "demo-tiny-llama")
+    run_dir = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is this run's folder / the worker's own
+        run_dir = run_dir.parent
+    return ensure_demo_model(run_dir / "demo-model" / "demo-tiny-llama")
 
 
 def random_lora_adapter(model_dir: Path, out: Path, seed: int) -> Path:

@@ -97,11 +97,13 @@ def test_float32_answers_equal_each_model_answering_alone_token_for_token(small:
     assert engine.stats.times_refilled > 0, "12 answers through 4 slots: slots must be refilled mid-run"
 
 
-def _worst_gap(model: Any, lora: Any, prompt: list[int], generated: list[int], tuned: bool) -> float:
-    """max over steps of (best logit - logit of the generated token) / std, under a teacher-forced forward."""
+def _worst_gap(model: Any, lora: Any, prompt: list[int], generated: list[int], tuned: bool = False) -> float:
+    """max over steps of (best logit - logit of the generated token) / std, under a teacher-forced forward
+    (``lora``: the per-row adapter, on for ``tuned``; None for a plain model)."""
     import torch
 
-    lora.set_rows([tuned])
+    if lora is not None:
+        lora.set_rows([tuned])
     ids = torch.tensor([prompt + generated], device=model.device)
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0].float()
@@ -129,10 +131,13 @@ def test_bf16_answers_follow_their_own_side_and_slots_are_refilled(small: tuple[
 
 def test_bf16_with_the_adapter_merged_after_the_base_side_each_side_follows_its_own_model(
         small: tuple[Path, Path]) -> None:
+    """The merged side is checked against a merged model: in bf16, W + BA rounds away part of the adapter (on an
+    H100 the merged answers sat 3.3 std from the per-row adapter's choices, beyond NOISE), which is why
+    evaluations keep the adapter per row (engine_answers.MERGE_TUNED) and this path stays a measured option."""
     import torch
 
     from medcot_ui.inference.batch_engine import BatchEngine, Request, cache_length
-    from medcot_ui.inference.row_lora import inject, merge_into, read_adapter
+    from medcot_ui.inference.row_lora import merge_into, read_adapter
 
     model_dir, adapter = small
     model = _model(model_dir, torch.bfloat16)
@@ -144,13 +149,13 @@ def test_bf16_with_the_adapter_merged_after_the_base_side_each_side_follows_its_
             merge_into(model, read_adapter(adapter))  # in place: the captured graphs read the merged weights
         engine.run([Request((side, i), p, False, n) for i, (p, n) in enumerate(zip(prompts, lengths))],
                    lambda done: got.update({d.request.key: d.tokens for d in done}))
-    reference = _model(model_dir, torch.bfloat16)
-    lora = inject(reference, adapter, rows=1)
+    base, merged = _model(model_dir, torch.bfloat16), _model(model_dir, torch.bfloat16)
+    merge_into(merged, read_adapter(adapter))
     for i, prompt in enumerate(prompts[:4]):
         for side in ("base", "tuned"):
-            own = _worst_gap(reference, lora, prompt, got[(side, i)], side == "tuned")
-            other = _worst_gap(reference, lora, prompt, got[(side, i)], side != "tuned")
-            assert own < NOISE < other, (side, i, own, other)
+            own, other = (merged, base) if side == "tuned" else (base, merged)
+            own_gap, other_gap = (_worst_gap(m, None, prompt, got[(side, i)]) for m in (own, other))
+            assert own_gap < NOISE < other_gap, (side, i, own_gap, other_gap)
 
 
 def test_a_stop_ends_the_run_at_the_next_look_and_the_engine_answers_again_after(small: tuple[Path, Path]) -> None:

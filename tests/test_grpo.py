@@ -66,6 +66,16 @@ def test_a_group_size_that_does_not_divide_the_completions_per_step_is_refused_n
     assert grpo_quick().job_kind == "grpo" and quick_demo().job_kind == "train"
 
 
+def test_continuous_batching_is_refused_on_unsloth_where_it_was_measured_failing() -> None:
+    from jobs.grpo import generation_problem
+
+    config = grpo_quick().with_overrides({"grpo.generation": "continuous_batching"})
+    assert generation_problem(config, "unsloth").startswith("grpo.generation: continuous batching does not run "
+                                                            "with the Unsloth backend")
+    assert generation_problem(config, "transformers") is None
+    assert generation_problem(grpo_quick(), "unsloth") is None, "the default generation runs everywhere"
+
+
 def test_the_train_form_gives_no_sft_numbers_for_a_grpo_run() -> None:
     from medcot_ui.training.estimate_text import describe
 
@@ -116,3 +126,28 @@ def test_a_grpo_run_logs_rewards_every_step_resumes_after_kill_9_and_is_evaluabl
 
     card = str(model_card.build_card(model_card.gather(run_id)))
     assert "reinforcement with a verifiable reward (TRL `GRPOTrainer`: 4 completions per" in card
+
+
+def test_on_a_toy_task_whose_key_is_always_c_grpo_raises_the_correctness_reward(home: Path, tmp_path: Path,
+                                                                                 processes) -> None:  # noqa: ANN001
+    """The demo model knows the answer format but picks letters at chance; GRPO alone must teach it the rule."""
+    findings = ["fever", "cough", "rash", "pain", "edema", "anemia", "sepsis", "seizure", "murmur", "jaundice"]
+    questions = tmp_path / "always_c.jsonl"
+    questions.write_text("".join(json.dumps({
+        "question": f"Toy question {i}: which finding fits?",
+        "options": dict(zip("ABCD", [findings[(i + k) % 10] for k in range(4)])), "answer_idx": "C"}) + "\n"
+        for i in range(40)), encoding="utf-8")
+    config = grpo_quick().with_overrides({
+        "grpo.questions": "file", "grpo.questions_file": str(questions), "grpo.temperature": 0.7,
+        "grpo.max_completion_length": 40, "grpo.num_generations": 8, "training.per_device_train_batch_size": 8,
+        "training.gradient_accumulation_steps": 1, "training.learning_rate": 1e-2, "training.max_steps": 40,
+        "training.logging_steps": 1, "training.save_steps": 1000})
+    path = tmp_path / "toy.yaml"
+    path.write_text(config.to_yaml(), encoding="utf-8")
+    run_id = int(cli("enqueue", str(path)).stdout.split("queued run ")[1].split()[0])
+    processes.worker()
+    wait_for(lambda: get_run(run_id).status in {"succeeded", "failed"}, timeout=240, what="the toy GRPO run")
+    assert get_run(run_id).status == "succeeded", get_run(run_id).error
+    right = [json.loads(m.extra_json)["rewards/right_answer/mean"] for m in run_metrics(run_id)]
+    first, last = sum(right[:10]) / 10, sum(right[-10:]) / 10
+    assert last > first + 0.3, (first, last, right)

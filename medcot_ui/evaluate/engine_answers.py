@@ -24,7 +24,8 @@ from medcot_ui.training.prompts import THINK_OPEN, PromptFormat
 
 Answer = tuple[EvalItem, str, Generated]  # the question, the side, its answer
 # Base vs a run on 16-bit weights: merge the adapter for the tuned side (two passes) rather than apply it per row
-# (one shared pass). Chosen by bench/eval_throughput.py (paths engine and merged, docs/BENCHMARKS.md).
+# (one shared pass). Measured on an H100 (bench/eval_throughput.py, docs/BENCHMARKS.md): merged was 1.12x faster,
+# but bf16 rounding of W + BA moved the tuned answers beyond the per-row adapter's noise: so per row.
 MERGE_TUNED = False
 
 

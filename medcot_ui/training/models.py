@@ -1,8 +1,9 @@
 """Load a base model and tokenizer for training (Unsloth or transformers + PEFT), and build the demo model.
 
 The demo model is a tiny Llama-architecture network with a byte-level BPE tokenizer trained on the bundled
-demo data and an R1-distill style chat template. It is built on this machine in seconds, needs no network,
-and lets the whole loop (train, compare, publish) run on a CPU. Its answers are meaningless by design.
+demo data and an R1-distill style chat template. It is built on this machine in about half a minute (taught the
+answer format, ``demo_format``), needs no network, and lets the whole loop (train, compare, evaluate, publish) run
+on a CPU. Its answers are meaningless by design.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from medcot_ui.errors import MedcotError
 from medcot_ui.settings import DEMO_DATA_FILE, DEMO_MODEL_ID, get_settings
 from medcot_ui.training.config import LoraSettings, RunConfig
+from medcot_ui.training.demo_format import teach_answer_format
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 USER, ASSISTANT = "<｜User｜>", "<｜Assistant｜>"
@@ -51,21 +53,24 @@ def resolve_model(model_id: str) -> str:
 
 
 def ensure_demo_model(target: Path | None = None, data_file: Path = DEMO_DATA_FILE) -> Path:
-    """Build the demo model once (atomically, so concurrent workers never see half a folder)."""
+    """Build the demo model once: one process builds (about half a minute) while the others wait for it, and the
+    folder appears whole (renamed into place), so no process ever sees half a model."""
+    from filelock import FileLock
+
     target = Path(target or get_settings().demo_model_dir)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
-        build_demo_model(tmp, data_file)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if (target / "config.json").exists():  # built by the process we waited for
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
         try:
+            build_demo_model(tmp, data_file)
             os.rename(tmp, target)
-        except OSError:  # another process finished first: theirs is identical (seeded build)
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -105,7 +110,8 @@ def build_tokenizer(data_file: Path = DEMO_DATA_FILE, vocab_size: int = 2048) ->
 
 
 def build_demo_model(target: Path, data_file: Path = DEMO_DATA_FILE) -> Path:
-    """Write a tiny random-initialised Llama (about 0.4 M parameters) and its tokenizer to ``target``."""
+    """Write a tiny Llama (about 0.4 M parameters), taught the answer format from random weights
+    (``demo_format``), and its tokenizer to ``target``."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -117,6 +123,7 @@ def build_demo_model(target: Path, data_file: Path = DEMO_DATA_FILE) -> Path:
                          tie_word_embeddings=False)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
+    teach_answer_format(model, tokenizer, data_file)
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
                                                eos_token_id=tokenizer.eos_token_id,
                                                pad_token_id=tokenizer.pad_token_id)
@@ -125,9 +132,11 @@ def build_demo_model(target: Path, data_file: Path = DEMO_DATA_FILE) -> Path:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     (target / "README.md").write_text(
-        "# MedCoT Studio demo model\n\nA tiny random-initialised Llama-architecture model with a tokenizer "
-        "trained on the bundled demo data. It exists so the app and its tests run offline on a CPU; it knows "
-        "nothing about medicine and its outputs are meaningless. Not for any clinical use.\n", encoding="utf-8")
+        "# MedCoT Studio demo model\n\nA tiny Llama-architecture model with a tokenizer trained on the bundled "
+        "demo data, taught only the shape of an answer (reasoning in <think>, then an answer; 'The answer is X.' "
+        "for multiple choice, X drawn at random). It exists so the app and its tests run offline on a CPU; it "
+        "knows nothing about medicine and its outputs are meaningless. Not for any clinical use.\n",
+        encoding="utf-8")
     return target
 
 
