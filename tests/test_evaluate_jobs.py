@@ -92,9 +92,11 @@ def check_exports(evaluation_id: int, n: int) -> None:
 def test_evaluations_survive_a_kill_and_an_app_restart_without_regenerating_and_export(
         demo_run: int, home: Path, processes) -> None:
     app = start_app(processes, home, MEDCOT_AUTO_RESUME="1")
-    held_out = queue("held-out", demo_run, 8, tokens=768)  # 16 answers only: longer ones, so it runs a while
-    # Sampled hot: the demo model's greedy letter answers end within a few tokens, too soon to restart mid-way.
-    choice = queue("choice", demo_run, 20, "--source", "demo", "--sample", "--temperature", "1.5")
+    # Sampled hot, so answers run long: the demo model's greedy answers end within a few dozen tokens, too soon to
+    # kill or restart an evaluation mid-way.
+    hot = ("--sample", "--temperature", "1.5")
+    held_out = queue("held-out", demo_run, 8, *hot, tokens=768)  # 16 answers only: longer ones, so it runs a while
+    choice = queue("choice", demo_run, 20, "--source", "demo", *hot)
     # The worker answers one evaluation at a time: the held-out one first. kill -9 it mid-way and resume it; it
     # waits behind the multiple-choice one, which the worker takes next.
     held_out_killed = kill_mid_way(held_out)

@@ -37,3 +37,16 @@ def test_a_long_history_is_thinned_keeping_the_last_step_and_a_run_without_extra
     frame = extra_frame(run_id, "entropy", max_points=1500)
     assert 1400 <= len(frame) <= 1501 and frame["step"].iloc[-1] == 10_000 and frame["step"].iloc[0] == 1
     assert extra_frame(run_id, "missing").empty
+
+
+def test_a_grpo_runs_menu_opens_on_the_reward_then_correctness_spread_format_length_kl_and_clipping(home) -> None:  # noqa: ANN001
+    from medcot_ui.training.presets import grpo_quick
+
+    run_id = enqueue("grpo", grpo_quick()).id
+    logged = {"entropy": 1.0, "kl": 0.01, "reward": 0.5, "reward_std": 0.2, "rewards/right_answer/mean": 0.4,
+              "rewards/answer_format/mean": 0.9, "completions/mean_length": 30.0, "clip_ratio/region_mean": 0.0,
+              "step_time": 0.3}
+    with write_session() as s:
+        s.add(Metric(run_id=run_id, step=1, loss=0.0, extra_json=json.dumps(logged)))
+    assert extra_keys(run_id) == ["reward", "rewards/right_answer/mean", "reward_std", "rewards/answer_format/mean",
+                                  "completions/mean_length", "kl", "clip_ratio/region_mean", "entropy", "step_time"]

@@ -76,11 +76,35 @@ def test_continuous_batching_is_refused_on_unsloth_where_it_was_measured_failing
     assert generation_problem(grpo_quick(), "unsloth") is None, "the default generation runs everywhere"
 
 
-def test_the_train_form_gives_no_sft_numbers_for_a_grpo_run() -> None:
-    from medcot_ui.training.estimate_text import describe
+def test_evaluating_a_grpo_run_flags_the_questions_it_reinforced_on_but_not_its_held_out_ones(home: Path) -> None:
+    from medcot_ui.evaluate.contamination import check_contamination, normalise
+    from medcot_ui.evaluate.create import training_texts
+    from medcot_ui.jobkinds import enqueue
+    from medcot_ui.reinforce.questions import load_questions
 
-    said = describe(grpo_quick(), cuda=False)
-    assert said.startswith("No estimate for GRPO yet: each step generates 4 completions of up to 24 tokens")
+    config = grpo_quick()
+    run_id = enqueue("grpo", config).id
+    questions = load_questions(config)
+    trained = training_texts([run_id])
+    assert len(trained) == len(questions.train) == 20
+    everything = check_contamination([q.question for q in questions.train + questions.held_out], trained)
+    # The rule needs 64 shared characters (or 13 words): shorter questions can never be flagged.
+    long_enough = [i for i, q in enumerate(questions.train) if len(normalise(q.question)) >= 64]
+    assert len(long_enough) >= 10 and everything.flagged == long_enough, "none of the 4 held out is flagged"
+
+
+def test_the_train_form_estimates_grpo_from_the_measured_step_and_gives_no_numbers_where_none_was_measured() -> None:
+    from medcot_ui.training.estimate_text import describe
+    from medcot_ui.training.presets import grpo_recipe
+
+    on_cpu = describe(grpo_quick(), cuda=False)
+    assert on_cpu.startswith("Each step samples 4 completions of up to 24 tokens for each of 2 questions")
+    assert "No GRPO time estimate here (no GPU on this machine)" in on_cpu and " s per step" not in on_cpu
+    recipe = describe(grpo_recipe(), cuda=True)
+    assert "About **86 s per step** (69 s generating, 17 s training), so **2.4 h** for 100 steps" in recipe
+    assert "about **30 GB** of GPU memory" in recipe and "one measured step on an H100" in recipe
+    shorter = describe(grpo_recipe().with_overrides({"grpo.max_completion_length": 256}), cuda=True)
+    assert "(34 s generating, 11 s training)" in shorter, "generation scales with the completion length"
 
 
 def test_a_grpo_run_logs_rewards_every_step_resumes_after_kill_9_and_is_evaluable(

@@ -1,7 +1,7 @@
 """A user launches training from the Train form and follows it in the Runs tab, in a real browser.
 
 The app is started the README's way (``python app.py``, which starts its own worker) with the demo model;
-Debian's chromium is driven by Playwright. Two runs: 'first' (300 steps, so it is still training while we
+Debian's chromium is driven by Playwright. Two runs: 'first' (3000 steps, so it is still training while we
 reload and cancel it) and 'second' (queued behind it, then trains to the end).
 """
 
@@ -92,9 +92,10 @@ def refuse_bad_settings(page: Any, tmp_path: Path) -> None:
 
 
 def save_and_launch_first(page: Any) -> None:
-    """'first': the CPU preset with 300 steps, so it is still training while we look at it. Its config is saved
+    """'first': the CPU preset with 3000 steps, so it is still training while we look at it and after its resume
+    (on a loaded machine 300 were done before the second cancel landed). Its config is saved
     as YAML first, and the file holds exactly what the form shows."""
-    fill_demo_form(page, "first", 300)
+    fill_demo_form(page, "first", 3000)
     assert "No GPU on this machine" in page.locator("#train-estimate").inner_text()  # the estimate says where it trains
     assert "medcot enqueue" in page.locator("#train-cli").inner_text()
     page.locator("#train-save").click()
@@ -103,7 +104,7 @@ def save_and_launch_first(page: Any) -> None:
     with page.expect_download() as download:
         link.click()
     saved = RunConfig.from_yaml(Path(download.value.path()).read_text())
-    assert saved.name == "first" and saved.training.max_steps == 300 and saved.model.base_model == "demo:tiny-llama"
+    assert saved.name == "first" and saved.training.max_steps == 3000 and saved.model.base_model == "demo:tiny-llama"
     page.locator("#train-launch").click()
     on_tab(page, "Runs", "Launch to switch to the Runs tab")
     wait_for(lambda: status_of(page, "first") == "running", 90, interval=0.3, what="'first' to start training")

@@ -16,7 +16,7 @@ from medcot_ui.data.load import map_rows, read_file
 from medcot_ui.errors import MedcotError
 from medcot_ui.errors import DataError
 from medcot_ui.evaluate.choice_data import (DEFAULT_HUB_DATASET, ChoiceMapping, benchmark_items,
-                                            read_records)
+                                            question_with_options, read_records)
 from medcot_ui.evaluate.contamination import ContaminationReport, check_contamination
 from medcot_ui.evaluate.loglik import METHOD as LOGLIK
 from medcot_ui.evaluate.tables import CHOICE, HELD_OUT, EvalItem, Evaluation
@@ -175,10 +175,22 @@ def gather_questions(req: EvalRequest, run_id: int, config: RunConfig) -> tuple[
 
 
 def training_texts(run_ids: list[int]) -> list[str]:
-    """What the runs trained on, one text per row (question, reasoning and answer)."""
+    """What the runs trained on, one text per row: an SFT run's rows (question, reasoning and answer); a GRPO run's
+    questions (with their options; its held-out part excluded), plus what the SFT run it continued trained on."""
     from medcot_ui.compare.comparable import held_out
+    from medcot_ui.reinforce.questions import load_questions
+    from medcot_ui.store import get_run
 
-    return [f"{r.question}\n{r.reasoning}\n{r.answer}" for run_id in run_ids for r in held_out(run_id).trained]
+    texts: list[str] = []
+    for run_id in run_ids:
+        run = get_run(run_id)
+        if run is not None and run.kind == "grpo":
+            config = run.run_config()
+            texts += [question_with_options(q.question, q.options) for q in load_questions(config).train]
+            texts += training_texts([config.grpo.start_from_run]) if config.grpo.start_from_run else []
+        else:
+            texts += [f"{r.question}\n{r.reasoning}\n{r.answer}" for r in held_out(run_id).trained]
+    return texts
 
 
 def contamination_of(req: EvalRequest, questions: list[dict[str, Any]]) -> ContaminationReport:

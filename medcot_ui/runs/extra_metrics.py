@@ -13,9 +13,14 @@ from medcot_ui.runs.charts import CHART_MAX_POINTS
 from medcot_ui.store import Metric, read_session
 
 
+# What a GRPO run is watched by (TRL's names), first in the menu in this order, so the chart opens on the reward.
+GRPO_HEADLINE = ("reward", "rewards/right_answer/mean", "reward_std", "rewards/answer_format/mean",
+                 "completions/mean_length", "kl", "clip_ratio/region_mean")
+
+
 def extra_keys(run_id: int | None) -> list[str]:
     """The extra keys of the run's latest training row and latest evaluation row (two indexed reads, whatever the
-    run's length): what the "More metrics" menu offers."""
+    run's length): what the "More metrics" menu offers, a GRPO run's headline metrics first, then by name."""
     if run_id is None:
         return []
     keys: set[str] = set()
@@ -25,7 +30,7 @@ def extra_keys(run_id: int | None) -> list[str]:
                                                          Metric.extra_json.is_not(None))
                          .order_by(Metric.step.desc()).limit(1)).first()
             keys |= set(json.loads(row)) if row else set()
-    return sorted(keys)
+    return [k for k in GRPO_HEADLINE if k in keys] + sorted(keys - set(GRPO_HEADLINE))
 
 
 # Thinned in the database like the fixed charts (every k-th row with extras, plus the last), so a 100,000-step run

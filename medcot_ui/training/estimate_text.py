@@ -10,6 +10,7 @@ from medcot_ui.training.config import RunConfig
 from medcot_ui.training.estimate import (GIB, Estimate, backend_for_gpu, calibration, estimate,
                                          whole_run_calibration)
 from medcot_ui.training.gpus import GPUS, REFERENCE_GPU, detected_gpu, local_cuda_device
+from medcot_ui.training.grpo_estimate import describe_grpo
 from medcot_ui.training.model_shape import model_shape
 from medcot_ui.units import rough_duration
 
@@ -98,12 +99,8 @@ def describe(config: RunConfig, gpu: str | None = None, cuda: bool | None = None
         from medcot_ui.training.models import cuda_available
 
         cuda = cuda_available()
-    if config.training.method == "grpo":
-        # The estimate models SFT steps; a GRPO step is mostly generation, which it does not model.
-        g = config.grpo
-        return (f"No estimate for GRPO yet: each step generates {g.num_generations} completions of up to "
-                f"{g.max_completion_length} tokens per question before it trains, and that generation time is not "
-                "modelled. Start with *GRPO quick* to see a step's time in the Runs tab.")
+    if config.training.method == "grpo":  # mostly generation, which the SFT estimate does not model
+        return describe_grpo(config, cuda)
     gpu = gpu if gpu in GPUS else (detected_gpu() or REFERENCE_GPU)
     lines = [] if cuda else _cpu_lines(config) + [""]
     ests = {b: estimate(config, gpu=gpu, backend=b) for b in ("unsloth", "transformers")}
