@@ -179,8 +179,8 @@ class GRPOSettings(_Section):
                                     "answer).", ge=4, le=32768)
     generation: Literal["generate", "continuous_batching"] = _f(
         "generate", "Generation during training", "How completions are sampled: transformers' generate on a padded "
-        "batch, or its continuous-batching engine (TRL's use_transformers_continuous_batching). docs/BENCHMARKS.md "
-        "says which measured faster.")
+        "batch (the one measured working on the GPU), or its continuous-batching engine (TRL's "
+        "use_transformers_continuous_batching: refused with Unsloth, where it failed; docs/BENCHMARKS.md).")
     temperature: float = _f(1.0, "Sampling temperature", "Completions must differ for the group to teach "
                             "anything.", gt=0.0, le=4.0)
     beta: float = _f(0.04, "KL weight (beta)", "Pull towards the starting model; 0 = none (and no reference "
