@@ -147,7 +147,7 @@ def bench(work: Path, options: list[str], steps: int) -> list[dict[str, Any]]:
             if loaded.backend == "unsloth":
                 queue.append(("transformers", generation))
         finally:
-            trainer = None
+            trainer = None  # the trainer holds the model: drop it so a backend switch frees the GPU
     return results
 
 

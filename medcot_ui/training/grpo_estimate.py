@@ -11,7 +11,7 @@ Other models and machines get no numbers: nothing was measured for them.
 from __future__ import annotations
 
 from medcot_ui.training.config import RunConfig
-from medcot_ui.training.model_shape import model_shape
+from medcot_ui.training.model_shape import RECIPE_SHAPE, model_shape
 from medcot_ui.units import rough_duration
 
 GENERATION_S, TRAINING_S, PEAK_GB = 68.6, 16.9, 30.1
@@ -25,8 +25,10 @@ def completions_per_step(config: RunConfig) -> int:
 
 
 def _measured_shape(config: RunConfig) -> bool:
+    """The recipe's 8B shape (vocabulary and tying aside: they barely move a GRPO step)."""
     shape, _ = model_shape(config.model.base_model)
-    return shape is not None and (shape.hidden, shape.layers, shape.intermediate) == (4096, 32, 14336)
+    key = ("hidden", "layers", "heads", "kv_heads", "intermediate")
+    return shape is not None and all(getattr(shape, k) == getattr(RECIPE_SHAPE, k) for k in key)
 
 
 def describe_grpo(config: RunConfig, cuda: bool) -> str:
