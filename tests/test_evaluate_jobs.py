@@ -95,8 +95,8 @@ def test_evaluations_survive_a_kill_and_an_app_restart_without_regenerating_and_
     # Sampled hot, so answers run long: the demo model's greedy answers end within a few dozen tokens, too soon to
     # kill or restart an evaluation mid-way.
     hot = ("--sample", "--temperature", "1.5")
-    held_out = queue("held-out", demo_run, 8, *hot, tokens=768)  # 16 answers only: longer ones, so it runs a while
-    choice = queue("choice", demo_run, 20, "--source", "demo", *hot)
+    held_out = queue("held-out", demo_run, 8, *hot)  # 16 answers, then 40: sampled hot they run near the limit
+    choice = queue("choice", demo_run, 20, "--source", "demo", *hot, tokens=192)
     # The worker answers one evaluation at a time: the held-out one first. kill -9 it mid-way and resume it; it
     # waits behind the multiple-choice one, which the worker takes next.
     held_out_killed = kill_mid_way(held_out)
